@@ -1,0 +1,123 @@
+// Package api defines the coordination protocol between wire nodes and the
+// wire server: its JSON messages, join keys, certificate pins and a client.
+package api
+
+import "time"
+
+// Paths of the coordination server's HTTP API. They are the seed's (the
+// Python meshpop-wire 2.2), so old clients keep working in --open mode.
+const (
+	PathRegister = "/register"
+	PathPeers    = "/peers"
+	PathStatus   = "/status"
+	PathIP       = "/ip"
+	PathHealth   = "/health"
+	PathPunch    = "/punch"
+)
+
+// Online is how recent a heartbeat must be for a node to count as online.
+const Online = 5 * time.Minute
+
+// Listed is how long an offline node stays in /status.
+const Listed = 24 * time.Hour
+
+// MaxWait bounds how long a /peers long-poll may be held open.
+const MaxWait = 30 * time.Second
+
+// RegisterRequest is the body of POST /register: the first call enrols a
+// node (with a join key), every later one is its heartbeat.
+type RegisterRequest struct {
+	NodeID      string `json:"node_id"`
+	NodeName    string `json:"node_name"`
+	WGPublicKey string `json:"wg_public_key"`
+	Port        int    `json:"port"`
+	NATPort     int    `json:"nat_port"`
+	LANIP       string `json:"lan_ip,omitempty"`
+	// JoinKey is needed only to enrol. It is not part of the seed's API.
+	JoinKey string `json:"join_key,omitempty"`
+}
+
+// RegisterResponse answers POST /register.
+type RegisterResponse struct {
+	OK     bool   `json:"ok"`
+	VPNIP  string `json:"vpn_ip"`
+	YourIP string `json:"your_ip"`
+	// Subnet is the VPN's prefix (e.g. 10.99.0.0/16), so the node can
+	// route it. Empty from --open servers, which speak the seed's shapes.
+	Subnet string `json:"subnet,omitempty"`
+}
+
+// Peer is one online node as other nodes need it to configure WireGuard.
+type Peer struct {
+	NodeID      string `json:"node_id"`
+	NodeName    string `json:"node_name"`
+	VPNIP       string `json:"vpn_ip"`
+	WGPublicKey string `json:"wg_public_key"`
+	PublicIP    string `json:"public_ip"`
+	Port        int    `json:"port"`
+	NATPort     int    `json:"nat_port"`
+	LANIP       string `json:"lan_ip,omitempty"`
+}
+
+// PeersResponse answers GET /peers. Without ?since= it is the seed's shape:
+// every online node. With ?since=VERSION it carries only what changed after
+// VERSION: Peers are added or updated, Removed are node_ids that left the
+// online set. Full says Peers is the whole set (the server could not give a
+// delta from VERSION), so the receiver replaces rather than merges.
+type PeersResponse struct {
+	Peers   []Peer   `json:"peers"`
+	Version string   `json:"version,omitempty"`
+	Full    bool     `json:"full,omitempty"`
+	Removed []string `json:"removed,omitempty"`
+}
+
+// Status answers GET /status.
+type Status struct {
+	Version string       `json:"version"`
+	Total   int          `json:"total"`
+	Online  int          `json:"online"`
+	Offline int          `json:"offline"`
+	Nodes   []NodeStatus `json:"nodes"`
+}
+
+// NodeStatus is one node in /status.
+type NodeStatus struct {
+	NodeName    string `json:"node_name"`
+	VPNIP       string `json:"vpn_ip"`
+	PublicIP    string `json:"public_ip"`
+	NATPort     int    `json:"nat_port"`
+	Status      string `json:"status"`
+	LastSeenAgo int64  `json:"last_seen_ago"`
+}
+
+// Health answers GET /health.
+type Health struct {
+	OK      bool   `json:"ok"`
+	Version string `json:"version"`
+	Total   int    `json:"total"`
+	Online  int    `json:"online"`
+}
+
+// IP answers GET /ip.
+type IP struct {
+	IP string `json:"ip"`
+}
+
+// PunchRequest is the body of POST /punch: a node reports a failed direct
+// attempt to reach a peer.
+type PunchRequest struct {
+	FromVPNIP string `json:"from_vpn_ip"`
+	ToVPNIP   string `json:"to_vpn_ip"`
+}
+
+// PunchResponse answers POST /punch.
+type PunchResponse struct {
+	OK       bool `json:"ok"`
+	UseRelay bool `json:"use_relay"`
+	Attempts int  `json:"attempts"`
+}
+
+// Error is the body of every 4xx and 5xx response.
+type Error struct {
+	Error string `json:"error"`
+}

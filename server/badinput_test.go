@@ -1,0 +1,94 @@
+package server_test
+
+import (
+	"crypto/tls"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wire-mesh/wire/api"
+	"github.com/wire-mesh/wire/server/servertest"
+)
+
+// rawClient sends hand-made requests as an enrolled node would.
+func rawClient(env *servertest.Env, n *servertest.Node) *http.Client {
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: api.PinnedTLS(env.Identity().Pin, &n.Cert)}}
+}
+
+func TestBadInput(t *testing.T) {
+	env := servertest.Start(t, "")
+	n, _, _ := enrol(t, env, "good")
+	hc := rawClient(env, &n)
+	valid := `"node_id":"id-x","node_name":"x","wg_public_key":"` + servertest.NewNode(t).WGKey + `","port":51820,"nat_port":1`
+	tests := []struct {
+		name, method, path, body string
+		code                     int
+		want                     string
+	}{
+		{"bad JSON", "POST", "/register", `{bad`, 400, "bad JSON"},
+		{"empty body", "POST", "/register", ``, 400, "empty body"},
+		{"array", "POST", "/register", `[]`, 400, "want an object"},
+		{"two values", "POST", "/register", `{` + valid + `} {}`, 400, "more than one value"},
+		{"string port", "POST", "/register", `{"port":"51820"}`, 400, "field port"},
+		{"number node_id", "POST", "/register", `{"node_id":5}`, 400, "field node_id"},
+		{"unknown field", "POST", "/register", `{` + valid + `,"nat_prot":1}`, 400, "unknown field"},
+		{"oversized", "POST", "/register", `{"node_id":"` + strings.Repeat("a", 70<<10) + `"}`, 413, "larger than"},
+		{"bad name", "POST", "/register", `{"node_id":"id-x","node_name":"bad name!","wg_public_key":"","port":1}`, 400, "node_name"},
+		{"bad node_id", "POST", "/register", `{"node_id":"../x y","node_name":"x","port":1}`, 400, "node_id"},
+		{"bad wg key", "POST", "/register", `{"node_id":"id-x","node_name":"x","wg_public_key":"abc","port":1}`, 400, "wg_public_key"},
+		{"port 0", "POST", "/register", `{` + strings.Replace(valid, `"port":51820`, `"port":0`, 1) + `}`, 400, "port 0"},
+		{"port too big", "POST", "/register", `{` + strings.Replace(valid, `"port":51820`, `"port":70000`, 1) + `}`, 400, "port 70000"},
+		{"negative nat_port", "POST", "/register", `{` + strings.Replace(valid, `"nat_port":1`, `"nat_port":-1`, 1) + `}`, 400, "nat_port"},
+		{"bad lan_ip", "POST", "/register", `{` + valid + `,"lan_ip":"999.1.1.1"}`, 400, "lan_ip"},
+		{"bad join key", "POST", "/register", `{` + valid + `,"join_key":"letmein"}`, 400, "join_key"},
+		{"bad punch ip", "POST", "/punch", `{"from_vpn_ip":"x","to_vpn_ip":"10.99.0.1"}`, 400, "from_vpn_ip"},
+		{"bad wait", "GET", "/peers?since=0&wait=soon", ``, 400, "wait"},
+		{"unknown path", "GET", "/nodes", ``, 404, "no such endpoint"},
+		{"wrong method", "GET", "/register", ``, 405, "use POST"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tt.method, env.URL()+tt.path, strings.NewReader(tt.body))
+			resp, err := hc.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var e api.Error
+			body, _ := io.ReadAll(resp.Body)
+			if err := json.Unmarshal(body, &e); err != nil || resp.StatusCode != tt.code || !strings.Contains(e.Error, tt.want) {
+				t.Errorf("got %d %s; want %d with an error naming %q", resp.StatusCode, body, tt.code, tt.want)
+			}
+		})
+	}
+	// The server is still fine, and the good node's record is intact.
+	if st, err := env.Admin(t).Status(ctx); err != nil || st.Total != 1 {
+		t.Errorf("after bad input: %+v, %v", st, err)
+	}
+}
+
+func TestSlowClientTimedOut(t *testing.T) {
+	t.Parallel()
+	env := servertest.Start(t, "")
+	conn, err := net.Dial("tcp", env.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// Start a TLS handshake and a request, then stall mid-header.
+	tc := tls.Client(conn, api.PinnedTLS(env.Identity().Pin, nil))
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(tc, "GET /health HTTP/1.1\r\nHost: x\r\n")
+	tc.SetReadDeadline(time.Now().Add(20 * time.Second))
+	start := time.Now()
+	_, err = tc.Read(make([]byte, 1))
+	if err == nil || time.Since(start) > 10*time.Second {
+		t.Fatalf("stalled client: read returned %v after %v; want the server to hang up within ~5s", err, time.Since(start))
+	}
+}

@@ -1,0 +1,296 @@
+package server
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/wire-mesh/wire/api"
+)
+
+// caller is who made a request.
+type caller struct {
+	node  *node // nil for the admin and, in --open mode, for everyone
+	admin bool
+}
+
+// Handler returns the HTTP API.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc(api.PathHealth, s.only(http.MethodGet, s.handleHealth))
+	mux.HandleFunc(api.PathIP, s.only(http.MethodGet, s.handleIP))
+	mux.HandleFunc(api.PathRegister, s.only(http.MethodPost, s.handleRegister))
+	mux.HandleFunc(api.PathPeers, s.only(http.MethodGet, s.authed(s.handlePeers)))
+	mux.HandleFunc(api.PathStatus, s.only(http.MethodGet, s.authed(s.handleStatus)))
+	mux.HandleFunc(api.PathPunch, s.only(http.MethodPost, s.authed(s.handlePunch)))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		httpError(w, http.StatusNotFound, "no such endpoint: %s", r.URL.Path)
+	})
+	return mux
+}
+
+func (s *Server) only(method string, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != method {
+			w.Header().Set("Allow", method)
+			httpError(w, http.StatusMethodNotAllowed, "%s %s: use %s", r.Method, r.URL.Path, method)
+			return
+		}
+		h(w, r)
+	}
+}
+
+type authedHandler func(w http.ResponseWriter, r *http.Request, c caller)
+
+// authed admits the admin (bearer token) and enrolled nodes (client
+// certificate); in --open mode, everyone.
+func (s *Server) authed(h authedHandler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		c, err := s.identify(r)
+		if err != nil {
+			httpError(w, http.StatusUnauthorized, "%v", err)
+			return
+		}
+		h(w, r, c)
+	}
+}
+
+func (s *Server) identify(r *http.Request) (caller, error) {
+	if s.cfg.Open {
+		return caller{}, nil
+	}
+	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		if subtle.ConstantTimeCompare([]byte(tok), []byte(s.id.AdminToken)) == 1 {
+			return caller{admin: true}, nil
+		}
+		return caller{}, errors.New("wrong admin token")
+	}
+	pin := clientPin(r)
+	if pin == "" {
+		return caller{}, errors.New("credentials required: a node's certificate or the admin token (Authorization: Bearer, from admin.token in the server's state dir)")
+	}
+	n, ok := s.reg.byPin(pin)
+	if !ok {
+		return caller{}, ErrNotEnrolled
+	}
+	return caller{node: n}, nil
+}
+
+func clientPin(r *http.Request) string {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return ""
+	}
+	return api.PinOf(r.TLS.PeerCertificates[0]).String()
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	st := s.reg.status(s.cfg.Version)
+	writeJSON(w, http.StatusOK, api.Health{OK: true, Version: s.cfg.Version, Total: st.Total, Online: st.Online})
+}
+
+func (s *Server) handleIP(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, api.IP{IP: s.clientIP(r).String()})
+}
+
+func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, _ caller) {
+	writeJSON(w, http.StatusOK, s.reg.status(s.cfg.Version))
+}
+
+func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
+	body, ok := readBody(w, r)
+	if !ok {
+		return
+	}
+	req, err := parseRegister(body, !s.cfg.Open)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	e := enrolment{req: req, publicIP: s.clientIP(r).String()}
+	if !s.cfg.Open {
+		if e.pin = clientPin(r); e.pin == "" {
+			httpError(w, http.StatusUnauthorized, "present the node's TLS certificate (wire up does this)")
+			return
+		}
+		if req.JoinKey != "" {
+			k, _ := api.ParseJoinKey(req.JoinKey) // checked by parseRegister
+			e.key = &k
+		}
+	}
+	rec, err := s.reg.register(r.Context(), e)
+	if err != nil {
+		s.registerError(w, req, err)
+		return
+	}
+	resp := api.RegisterResponse{OK: true, VPNIP: rec.VPNIP, YourIP: e.publicIP}
+	if !s.cfg.Open {
+		resp.Subnet = s.cfg.Subnet.String()
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (s *Server) registerError(w http.ResponseWriter, req api.RegisterRequest, err error) {
+	var conflict *ErrConflict
+	switch {
+	case errors.As(err, &conflict):
+		httpError(w, http.StatusConflict, "%s of %q is already taken by another node", conflict.Field, req.NodeName)
+	case errors.Is(err, ErrKeyInvalid), errors.Is(err, ErrKeyExpired), errors.Is(err, ErrKeyUsed), errors.Is(err, ErrNotEnrolled):
+		httpError(w, http.StatusUnauthorized, "%v", err)
+	case errors.Is(err, errForbidden):
+		httpError(w, http.StatusForbidden, "%v", err)
+	case errors.Is(err, ErrSubnetFull):
+		httpError(w, http.StatusInsufficientStorage, "%v", err)
+	default:
+		s.log.Error("register failed", "node", req.NodeName, "err", err)
+		httpError(w, http.StatusInternalServerError, "server could not store the registration; see its log")
+	}
+}
+
+func (s *Server) handlePeers(w http.ResponseWriter, r *http.Request, c caller) {
+	q := r.URL.Query()
+	wait, err := parseWait(q.Get("wait"))
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	since := q.Get("since")
+	if q.Has("since") && since == "" {
+		since = "0" // ask for a full answer with a version
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		resp, changed := s.reg.peers(since)
+		if changed == nil {
+			writeJSON(w, http.StatusOK, resp)
+			return
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			writeJSON(w, http.StatusOK, resp)
+			return
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
+func parseWait(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		secs, nerr := strconv.Atoi(s)
+		if nerr != nil {
+			return 0, badf("wait %q: want a duration such as 25s", clip(s))
+		}
+		d = time.Duration(secs) * time.Second
+	}
+	if d < 0 {
+		return 0, badf("wait %q: want a positive duration", s)
+	}
+	return min(d, api.MaxWait), nil
+}
+
+func (s *Server) handlePunch(w http.ResponseWriter, r *http.Request, c caller) {
+	body, ok := readBody(w, r)
+	if !ok {
+		return
+	}
+	req, err := parsePunch(body, !s.cfg.Open)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	if !s.cfg.Open && (c.node == nil || c.node.VPNIP != req.FromVPNIP) {
+		httpError(w, http.StatusForbidden, "from_vpn_ip %s is not the calling node's address", req.FromVPNIP)
+		return
+	}
+	if _, ok := s.reg.lookupIP(req.ToVPNIP); !ok {
+		httpError(w, http.StatusNotFound, "to_vpn_ip %s: no such node", req.ToVPNIP)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.punches.attempt(req.FromVPNIP, req.ToVPNIP))
+}
+
+// readBody reads a capped request body, answering the error itself.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		httpError(w, http.StatusRequestEntityTooLarge, "body larger than %d bytes", MaxBody)
+		return nil, false
+	case err != nil:
+		httpError(w, http.StatusBadRequest, "reading body: %v", err)
+		return nil, false
+	}
+	return body, true
+}
+
+// clientIP is the request's source address, or, when it comes from a
+// trusted proxy, the last address in X-Forwarded-For that is not one.
+func (s *Server) clientIP(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	ip := ap.Addr().Unmap()
+	if !s.trusted(ip) {
+		return ip
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break
+		}
+		ip = hop.Unmap()
+		if !s.trusted(ip) {
+			break
+		}
+	}
+	return ip
+}
+
+func (s *Server) trusted(ip netip.Addr) bool {
+	for _, p := range s.cfg.TrustedProxies {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// httpError is the one place where errors become responses.
+func httpError(w http.ResponseWriter, code int, format string, args ...any) {
+	writeJSON(w, code, api.Error{Error: strings.TrimSpace(fmt.Sprintf(format, args...))})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+// errorLog routes net/http's own complaints (TLS handshake failures from
+// scanners and the like) to the server's logger at debug level.
+func errorLog(l *slog.Logger) *slogWriter { return &slogWriter{l} }
+
+type slogWriter struct{ l *slog.Logger }
+
+func (w *slogWriter) Write(p []byte) (int, error) {
+	w.l.Debug(strings.TrimSpace(string(p)), "from", "net/http")
+	return len(p), nil
+}

@@ -1,0 +1,122 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/wire-mesh/wire/api"
+)
+
+func newTestRegistry(t *testing.T) *registry {
+	t.Helper()
+	store, err := OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	return newRegistry(store, netip.MustParsePrefix("10.99.0.0/16"), time.Now)
+}
+
+func (s *Store) totalChanges(t *testing.T) int64 {
+	var n int64
+	if err := s.db.QueryRow(`SELECT total_changes()`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// Heartbeats stay in memory; the store sees them in one batch.
+func TestHeartbeatsAreBatched(t *testing.T) {
+	reg := newTestRegistry(t)
+	ctx := context.Background()
+	for i := range 5 {
+		req := api.RegisterRequest{NodeID: fmt.Sprint("n", i), NodeName: fmt.Sprint("n", i), WGPublicKey: fmt.Sprint("k", i), Port: 51820}
+		if _, err := reg.register(ctx, enrolment{req: req}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := reg.store.totalChanges(t)
+	for range 100 {
+		for i := range 5 {
+			req := api.RegisterRequest{NodeID: fmt.Sprint("n", i), NodeName: fmt.Sprint("n", i), WGPublicKey: fmt.Sprint("k", i), Port: 51820}
+			if _, err := reg.register(ctx, enrolment{req: req, publicIP: "198.51.100.1"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if got := reg.store.totalChanges(t) - before; got != 0 {
+		t.Fatalf("500 heartbeats made %d row writes, want 0 before the batch", got)
+	}
+	dirty := reg.takeDirty()
+	if err := reg.store.SaveSeen(ctx, dirty); err != nil {
+		t.Fatal(err)
+	}
+	if got := reg.store.totalChanges(t) - before; got != 5 {
+		t.Fatalf("the batch wrote %d rows, want 5 (one per node)", got)
+	}
+	recs, _ := reg.store.Nodes(ctx)
+	if recs[0].PublicIP != "198.51.100.1" {
+		t.Errorf("stored public_ip = %q after the batch", recs[0].PublicIP)
+	}
+}
+
+// A node that stops sending heartbeats leaves the online set, and waiting
+// long-polls learn it.
+func TestSweepMarksOffline(t *testing.T) {
+	reg := newTestRegistry(t)
+	now := time.Now()
+	reg.now = func() time.Time { return now }
+	req := api.RegisterRequest{NodeID: "a", NodeName: "a", WGPublicKey: "k", Port: 1}
+	if _, err := reg.register(context.Background(), enrolment{req: req}); err != nil {
+		t.Fatal(err)
+	}
+	full, _ := reg.peers("0")
+	_, wait := reg.peers(full.Version)
+	now = now.Add(api.Online)
+	reg.sweep()
+	select {
+	case <-wait:
+	default:
+		t.Fatal("sweep did not wake the long-poll")
+	}
+	delta, _ := reg.peers(full.Version)
+	if len(delta.Peers) != 0 || len(delta.Removed) != 1 || delta.Removed[0] != "a" {
+		t.Errorf("delta after going offline = %+v", delta)
+	}
+	if st := reg.status("v"); st.Offline != 1 || st.Nodes[0].Status != "offline" {
+		t.Errorf("status = %+v", st)
+	}
+	now = now.Add(api.Listed)
+	if st := reg.status("v"); st.Total != 0 {
+		t.Errorf("a node silent for over 24h is still listed: %+v", st)
+	}
+}
+
+// After the change log is compacted, old versions get a full answer and
+// recent ones still get deltas.
+func TestChangeLogCompaction(t *testing.T) {
+	reg := newTestRegistry(t)
+	ctx := context.Background()
+	req := api.RegisterRequest{NodeID: "a", NodeName: "a", WGPublicKey: "k", Port: 1}
+	reg.register(ctx, enrolment{req: req})
+	old, _ := reg.peers("0")
+	for i := range 3000 {
+		req.NATPort = i + 1
+		reg.register(ctx, enrolment{req: req})
+	}
+	if len(reg.log) > 4*len(reg.nodes)+1024 {
+		t.Fatalf("log has %d entries for %d node: not compacted", len(reg.log), len(reg.nodes))
+	}
+	if resp, _ := reg.peers(old.Version); !resp.Full || len(resp.Peers) != 1 {
+		t.Errorf("from a compacted-away version: %+v, want full", resp)
+	}
+	recent, _ := reg.peers("0")
+	req.NATPort = 9
+	reg.register(ctx, enrolment{req: req})
+	if resp, _ := reg.peers(recent.Version); resp.Full || len(resp.Peers) != 1 || resp.Peers[0].NATPort != 9 {
+		t.Errorf("recent delta = %+v", resp)
+	}
+}

@@ -1,0 +1,278 @@
+// Package server is wire's coordination server: it enrols nodes, tells
+// each where its peers are, and answers STUN. It never carries VPN traffic.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/wire-mesh/wire/api"
+	"github.com/wire-mesh/wire/stun"
+)
+
+// Defaults of the coordination server.
+const (
+	DefaultPort   = 8787
+	DefaultSubnet = "10.99"
+)
+
+// Config is what `wire server` is told.
+type Config struct {
+	StateDir string
+	// Listen is the HTTP API's TCP address; STUN listens on UDP at the
+	// same host, port+1, unless STUNListen says otherwise.
+	Listen     string
+	STUNListen string
+	// Open is the seed-compatible mode: plain HTTP, no join keys, no
+	// authentication at all.
+	Open           bool
+	Subnet         netip.Prefix
+	TrustedProxies []netip.Prefix
+	// SeedStateFile is a meshpop-wire state.json to import once.
+	SeedStateFile string
+	Version       string
+	Logger        *slog.Logger
+	Now           func() time.Time // for tests; time.Now if nil
+}
+
+// Server is a running coordination server.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	id      Identity
+	store   *Store
+	reg     *registry
+	punches *punches
+
+	http *http.Server
+	ln   net.Listener
+	udp  net.PacketConn
+	stun *stun.Server
+	wg   sync.WaitGroup
+}
+
+// New opens the state dir and binds the listeners; Run serves them.
+func New(cfg Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, punches: newPunches(cfg.Now)}
+	if err := s.open(); err != nil {
+		return nil, err
+	}
+	if err := s.listen(); err != nil {
+		s.store.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) open() error {
+	id, err := LoadIdentity(s.cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	s.id = id
+	if s.store, err = OpenStore(s.cfg.StateDir); err != nil {
+		return err
+	}
+	if err := s.load(context.Background()); err != nil {
+		s.store.Close()
+		return err
+	}
+	return nil
+}
+
+// load checks the subnet against the store's, imports a seed state file
+// if one is given, and fills the registry.
+func (s *Server) load(ctx context.Context) error {
+	stored, err := s.store.Meta(ctx, "subnet")
+	if err != nil {
+		return err
+	}
+	switch {
+	case stored == "":
+		err = s.store.SetMeta(ctx, "subnet", s.cfg.Subnet.String())
+	case stored != s.cfg.Subnet.String():
+		err = fmt.Errorf("the state in %s uses VPN subnet %s, but WIRE_VPN_SUBNET asks for %s: nodes keep their addresses, so the subnet cannot change", s.cfg.StateDir, stored, s.cfg.Subnet)
+	}
+	if err != nil {
+		return err
+	}
+	s.reg = newRegistry(s.store, s.cfg.Subnet, s.cfg.Now)
+	if s.cfg.SeedStateFile != "" {
+		if err := s.importSeed(ctx, s.cfg.SeedStateFile); err != nil {
+			return err
+		}
+	}
+	recs, err := s.store.Nodes(ctx)
+	if err != nil {
+		return fmt.Errorf("reading nodes: %w", err)
+	}
+	return s.reg.load(recs)
+}
+
+func (s *Server) listen() error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("HTTP listen: %w (is another wire server running? see --listen)", err)
+	}
+	stunAddr := s.cfg.STUNListen
+	if stunAddr == "" {
+		stunAddr = nextPort(ln.Addr().String())
+	}
+	udp, err := net.ListenPacket("udp", stunAddr)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("STUN listen on UDP %s: %w (see --stun-listen)", stunAddr, err)
+	}
+	if !s.cfg.Open {
+		ln = tls.NewListener(ln, &tls.Config{
+			MinVersion:   tls.VersionTLS13,
+			Certificates: []tls.Certificate{s.id.Cert},
+			ClientAuth:   tls.RequestClientCert, // checked by pin, in identify
+		})
+	}
+	s.ln, s.udp = ln, udp
+	s.stun = stun.NewServer(udp, stun.Options{Legacy: s.cfg.Open, Logger: s.log})
+	s.http = &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      60 * time.Second, // above api.MaxWait
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          log.New(errorLog(s.log), "", 0),
+	}
+	return nil
+}
+
+// nextPort turns host:port into host:port+1.
+func nextPort(addr string) string {
+	host, port, _ := net.SplitHostPort(addr)
+	p, _ := strconv.Atoi(port)
+	return net.JoinHostPort(host, strconv.Itoa(p+1))
+}
+
+// Addr is the HTTP API's address.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// STUNAddr is the STUN server's address.
+func (s *Server) STUNAddr() net.Addr { return s.udp.LocalAddr() }
+
+// URL is the base URL nodes use.
+func (s *Server) URL() string {
+	scheme := "https"
+	if s.cfg.Open {
+		scheme = "http"
+	}
+	return scheme + "://" + s.ln.Addr().String()
+}
+
+// Identity is the server's TLS identity and admin token.
+func (s *Server) Identity() Identity { return s.id }
+
+// CreateKey stores a new join key for this server, as `wire server key
+// create` does.
+func (s *Server) CreateKey(ctx context.Context, reusable bool, ttl time.Duration) (api.JoinKey, error) {
+	return s.store.CreateKey(ctx, s.id.Pin, reusable, s.cfg.Now().Add(ttl))
+}
+
+// Run serves until ctx ends, then writes what is pending and closes.
+func (s *Server) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 2)
+	go func() { errc <- s.http.Serve(s.ln) }()
+	go func() { errc <- s.stun.Serve(ctx) }()
+	s.wg.Add(1)
+	go s.maintain(ctx)
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		cancel()
+	}
+	shut, stop := context.WithTimeout(context.Background(), 2*time.Second)
+	defer stop()
+	s.http.Shutdown(shut) // long-polls end with their clients' retries
+	s.http.Close()
+	s.wg.Wait()
+	s.flush(context.Background())
+	if cerr := s.store.Close(); err == nil {
+		err = cerr
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// Intervals of the server's housekeeping.
+const (
+	flushEvery = 10 * time.Second
+	sweepEvery = 5 * time.Second
+	watchEvery = 250 * time.Millisecond
+)
+
+// maintain writes heartbeats in batches, marks silent nodes offline, and
+// notices admin commands' changes to the store.
+func (s *Server) maintain(ctx context.Context) {
+	defer s.wg.Done()
+	flush, sweep, watch := time.NewTicker(flushEvery), time.NewTicker(sweepEvery), time.NewTicker(watchEvery)
+	defer flush.Stop()
+	defer sweep.Stop()
+	defer watch.Stop()
+	dataVersion, _ := s.store.DataVersion(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-flush.C:
+			s.flush(ctx)
+		case <-sweep.C:
+			s.reg.sweep()
+		case <-watch.C:
+			dataVersion = s.watch(ctx, dataVersion)
+		}
+	}
+}
+
+func (s *Server) flush(ctx context.Context) {
+	recs := s.reg.takeDirty()
+	if len(recs) == 0 {
+		return
+	}
+	if err := s.store.SaveSeen(ctx, recs); err != nil {
+		s.reg.markDirty(recs)
+		s.log.Error("saving heartbeats", "nodes", len(recs), "err", err)
+	}
+}
+
+func (s *Server) watch(ctx context.Context, last int64) int64 {
+	v, err := s.store.DataVersion(ctx)
+	if err != nil || v == last {
+		return last
+	}
+	recs, err := s.store.Nodes(ctx)
+	if err != nil {
+		s.log.Error("reloading nodes after an admin change", "err", err)
+		return last
+	}
+	s.reg.reload(recs)
+	return v
+}

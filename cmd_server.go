@@ -1,0 +1,323 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"github.com/wire-mesh/wire/server"
+)
+
+func stateDirFlag() cli.Flag {
+	return &cli.StringFlag{
+		Name:    "state-dir",
+		Usage:   "where the server keeps its store, TLS key and admin token (default: /var/lib/wire as root, ~/.wire otherwise)",
+		EnvVars: []string{"WIRE_STATE_DIR"},
+	}
+}
+
+// serverStateDir is --state-dir, or the default for this user.
+func serverStateDir(c *cli.Context) (string, error) {
+	if d := c.String("state-dir"); d != "" {
+		return d, nil
+	}
+	if os.Geteuid() == 0 {
+		return "/var/lib/wire", nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("no home directory for the state dir (%v): pass --state-dir", err)
+	}
+	return filepath.Join(home, ".wire"), nil
+}
+
+func serverCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "server",
+		Usage: "run the coordination server (HTTP API, STUN) on an always-on host",
+		Description: "Serves the HTTP API on TCP 8787 (TLS; nodes pin its key through their join key)\n" +
+			"and STUN on UDP 8788. Create join keys with `wire server key create`.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "listen", Usage: "HTTP API address; STUN uses the next port on UDP", Value: ":8787", DefaultText: ":8787, or :$WIRE_PORT"},
+			&cli.StringFlag{Name: "stun-listen", Usage: "STUN's UDP address (default: the HTTP port + 1)"},
+			stateDirFlag(),
+			&cli.BoolFlag{Name: "open", Usage: "seed-compatible mode: plain HTTP, no join keys, NO AUTHENTICATION (for migrating from meshpop-wire)"},
+			&cli.StringFlag{Name: "subnet", Usage: "VPN subnet: 10.99 means 10.99.0.0/16; a CIDR works too", Value: server.DefaultSubnet, EnvVars: []string{"WIRE_VPN_SUBNET"}},
+			&cli.StringSliceFlag{Name: "trusted-proxy", Usage: "trust X-Forwarded-For from this address or CIDR (repeatable)"},
+			&cli.StringFlag{Name: "import", Usage: "import the nodes of a meshpop-wire state.json once", EnvVars: []string{"WIRE_STATE_FILE"}},
+			&cli.BoolFlag{Name: "debug", Usage: "log debug messages"},
+		},
+		Action: runServer,
+		Subcommands: []*cli.Command{
+			keyCommand(),
+			nodesCommand(),
+			nodeCommand(),
+		},
+	}
+}
+
+func serverConfig(c *cli.Context) (server.Config, error) {
+	dir, err := serverStateDir(c)
+	if err != nil {
+		return server.Config{}, err
+	}
+	subnet, err := server.ParseSubnet(c.String("subnet"))
+	if err != nil {
+		return server.Config{}, err
+	}
+	listen := c.String("listen")
+	if p := os.Getenv("WIRE_PORT"); p != "" && !c.IsSet("listen") {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65534 {
+			return server.Config{}, fmt.Errorf("WIRE_PORT=%q: want a port from 1 to 65534", p)
+		}
+		listen = ":" + p
+	}
+	proxies, err := parsePrefixes(c.StringSlice("trusted-proxy"))
+	if err != nil {
+		return server.Config{}, err
+	}
+	level := slog.LevelInfo
+	if c.Bool("debug") {
+		level = slog.LevelDebug
+	}
+	return server.Config{
+		StateDir: dir, Listen: listen, STUNListen: c.String("stun-listen"), Open: c.Bool("open"),
+		Subnet: subnet, TrustedProxies: proxies, SeedStateFile: c.String("import"), Version: buildVersion(),
+		Logger: slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})),
+	}, nil
+}
+
+func parsePrefixes(ss []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range ss {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return nil, fmt.Errorf("--trusted-proxy %q: want an address or CIDR", s)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+func runServer(c *cli.Context) error {
+	if c.Args().Present() {
+		return fmt.Errorf("server: unexpected argument %q (see wire server --help)", c.Args().First())
+	}
+	cfg, err := serverConfig(c)
+	if err != nil {
+		return err
+	}
+	s, err := server.New(cfg)
+	if err != nil {
+		return err
+	}
+	printBanner(c.App.Writer, c.App.ErrWriter, s, cfg)
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return s.Run(ctx)
+}
+
+func printBanner(w, ew io.Writer, s *server.Server, cfg server.Config) {
+	fmt.Fprintf(w, "wire server %s\n", cfg.Version)
+	fmt.Fprintf(w, "  HTTP  %-28s register / peers / status / health / ip / punch\n", s.URL())
+	fmt.Fprintf(w, "  STUN  udp %-24s NAT port discovery\n", s.STUNAddr())
+	fmt.Fprintf(w, "  state %s\n", cfg.StateDir)
+	fmt.Fprintf(w, "  VPN   %s\n", cfg.Subnet)
+	if cfg.Open {
+		fmt.Fprint(ew, openWarning)
+		return
+	}
+	fmt.Fprintf(w, "  pin   %s (curl --pinnedpubkey)\n", s.Identity().Pin.Curl())
+	fmt.Fprintf(w, "Create a join key:  wire server key create --state-dir %s\n", cfg.StateDir)
+	fmt.Fprintf(w, "Then on each node:  sudo wire up --server https://THIS_HOST:%s --join KEY\n", portOf(s.Addr()))
+}
+
+const openWarning = `
+  ************************************************************************
+  *  WARNING: --open mode. NO AUTHENTICATION AND NO ENCRYPTION.          *
+  *  Anyone who can reach this port can register, overwrite any node's  *
+  *  record and read the whole peer list. Use it only to migrate from    *
+  *  meshpop-wire, on a network you trust; then restart without --open.  *
+  ************************************************************************
+`
+
+func portOf(a net.Addr) string {
+	_, port, _ := net.SplitHostPort(a.String())
+	return port
+}
+
+func keyCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "key",
+		Usage: "manage join keys",
+		Subcommands: []*cli.Command{{
+			Name:  "create",
+			Usage: "create a join key; it is printed once, as the last line",
+			Flags: []cli.Flag{
+				stateDirFlag(),
+				&cli.BoolFlag{Name: "reusable", Usage: "admit any number of nodes until it expires (default: one node)"},
+				&cli.DurationFlag{Name: "ttl", Usage: "how long the key is valid", Value: 24 * time.Hour},
+			},
+			Action: createKey,
+		}},
+	}
+}
+
+// maxTTL keeps keys from being forever in all but name.
+const maxTTL = 365 * 24 * time.Hour
+
+func createKey(c *cli.Context) error {
+	ttl := c.Duration("ttl")
+	if ttl <= 0 || ttl > maxTTL {
+		return fmt.Errorf("--ttl %s: want a duration from 1s to %s", ttl, maxTTL)
+	}
+	dir, err := serverStateDir(c)
+	if err != nil {
+		return err
+	}
+	id, err := server.LoadIdentity(dir)
+	if err != nil {
+		return err
+	}
+	store, err := server.OpenStore(dir)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	expires := time.Now().Add(ttl).UTC().Truncate(time.Second)
+	key, err := store.CreateKey(c.Context, id.Pin, c.Bool("reusable"), expires)
+	if err != nil {
+		return err
+	}
+	kind := "single-use"
+	if c.Bool("reusable") {
+		kind = "reusable"
+	}
+	fmt.Fprintf(c.App.Writer, "%s join key, valid until %s (shown only now):\n%s\n", kind, expires.Format(time.RFC3339), key)
+	return nil
+}
+
+func nodesCommand() *cli.Command {
+	return &cli.Command{
+		Name:   "nodes",
+		Usage:  "list the enrolled nodes",
+		Flags:  []cli.Flag{stateDirFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+		Action: listNodes,
+	}
+}
+
+func listNodes(c *cli.Context) error {
+	dir, err := serverStateDir(c)
+	if err != nil {
+		return err
+	}
+	store, err := openExistingStore(dir)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	nodes, err := store.List(c.Context, time.Now())
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		enc := json.NewEncoder(c.App.Writer)
+		enc.SetIndent("", "  ")
+		return enc.Encode(nodes)
+	}
+	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tVPN IP\tPUBLIC\tSTATUS\tLAST SEEN")
+	for _, n := range nodes {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.NodeName, n.VPNIP, endpoint(n.PublicIP, n.NATPort), n.Status, ago(n.LastSeenAgo))
+	}
+	return tw.Flush()
+}
+
+// openExistingStore opens the store without creating one: listing or
+// removing nodes of a server that never ran is a mistake in --state-dir.
+func openExistingStore(dir string) (*server.Store, error) {
+	if _, err := os.Stat(filepath.Join(dir, server.StoreFile)); errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("no wire server state in %s: has the server run there? (pass --state-dir)", dir)
+	}
+	return server.OpenStore(dir)
+}
+
+func endpoint(ip string, port int) string {
+	if ip == "" {
+		return "-"
+	}
+	if port == 0 {
+		return ip
+	}
+	return net.JoinHostPort(ip, strconv.Itoa(port))
+}
+
+func ago(secs int64) string {
+	d := time.Duration(secs) * time.Second
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds ago", secs)
+	case d < time.Hour:
+		return fmt.Sprintf("%dm ago", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh ago", int(d.Hours()))
+	}
+	return fmt.Sprintf("%dd ago", int(d.Hours()/24))
+}
+
+func nodeCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "node",
+		Usage: "manage one node",
+		Subcommands: []*cli.Command{{
+			Name:      "remove",
+			Usage:     "remove a node: its key stops working and its address is freed",
+			ArgsUsage: "NAME",
+			Flags:     []cli.Flag{stateDirFlag()},
+			Action:    removeNode,
+		}},
+	}
+}
+
+func removeNode(c *cli.Context) error {
+	if c.NArg() > 1 && strings.HasPrefix(c.Args().Get(1), "-") {
+		return fmt.Errorf("options go before the name: wire server node remove %s %s", strings.Join(c.Args().Tail(), " "), c.Args().First())
+	}
+	if c.NArg() != 1 {
+		return errors.New("usage: wire server node remove [--state-dir DIR] NAME")
+	}
+	dir, err := serverStateDir(c)
+	if err != nil {
+		return err
+	}
+	store, err := openExistingStore(dir)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	name := c.Args().First()
+	if err := store.RemoveNode(c.Context, name); errors.Is(err, server.ErrNotFound) {
+		return fmt.Errorf("no node named %q (see wire server nodes)", name)
+	} else if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.Writer, "removed %s\n", name)
+	return nil
+}

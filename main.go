@@ -1,0 +1,97 @@
+// Command wire is a self-hosted WireGuard mesh VPN in one binary: the
+// coordination server (wire server), the node daemon (wire up) and an MCP
+// server (wire mcp). Invoked through a symlink named wire-server or
+// wire-mcp, it runs that subcommand.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+)
+
+// version is set at build time: -ldflags "-X main.version=v1.2.3".
+var version string
+
+func main() {
+	app := newApp(os.Stdout, os.Stderr)
+	if err := app.Run(dispatch(app, os.Args)); err != nil {
+		fmt.Fprintf(os.Stderr, "wire: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func newApp(stdout, stderr io.Writer) *cli.App {
+	return &cli.App{
+		Name:    "wire",
+		Usage:   "a self-hosted WireGuard mesh VPN",
+		Version: buildVersion(),
+		Description: "One always-on host runs `wire server`, the coordination server. Every machine\n" +
+			"runs `wire up`, which builds direct WireGuard tunnels to its peers.",
+		Commands:             []*cli.Command{serverCommand(), versionCommand()},
+		Writer:               stdout,
+		ErrWriter:            stderr,
+		HideVersion:          false,
+		EnableBashCompletion: false,
+		// Errors are printed once, by main, as "wire: ...".
+		ExitErrHandler: func(*cli.Context, error) {},
+	}
+}
+
+// dispatch maps a busybox-style invocation (wire-server ARGS) to the
+// subcommand (wire server ARGS), using the app's own command list.
+func dispatch(app *cli.App, args []string) []string {
+	if len(args) == 0 {
+		return args
+	}
+	name := strings.TrimSuffix(filepath.Base(args[0]), ".exe")
+	sub, ok := strings.CutPrefix(name, "wire-")
+	if !ok {
+		return args
+	}
+	for _, c := range app.Commands {
+		if c.Name == sub {
+			return append([]string{args[0], sub}, args[1:]...)
+		}
+	}
+	return args
+}
+
+// buildVersion is the -ldflags version, else what the Go toolchain
+// recorded: the module version, or the VCS revision.
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "devel"
+	}
+	if v := info.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	rev, dirty := "", false
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if rev == "" {
+		return "devel"
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if dirty {
+		rev += "-dirty"
+	}
+	return "devel-" + rev
+}

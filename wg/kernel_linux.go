@@ -1,0 +1,234 @@
+package wg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"golang.zx2c4.com/wireguard/wgctrl"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/wire-mesh/wire/stun"
+)
+
+// wgClient is the part of wgctrl.Client the kernel engine uses.
+type wgClient interface {
+	ConfigureDevice(name string, cfg wgtypes.Config) error
+	Device(name string) (*wgtypes.Device, error)
+	Close() error
+}
+
+// kernel is Linux's own WireGuard: a netlink link of type wireguard,
+// configured through wgctrl.
+type kernel struct {
+	name   string
+	client wgClient
+	ns     namespace
+	log    *slog.Logger
+
+	mu     sync.Mutex
+	port   int  // the listen port, given to WireGuard by the first Set
+	bound  bool // WireGuard holds port: STUN cannot use it any more
+	up     bool // the link is up
+	state  state
+	closed bool
+}
+
+var _ Engine = (*kernel)(nil)
+
+// newKernel creates a wireguard link in the current namespace;
+// errNoKernel if the kernel has none.
+func newKernel(opts Options) (*kernel, error) {
+	ns, err := currentNamespace()
+	if err != nil {
+		return nil, err
+	}
+	l, err := openLink(opts.Name, ns)
+	if err != nil {
+		ns.close()
+		return nil, err
+	}
+	if err := l.addWireGuard(opts.MTU); err != nil {
+		l.h.Close() // the link, if any, is not ours
+		ns.close()
+		return nil, err
+	}
+	client, err := wgctrl.New()
+	if err != nil {
+		l.remove()
+		ns.close()
+		return nil, fmt.Errorf("wg: open wgctrl for %s: %w", opts.Name, err)
+	}
+	return startKernel(l, client, ns, opts)
+}
+
+// startKernel makes the engine of the link that nif stands for, which
+// client configures, and picks its listen port. The link stays down until
+// the first Set, so that WireGuard binds no port before it is told which.
+// startKernel owns what it is given: on failure everything is closed.
+func startKernel(nif netif, client wgClient, ns namespace, opts Options) (*kernel, error) {
+	e := &kernel{
+		name:   opts.Name,
+		client: client,
+		ns:     ns,
+		log:    opts.Logger.With("interface", opts.Name),
+		port:   opts.ListenPort,
+	}
+	e.state = state{apply: e.apply, netif: nif}
+	if e.port == 0 {
+		var err error
+		if e.port, err = freePort(ns); err != nil {
+			e.Close()
+			return nil, err
+		}
+	}
+	e.log.Debug("kernel WireGuard created", "port", e.port)
+	return e, nil
+}
+
+// freePort returns a UDP port that is free in ns now.
+func freePort(ns namespace) (int, error) {
+	var port int
+	err := ns.run(func() error {
+		c, err := net.ListenUDP("udp", nil)
+		if err != nil {
+			return fmt.Errorf("wg: find a free UDP port: %w", err)
+		}
+		defer c.Close()
+		port = c.LocalAddr().(*net.UDPAddr).Port
+		return nil
+	})
+	return port, err
+}
+
+func (e *kernel) apply(d wgtypes.Config) error {
+	if err := e.client.ConfigureDevice(e.name, d); err != nil {
+		return fmt.Errorf("wg: configure %s: %w", e.name, err)
+	}
+	return nil
+}
+
+// Set applies cfg, and brings the link up the first time; a zero
+// ListenPort keeps the engine's port.
+func (e *kernel) Set(cfg Config) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return e.errClosed()
+	}
+	if err := validate(cfg); err != nil {
+		return err
+	}
+	if cfg.ListenPort == 0 {
+		cfg.ListenPort = e.port
+	}
+	e.bound = true
+	e.port = cfg.ListenPort
+	if err := e.state.set(cfg); err != nil {
+		return err
+	}
+	if !e.up {
+		if err := e.state.netif.up(); err != nil {
+			return err
+		}
+		e.up = true
+	}
+	return nil
+}
+
+func (e *kernel) Peers() ([]PeerStatus, error) {
+	if e.isClosed() {
+		return nil, e.errClosed()
+	}
+	dev, err := e.client.Device(e.name)
+	if err != nil {
+		return nil, fmt.Errorf("wg: read the state of %s: %w", e.name, err)
+	}
+	peers := make([]PeerStatus, len(dev.Peers))
+	for i, p := range dev.Peers {
+		peers[i] = peerStatus(p)
+	}
+	slices.SortFunc(peers, comparePeers)
+	return peers, nil
+}
+
+func peerStatus(p wgtypes.Peer) PeerStatus {
+	s := PeerStatus{PublicKey: p.PublicKey, RxBytes: p.ReceiveBytes, TxBytes: p.TransmitBytes}
+	if p.Endpoint != nil {
+		s.Endpoint = unmap(p.Endpoint.AddrPort())
+	}
+	if !p.LastHandshakeTime.IsZero() && !p.LastHandshakeTime.Equal(time.Unix(0, 0)) {
+		s.LastHandshake = p.LastHandshakeTime
+	}
+	return s
+}
+
+// Discover queries server from a plain UDP socket on the listen port,
+// which is free until the first Set gives it to WireGuard. The engine
+// waits for it: a Set meanwhile waits too.
+func (e *kernel) Discover(ctx context.Context, server netip.AddrPort) (netip.AddrPort, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch {
+	case e.closed:
+		return netip.AddrPort{}, e.errClosed()
+	case e.bound:
+		return netip.AddrPort{}, fmt.Errorf("wg: kernel WireGuard on %s holds UDP port %d, so STUN cannot be sent from it: %w", e.name, e.port, errors.ErrUnsupported)
+	}
+	var c *net.UDPConn
+	err := e.ns.run(func() (err error) {
+		c, err = net.ListenUDP(udpNetwork(server), &net.UDPAddr{Port: e.port})
+		return err
+	})
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("wg: open UDP port %d for STUN: %w (is another program using it?)", e.port, err)
+	}
+	defer c.Close()
+	return stun.Query(ctx, c, net.UDPAddrFromAddrPort(unmap(server)))
+}
+
+func udpNetwork(server netip.AddrPort) string {
+	if server.Addr().Unmap().Is4() {
+		return "udp4"
+	}
+	return "udp6"
+}
+
+func (e *kernel) Port() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.port
+}
+
+func (e *kernel) Name() string { return e.name }
+func (e *kernel) Kind() string { return KindKernel }
+
+// Close deletes the link, with its address and routes. Later calls do
+// nothing.
+func (e *kernel) Close() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil
+	}
+	e.closed = true
+	err := errors.Join(e.client.Close(), e.state.netif.remove())
+	e.ns.close()
+	return err
+}
+
+func (e *kernel) isClosed() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.closed
+}
+
+func (e *kernel) errClosed() error {
+	return fmt.Errorf("wg: %s is closed: %w", e.name, net.ErrClosed)
+}

@@ -1,0 +1,212 @@
+package wg
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/wire-mesh/wire/stun/stuntest"
+)
+
+// fakeClient is wgctrl for one kernel interface, in memory.
+type fakeClient struct {
+	configured []wgtypes.Config
+	fail       error
+	device     wgtypes.Device
+	closed     int
+}
+
+func (c *fakeClient) ConfigureDevice(name string, cfg wgtypes.Config) error {
+	c.configured = append(c.configured, cfg)
+	return c.fail
+}
+
+func (c *fakeClient) Device(name string) (*wgtypes.Device, error) {
+	d := c.device
+	d.Name = name
+	return &d, nil
+}
+
+func (c *fakeClient) Close() error { c.closed++; return nil }
+
+func newFakeKernel(t *testing.T, port int) (*kernel, *fakeClient, *fakeNetif) {
+	t.Helper()
+	client, nif := &fakeClient{}, &fakeNetif{}
+	e, err := startKernel(nif, client, namespace{}, Options{Name: "wire0", ListenPort: port}.withDefaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e, client, nif
+}
+
+// TestKernelSet follows a kernel engine through a series of Sets: what
+// reaches wgctrl and the interface at each step.
+func TestKernelSet(t *testing.T) {
+	e, client, nif := newFakeKernel(t, 0)
+	if got := nif.took(); len(got) != 0 {
+		t.Fatalf("New did %q to the interface, want nothing before the first Set", got)
+	}
+	port := e.Port()
+	if port == 0 {
+		t.Fatal("no listen port chosen")
+	}
+	noPort := with(func(c *Config) { c.ListenPort = 0 })
+	steps := []struct {
+		name  string
+		cfg   Config
+		want  *wgtypes.Config // nil: wgctrl not called
+		iface []string
+	}{
+		{
+			name:  "first",
+			cfg:   noPort,
+			want:  &wgtypes.Config{PrivateKey: ptr(key(1)), ListenPort: ptr(port), Peers: []wgtypes.PeerConfig{sendB, sendC}},
+			iface: []string{"address invalid Prefix -> 10.99.0.1/16", "up"},
+		},
+		{name: "same again", cfg: noPort},
+		{name: "same with the port spelled out", cfg: with(func(c *Config) { c.ListenPort = port })},
+		{
+			name: "peer removed",
+			cfg:  with(func(c *Config) { c.ListenPort = 0; c.Peers = c.Peers[:1] }),
+			want: &wgtypes.Config{Peers: []wgtypes.PeerConfig{{PublicKey: key(3), Remove: true}}},
+		},
+		{
+			name: "new port and address",
+			cfg: with(func(c *Config) {
+				c.ListenPort = 4242
+				c.Peers = c.Peers[:1]
+				c.Address = netip.MustParsePrefix("10.99.0.9/16")
+			}),
+			want:  &wgtypes.Config{ListenPort: ptr(4242)},
+			iface: []string{"address 10.99.0.1/16 -> 10.99.0.9/16"},
+		},
+	}
+	for _, s := range steps {
+		before := len(client.configured)
+		if err := e.Set(s.cfg); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		var got *wgtypes.Config
+		switch len(client.configured) - before {
+		case 0:
+		case 1:
+			got = &client.configured[before]
+		default:
+			t.Fatalf("%s: wgctrl called %d times", s.name, len(client.configured)-before)
+		}
+		if d := cmp.Diff(s.want, got, cmp.Comparer(sameIPNet)); d != "" {
+			t.Errorf("%s: wgctrl got (-want +got):\n%s", s.name, d)
+		}
+		if d := cmp.Diff(s.iface, nif.took()); d != "" {
+			t.Errorf("%s: interface calls (-want +got):\n%s", s.name, d)
+		}
+	}
+	if e.Port() != 4242 {
+		t.Errorf("Port = %d after setting 4242", e.Port())
+	}
+}
+
+func TestKernelSetFails(t *testing.T) {
+	e, client, _ := newFakeKernel(t, 51820)
+	client.fail = unix.EINVAL
+	if err := e.Set(base); !errors.Is(err, unix.EINVAL) {
+		t.Fatalf("Set = %v, want %v", err, unix.EINVAL)
+	}
+	client.fail = nil
+	if err := e.Set(base); err != nil {
+		t.Fatal(err)
+	}
+	if len(client.configured) != 2 || client.configured[1].PrivateKey == nil {
+		t.Errorf("after a failure, Set sent %+v; want everything again", client.configured[1:])
+	}
+}
+
+// TestKernelDiscover checks that Discover reports the mapping of the port
+// WireGuard will use, and refuses once WireGuard holds that port.
+func TestKernelDiscover(t *testing.T) {
+	e, _, _ := newFakeKernel(t, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv := stuntest.Serve(t).AddrPort()
+	got, err := e.Discover(ctx, srv)
+	if want := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(e.Port())); err != nil || got != want {
+		t.Errorf("Discover before Set = %v, %v; want %v", got, err, want)
+	}
+	if _, err := e.Discover(ctx, srv); err != nil {
+		t.Errorf("second Discover before Set: %v (was the port left open?)", err)
+	}
+	if err := e.Set(Config{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Discover(ctx, srv); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("Discover after Set: %v, want %v", err, errors.ErrUnsupported)
+	}
+}
+
+func TestKernelDiscoverPortTaken(t *testing.T) {
+	taken, err := net.ListenUDP("udp4", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	e, _, _ := newFakeKernel(t, taken.LocalAddr().(*net.UDPAddr).Port)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := e.Discover(ctx, stuntest.Serve(t).AddrPort()); !errors.Is(err, unix.EADDRINUSE) {
+		t.Errorf("Discover on a taken port: %v, want %v", err, unix.EADDRINUSE)
+	}
+}
+
+func TestKernelPeers(t *testing.T) {
+	e, client, _ := newFakeKernel(t, 51820)
+	handshake := time.Unix(1700000000, 5)
+	client.device.Peers = []wgtypes.Peer{{
+		PublicKey:         key(3),
+		LastHandshakeTime: time.Unix(0, 0), // what the kernel says for never
+	}, {
+		PublicKey:         key(2),
+		Endpoint:          &net.UDPAddr{IP: net.ParseIP("198.51.100.2"), Port: 51820},
+		LastHandshakeTime: handshake,
+		ReceiveBytes:      10,
+		TransmitBytes:     20,
+	}}
+	got, err := e.Peers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []PeerStatus{
+		{PublicKey: key(2), Endpoint: netip.MustParseAddrPort("198.51.100.2:51820"), LastHandshake: handshake, RxBytes: 10, TxBytes: 20},
+		{PublicKey: key(3)},
+	}
+	if d := cmp.Diff(want, got, netipComparable); d != "" {
+		t.Errorf("Peers (-want +got):\n%s", d)
+	}
+}
+
+func TestKernelClose(t *testing.T) {
+	e, client, nif := newFakeKernel(t, 51820)
+	nif.took()
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if got := nif.took(); client.closed != 1 || len(got) != 1 || got[0] != "remove" {
+		t.Errorf("Close twice: wgctrl closed %d times, interface calls %q; want once, remove", client.closed, got)
+	}
+	if err := e.Set(base); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Set after Close: %v, want %v", err, net.ErrClosed)
+	}
+	if _, err := e.Discover(context.Background(), netip.MustParseAddrPort("127.0.0.1:3478")); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Discover after Close: %v, want %v", err, net.ErrClosed)
+	}
+}

@@ -1,0 +1,187 @@
+package wg
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/device"
+	"golang.zx2c4.com/wireguard/tun"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+)
+
+// userspace is the embedded wireguard-go on a TUN device, configured
+// through its IPC text. It never opens the UAPI socket: that path is not
+// per namespace, and wire needs no outside tool to reach the device.
+type userspace struct {
+	name string
+	dev  *device.Device
+	bind *stunBind
+	ns   namespace
+
+	mu     sync.Mutex
+	port   int // the port the device should listen on
+	state  state
+	closed bool
+}
+
+var _ Engine = (*userspace)(nil)
+
+// newUserspace creates the TUN device in the current namespace and starts
+// wireguard-go on it.
+func newUserspace(opts Options) (*userspace, error) {
+	ns, err := currentNamespace()
+	if err != nil {
+		return nil, err
+	}
+	tdev, nif, err := createTUN(opts.Name, opts.MTU, ns)
+	if err != nil {
+		ns.close()
+		return nil, err
+	}
+	return startUserspace(tdev, nif, conn.NewDefaultBind(), ns, opts)
+}
+
+// startUserspace runs wireguard-go on tdev with bind as its sockets, and
+// brings the interface up on opts.ListenPort. It owns what it is given:
+// on failure everything is closed.
+func startUserspace(tdev tun.Device, nif netif, bind conn.Bind, ns namespace, opts Options) (*userspace, error) {
+	name, err := tdev.Name()
+	if err != nil {
+		name = opts.Name
+	}
+	log := opts.Logger.With("interface", name)
+	sb := newBind(bind, ns)
+	e := &userspace{
+		name: name,
+		dev:  device.NewDevice(tdev, sb, deviceLogger(log)),
+		bind: sb,
+		ns:   ns,
+	}
+	e.state = state{apply: e.apply, netif: nif}
+	if err := e.start(opts.ListenPort); err != nil {
+		e.Close()
+		return nil, err
+	}
+	e.port = e.Port()
+	e.state.applied.ListenPort = e.port
+	log.Debug("userspace WireGuard up", "port", e.Port())
+	return e, nil
+}
+
+// start brings the interface and the device up, listening on port.
+func (e *userspace) start(port int) error {
+	if port != 0 {
+		if err := e.dev.IpcSet(fmt.Sprintf("listen_port=%d\n", port)); err != nil {
+			return fmt.Errorf("wg: set listen port %d on %s: %w", port, e.name, err)
+		}
+	}
+	if err := e.state.netif.up(); err != nil {
+		return err
+	}
+	if err := e.dev.Up(); err != nil {
+		return fmt.Errorf("wg: %s cannot listen on UDP port %d: %w (is another WireGuard or wire using it?)", e.name, port, err)
+	}
+	return nil
+}
+
+func (e *userspace) apply(d wgtypes.Config) error {
+	if err := e.dev.IpcSet(ipcText(d)); err != nil {
+		return fmt.Errorf("wg: configure %s: %w", e.name, err)
+	}
+	return nil
+}
+
+// Set applies cfg. A zero ListenPort keeps the port: the one the device
+// listens on, or if moving it failed, the one it should listen on.
+func (e *userspace) Set(cfg Config) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return e.errClosed()
+	}
+	if err := validate(cfg); err != nil {
+		return err
+	}
+	if cfg.ListenPort == 0 {
+		cfg.ListenPort = e.port
+	}
+	e.port = cfg.ListenPort
+	return e.state.set(cfg)
+}
+
+func (e *userspace) Peers() ([]PeerStatus, error) {
+	if e.isClosed() {
+		return nil, e.errClosed()
+	}
+	text, err := e.dev.IpcGet()
+	if err != nil {
+		return nil, fmt.Errorf("wg: read the state of %s: %w", e.name, err)
+	}
+	peers, err := parsePeers(text)
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(peers, comparePeers)
+	return peers, nil
+}
+
+func (e *userspace) Discover(ctx context.Context, server netip.AddrPort) (netip.AddrPort, error) {
+	return e.bind.discover(ctx, server)
+}
+
+func (e *userspace) Port() int    { return int(e.bind.port.Load()) }
+func (e *userspace) Name() string { return e.name }
+func (e *userspace) Kind() string { return KindUserspace }
+
+// Close stops wireguard-go, which closes the TUN device and so removes
+// the interface, with its address and routes. Later calls do nothing.
+func (e *userspace) Close() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil
+	}
+	e.closed = true
+	e.bind.shutdown()
+	e.dev.Close()
+	err := e.state.netif.remove()
+	e.ns.close()
+	return err
+}
+
+func (e *userspace) isClosed() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.closed
+}
+
+func (e *userspace) errClosed() error {
+	return fmt.Errorf("wg: %s is closed: %w", e.name, net.ErrClosed)
+}
+
+func comparePeers(a, b PeerStatus) int {
+	return slices.Compare(a.PublicKey[:], b.PublicKey[:])
+}
+
+// deviceLogger sends wireguard-go's messages to log: Verbosef at debug,
+// Errorf at error, formatted only if the level is enabled.
+func deviceLogger(log *slog.Logger) *device.Logger {
+	return &device.Logger{
+		Verbosef: logf(log, slog.LevelDebug),
+		Errorf:   logf(log, slog.LevelError),
+	}
+}
+
+func logf(log *slog.Logger, level slog.Level) func(string, ...any) {
+	return func(format string, args ...any) {
+		if ctx := context.Background(); log.Enabled(ctx, level) {
+			log.Log(ctx, level, fmt.Sprintf(format, args...))
+		}
+	}
+}

@@ -1,0 +1,193 @@
+// Package wgtest is a fake wg.Engine for the tests of code that drives
+// one, such as the node daemon: it records every Config it is given and
+// reports whatever peers and STUN address the test sets.
+package wgtest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+
+	"github.com/wire-mesh/wire/wg"
+)
+
+// Kind is what a fake Engine's Kind reports.
+const Kind = "fake"
+
+// Engine is a fake wg.Engine, safe for concurrent use. The zero value is
+// not ready: use New.
+type Engine struct {
+	name string
+
+	mu      sync.Mutex
+	configs []wg.Config
+	changed chan struct{} // closed and replaced at each Set
+	setErr  error
+	peers   []wg.PeerStatus
+	mapped  netip.AddrPort
+	stunErr error
+	queried []netip.AddrPort
+	port    int
+	closed  bool
+}
+
+var _ wg.Engine = (*Engine)(nil)
+
+// New returns a fake engine for the interface name, listening (it says)
+// on port 51820, with no peers, whose Discover waits for its context until
+// SetDiscover says otherwise.
+func New(name string) *Engine {
+	return &Engine{name: name, port: 51820, changed: make(chan struct{})}
+}
+
+// Set records a copy of cfg, or fails with the error given to FailSet.
+// A nonzero ListenPort becomes the port.
+func (e *Engine) Set(cfg wg.Config) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return fmt.Errorf("wgtest: %s is closed: %w", e.name, net.ErrClosed)
+	}
+	if e.setErr != nil {
+		return e.setErr
+	}
+	e.configs = append(e.configs, clone(cfg))
+	if cfg.ListenPort != 0 {
+		e.port = cfg.ListenPort
+	}
+	close(e.changed)
+	e.changed = make(chan struct{})
+	return nil
+}
+
+// FailSet makes Set fail with err from now on; nil makes it work again.
+func (e *Engine) FailSet(err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.setErr = err
+}
+
+// Configs returns every Config that Set accepted, in order.
+func (e *Engine) Configs() []wg.Config {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]wg.Config, len(e.configs))
+	for i, c := range e.configs {
+		out[i] = clone(c)
+	}
+	return out
+}
+
+// Last returns the Config that Set accepted last, if any.
+func (e *Engine) Last() (wg.Config, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.configs) == 0 {
+		return wg.Config{}, false
+	}
+	return clone(e.configs[len(e.configs)-1]), true
+}
+
+// Wait returns the latest Config once one that ok accepts has been set,
+// or fails when ctx is done.
+func (e *Engine) Wait(ctx context.Context, ok func(wg.Config) bool) (wg.Config, error) {
+	for {
+		e.mu.Lock()
+		changed := e.changed
+		n := len(e.configs)
+		var last wg.Config
+		if n > 0 {
+			last = clone(e.configs[n-1])
+		}
+		e.mu.Unlock()
+		if n > 0 && ok(last) {
+			return last, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return wg.Config{}, fmt.Errorf("wgtest: %s: no wanted Config after %d: %w", e.name, n, ctx.Err())
+		}
+	}
+}
+
+// SetPeers sets what Peers returns.
+func (e *Engine) SetPeers(peers []wg.PeerStatus) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.peers = slices.Clone(peers)
+}
+
+func (e *Engine) Peers() ([]wg.PeerStatus, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil, fmt.Errorf("wgtest: %s is closed: %w", e.name, net.ErrClosed)
+	}
+	return slices.Clone(e.peers), nil
+}
+
+// SetDiscover sets what Discover returns: addr, or err if it is not nil.
+// With neither, Discover waits for its context, like a silent server.
+func (e *Engine) SetDiscover(addr netip.AddrPort, err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.mapped, e.stunErr = addr, err
+}
+
+// Discover records server and returns what SetDiscover set.
+func (e *Engine) Discover(ctx context.Context, server netip.AddrPort) (netip.AddrPort, error) {
+	e.mu.Lock()
+	e.queried = append(e.queried, server)
+	mapped, err := e.mapped, e.stunErr
+	e.mu.Unlock()
+	switch {
+	case err != nil:
+		return netip.AddrPort{}, err
+	case mapped.IsValid():
+		return mapped, nil
+	}
+	<-ctx.Done()
+	return netip.AddrPort{}, fmt.Errorf("wgtest: STUN server %v did not answer: %w", server, ctx.Err())
+}
+
+// Queried returns the STUN servers Discover was asked to query, in order.
+func (e *Engine) Queried() []netip.AddrPort {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.queried)
+}
+
+func (e *Engine) Port() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.port
+}
+
+func (e *Engine) Name() string { return e.name }
+func (e *Engine) Kind() string { return Kind }
+
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.closed = true
+	return nil
+}
+
+// Closed reports whether Close was called.
+func (e *Engine) Closed() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.closed
+}
+
+func clone(cfg wg.Config) wg.Config {
+	cfg.Peers = slices.Clone(cfg.Peers)
+	for i := range cfg.Peers {
+		cfg.Peers[i].AllowedIPs = slices.Clone(cfg.Peers[i].AllowedIPs)
+	}
+	return cfg
+}

@@ -33,7 +33,10 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Version: buildVersion(),
 		Description: "One always-on host runs `wire server`, the coordination server. Every machine\n" +
 			"runs `wire up`, which builds direct WireGuard tunnels to its peers.",
-		Commands:             []*cli.Command{serverCommand(), versionCommand()},
+		Commands: []*cli.Command{
+			upCommand(), statusCommand(), peersCommand(), pingCommand(), downCommand(), installCommand(),
+			serverCommand(), versionCommand(),
+		},
 		Writer:               stdout,
 		ErrWriter:            stderr,
 		HideVersion:          false,

@@ -45,6 +45,8 @@ type RegisterResponse struct {
 	// Subnet is the VPN's prefix (e.g. 10.99.0.0/16), so the node can
 	// route it. Empty from --open servers, which speak the seed's shapes.
 	Subnet string `json:"subnet,omitempty"`
+	// STUNPort is the server's STUN port (by default the HTTP port + 1).
+	STUNPort int `json:"stun_port,omitempty"`
 }
 
 // Peer is one online node as other nodes need it to configure WireGuard.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -133,6 +134,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 	resp := api.RegisterResponse{OK: true, VPNIP: rec.VPNIP, YourIP: e.publicIP}
 	if !s.cfg.Open {
 		resp.Subnet = s.cfg.Subnet.String()
+		resp.STUNPort = s.STUNAddr().(*net.UDPAddr).Port
 	}
 	writeJSON(w, http.StatusOK, resp)
 }

@@ -1,0 +1,39 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+	"github.com/wire-mesh/wire/node"
+)
+
+func installCommand() *cli.Command {
+	return &cli.Command{
+		Name:   "install",
+		Usage:  "check the platform (WireGuard, TUN, privileges, server, service) and say what is missing",
+		Flags:  []cli.Flag{nodeStateDirFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+		Action: runInstall,
+	}
+}
+
+func runInstall(c *cli.Context) error {
+	dir, err := nodeStateDir(c, true)
+	if err != nil {
+		return err
+	}
+	checks := node.Checks(c.Context, dir)
+	if c.Bool("json") {
+		return printJSON(c.App.Writer, map[string]any{"checks": checks})
+	}
+	for _, ch := range checks {
+		mark := "✓"
+		if !ch.OK {
+			mark = "✗"
+		}
+		fmt.Fprintf(c.App.Writer, "%s %-17s %s\n", mark, ch.Name, ch.Finding)
+		if ch.Fix != "" {
+			fmt.Fprintf(c.App.Writer, "  %-17s → %s\n", "", ch.Fix)
+		}
+	}
+	return nil
+}

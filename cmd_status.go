@@ -1,0 +1,105 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"github.com/wire-mesh/wire/node"
+)
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:   "status",
+		Usage:  "show the whole network: every node, online or offline, and the path to each",
+		Flags:  []cli.Flag{nodeStateDirFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+		Action: showStatus,
+	}
+}
+
+func showStatus(c *cli.Context) error {
+	dir, err := nodeStateDir(c, true)
+	if err != nil {
+		return err
+	}
+	st, err := node.NewClient(dir).Status(c.Context)
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(c.App.Writer, st)
+	}
+	w := c.App.Writer
+	reach := ""
+	if !st.ServerReachable {
+		reach = "  (server unreachable: showing cached peers)"
+	}
+	fmt.Fprintf(w, "wire status  %s%s\n", st.ServerURL, reach)
+	fmt.Fprintf(w, "  %d online / %d offline / %d total\n\n", st.Online, st.Offline, st.Total)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "  ●\t%s\t%s\t%s\tthis node\t%s\t\n", st.NodeName, st.VPNIP, endpoint(st.PublicIP, st.NATPort), st.Engine)
+	for _, p := range st.Peers {
+		dot := "●"
+		if p.Status != "online" {
+			dot = "○"
+		}
+		seen := "?"
+		if p.LastSeenAgo >= 0 {
+			seen = ago(p.LastSeenAgo)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", dot, p.NodeName, p.VPNIP, dash(p.PublicIP), seen, p.Path, handshake(p.LatestHandshake))
+	}
+	return tw.Flush()
+}
+
+func handshake(t *time.Time) string {
+	if t == nil {
+		return "no handshake"
+	}
+	return "handshake " + ago(int64(time.Since(*t)/time.Second))
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func peersCommand() *cli.Command {
+	return &cli.Command{
+		Name:   "peers",
+		Usage:  "list the peers this node's WireGuard is configured with",
+		Flags:  []cli.Flag{nodeStateDirFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+		Action: showPeers,
+	}
+}
+
+func showPeers(c *cli.Context) error {
+	dir, err := nodeStateDir(c, true)
+	if err != nil {
+		return err
+	}
+	peers, err := node.NewClient(dir).Peers(c.Context)
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(c.App.Writer, map[string]any{"peers": peers})
+	}
+	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tVPN IP\tENDPOINT\tPATH\tHANDSHAKE\tRX\tTX")
+	for _, p := range peers {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\n", p.NodeName, p.VPNIP, dash(p.Endpoint), p.Path, handshake(p.LatestHandshake), p.RxBytes, p.TxBytes)
+	}
+	return tw.Flush()
+}

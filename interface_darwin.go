@@ -1,0 +1,4 @@
+package main
+
+// defaultInterface: macOS names utun devices itself.
+const defaultInterface = "utun"

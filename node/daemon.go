@@ -1,0 +1,435 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/wire-mesh/wire/api"
+	"github.com/wire-mesh/wire/wg"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+)
+
+// Intervals of the daemon's loops.
+const (
+	heartbeatEvery = 30 * time.Second
+	discoverEvery  = 5 * time.Second
+	punchEvery     = 5 * time.Second
+	pollWait       = 25 * time.Second
+	// Stale is how old a handshake may be for a path to count as up:
+	// WireGuard renews sessions every 2 minutes while traffic flows.
+	Stale = 3 * time.Minute
+)
+
+// NewEngine makes the WireGuard engine; tests replace it with a fake.
+type NewEngine func(name string, log *slog.Logger) (wg.Engine, error)
+
+// Daemon runs one node.
+type Daemon struct {
+	dir       string
+	log       *slog.Logger
+	newEngine NewEngine
+
+	cfg    Config
+	keys   Keys
+	client *api.Client
+	engine wg.Engine
+	ln     *net.UnixListener
+
+	mu        sync.Mutex
+	peers     map[string]api.Peer // by node_id, without this node
+	version   string
+	publicIP  string         // this node's address as the server sees it
+	mapped    netip.AddrPort // the WireGuard port's public mapping
+	told      netip.AddrPort // the mapping the server last accepted
+	pollStop  context.CancelFunc
+	reachable bool // the last call to the server worked
+	since     map[string]time.Time
+	punched   map[string]int
+	down      chan struct{}
+	downOnce  sync.Once
+}
+
+// Options of a daemon.
+type Options struct {
+	Dir       string
+	Logger    *slog.Logger
+	NewEngine NewEngine
+}
+
+// New loads the node's config and keys.
+func New(o Options) (*Daemon, error) {
+	cfg, err := LoadConfig(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := LoadKeys(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	client, err := cfg.client(keys)
+	if err != nil {
+		return nil, err
+	}
+	d := &Daemon{
+		dir: o.Dir, log: o.Logger, newEngine: o.NewEngine, cfg: cfg, keys: keys, client: client,
+		peers: loadPeers(o.Dir), since: map[string]time.Time{}, punched: map[string]int{}, down: make(chan struct{}),
+	}
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
+	}
+	return d, nil
+}
+
+// Config is the node's config.
+func (d *Daemon) Config() Config { return d.cfg }
+
+// Start brings the interface up with the cached peers and registers once.
+// A server that cannot be reached is not an error (the tunnels come back
+// from the cache); one that says the node is not enrolled is.
+func (d *Daemon) Start(ctx context.Context) (err error) {
+	if err := d.listen(); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			d.ln.Close()
+		}
+	}()
+	e, err := d.newEngine(d.cfg.Interface, d.log)
+	if err != nil {
+		return err
+	}
+	d.engine = e
+	if err := d.apply(); err != nil {
+		e.Close()
+		return err
+	}
+	d.discover(ctx)
+	if err := d.register(ctx); err != nil && !d.isUnreachable(err) {
+		e.Close()
+		return err
+	}
+	return nil
+}
+
+// Run serves the control socket and keeps the node in step with the mesh
+// until ctx ends or Down is called; then it removes the interface.
+func (d *Daemon) Run(ctx context.Context) error {
+	defer d.engine.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, loop := range []func(context.Context){d.serve, d.pollPeers, d.heartbeat, d.rediscover, d.checkPunch} {
+		wg.Add(1)
+		go func() { defer wg.Done(); loop(ctx) }()
+	}
+	select {
+	case <-ctx.Done():
+	case <-d.down:
+	}
+	cancel()
+	wg.Wait()
+	return nil
+}
+
+// Down stops Run.
+func (d *Daemon) Down() { d.downOnce.Do(func() { close(d.down) }) }
+
+func (d *Daemon) isUnreachable(err error) bool {
+	var se *api.StatusError
+	return !errors.As(err, &se)
+}
+
+// register sends a heartbeat with the current mapping.
+func (d *Daemon) register(ctx context.Context) error {
+	d.mu.Lock()
+	req := d.cfg.registerRequest(d.keys, d.mapped)
+	d.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	resp, err := d.client.Register(ctx, req)
+	d.setReachable(err)
+	if err != nil {
+		var se *api.StatusError
+		if errors.As(err, &se) && se.Code == 401 {
+			return fmt.Errorf("the server no longer knows this node (%s): join again with --join KEY", se.Message)
+		}
+		return err
+	}
+	d.mu.Lock()
+	d.publicIP = resp.YourIP
+	d.told = netip.AddrPortFrom(d.mapped.Addr(), uint16(req.NATPort))
+	changed := resp.VPNIP != d.cfg.VPNIP
+	d.mu.Unlock()
+	if changed {
+		return fmt.Errorf("the server moved this node from %s to %s: run wire up again", d.cfg.VPNIP, resp.VPNIP)
+	}
+	return nil
+}
+
+func (d *Daemon) setReachable(err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var se *api.StatusError
+	d.reachable = err == nil || errors.As(err, &se)
+}
+
+func (d *Daemon) heartbeat(ctx context.Context) {
+	t := time.NewTicker(heartbeatEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := d.register(ctx); err != nil && ctx.Err() == nil {
+				d.log.Warn("heartbeat failed", "err", err)
+			}
+		}
+	}
+}
+
+// discover asks the server's STUN for the WireGuard port's public
+// mapping, from that very port; it reports whether the mapping changed.
+func (d *Daemon) discover(ctx context.Context) bool {
+	server, err := d.stunServer(ctx)
+	if err != nil {
+		d.log.Debug("no STUN server address", "err", err)
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	mapped, err := d.engine.Discover(ctx, server)
+	if err != nil {
+		d.log.Debug("STUN discovery failed", "server", server, "err", err)
+		return false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if mapped == d.mapped {
+		return false
+	}
+	d.log.Info("public mapping of the WireGuard port", "was", d.mapped, "now", mapped)
+	d.mapped = mapped
+	return true
+}
+
+func (d *Daemon) stunServer(ctx context.Context) (netip.AddrPort, error) {
+	u, _ := api.ParseServerURL(d.cfg.ServerURL)
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", u.Hostname())
+	if err != nil || len(addrs) == 0 {
+		return netip.AddrPort{}, fmt.Errorf("resolving %s: %v", u.Hostname(), err)
+	}
+	return netip.AddrPortFrom(addrs[0].Unmap(), uint16(d.cfg.STUNPort)), nil
+}
+
+// rediscover re-runs STUN, so a laptop that changed networks tells its
+// peers its new endpoint within a second of noticing. Until the server has
+// accepted the new mapping, every round tries again.
+func (d *Daemon) rediscover(ctx context.Context) {
+	t := time.NewTicker(discoverEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if d.discover(ctx) {
+			d.reconnect() // connections from the old address are dead
+		}
+		d.mu.Lock()
+		stale := d.mapped.IsValid() && d.mapped != d.told
+		d.mu.Unlock()
+		if stale {
+			if err := d.register(ctx); err != nil && ctx.Err() == nil {
+				d.log.Warn("registering the new mapping failed; retrying", "err", err)
+			}
+		}
+	}
+}
+
+// reconnect drops the connections to the server, which may be bound to an
+// address this machine no longer has, and restarts the peer poll.
+func (d *Daemon) reconnect() {
+	d.client.CloseIdle()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.pollStop != nil {
+		d.pollStop()
+	}
+}
+
+// pollPeers long-polls the server for peer changes and applies them.
+func (d *Daemon) pollPeers(ctx context.Context) {
+	backoff := time.Second
+	for ctx.Err() == nil {
+		d.mu.Lock()
+		since := d.version
+		d.mu.Unlock()
+		if since == "" {
+			since = "0"
+		}
+		pctx, cancel := context.WithTimeout(ctx, pollWait+10*time.Second)
+		d.mu.Lock()
+		d.pollStop = cancel
+		d.mu.Unlock()
+		resp, err := d.client.Peers(pctx, since, pollWait)
+		cancel()
+		d.setReachable(err)
+		if err != nil {
+			if errors.Is(err, context.Canceled) {
+				continue // reconnect() asked for a fresh poll
+			}
+			if ctx.Err() == nil {
+				d.log.Debug("peer poll failed", "err", err, "retry_in", backoff)
+				sleep(ctx, backoff)
+				backoff = min(2*backoff, 10*time.Second)
+			}
+			continue
+		}
+		backoff = time.Second
+		if d.merge(resp) {
+			if err := d.apply(); err != nil {
+				d.log.Error("configuring WireGuard", "err", err)
+			}
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// merge folds a /peers answer into the peer map; it reports a change.
+func (d *Daemon) merge(resp api.PeersResponse) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.version = resp.Version
+	if !resp.Full && len(resp.Peers) == 0 && len(resp.Removed) == 0 {
+		return false
+	}
+	if resp.Full {
+		d.peers = map[string]api.Peer{}
+	}
+	for _, p := range resp.Peers {
+		if p.NodeID != d.cfg.NodeID {
+			d.peers[p.NodeID] = p
+		}
+	}
+	for _, id := range resp.Removed {
+		delete(d.peers, id)
+	}
+	savePeers(d.dir, d.peers, d.log)
+	return true
+}
+
+// apply declares the WireGuard config for the current peer map.
+func (d *Daemon) apply() error {
+	addr, err := d.cfg.Address()
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	cfg := wg.Config{PrivateKey: d.keys.WG, ListenPort: d.cfg.ListenPort, Address: addr}
+	now := time.Now()
+	for id, p := range d.peers {
+		peer, err := d.wgPeer(p)
+		if err != nil {
+			d.log.Warn("skipping peer", "node", p.NodeName, "err", err)
+			continue
+		}
+		if _, ok := d.since[id]; !ok {
+			d.since[id] = now
+		}
+		cfg.Peers = append(cfg.Peers, peer)
+	}
+	d.mu.Unlock()
+	return d.engine.Set(cfg)
+}
+
+// wgPeer is a peer as WireGuard needs it. Callers hold d.mu.
+func (d *Daemon) wgPeer(p api.Peer) (wg.Peer, error) {
+	key, err := wgtypes.ParseKey(p.WGPublicKey)
+	if err != nil {
+		return wg.Peer{}, err
+	}
+	vpn, err := netip.ParseAddr(p.VPNIP)
+	if err != nil {
+		return wg.Peer{}, err
+	}
+	return wg.Peer{PublicKey: key, Endpoint: d.endpoint(p), AllowedIPs: []netip.Prefix{netip.PrefixFrom(vpn, 32)}}, nil
+}
+
+// endpoint picks where to reach a peer: its LAN address when it is behind
+// the same NAT as this node (no hairpin through the router), else its
+// public address and STUN-discovered port.
+func (d *Daemon) endpoint(p api.Peer) netip.AddrPort {
+	if p.PublicIP == d.publicIP && p.LANIP != "" {
+		if ip, err := netip.ParseAddr(p.LANIP); err == nil {
+			return netip.AddrPortFrom(ip, uint16(p.Port))
+		}
+	}
+	ip, err := netip.ParseAddr(p.PublicIP)
+	if err != nil {
+		return netip.AddrPort{}
+	}
+	port := p.NATPort
+	if port == 0 {
+		port = p.Port
+	}
+	return netip.AddrPortFrom(ip.Unmap(), uint16(port))
+}
+
+// checkPunch reports peers that never completed a handshake to the
+// server's /punch accounting; after three, it says to use the relay.
+func (d *Daemon) checkPunch(ctx context.Context) {
+	t := time.NewTicker(punchEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			d.punchFailed(ctx)
+		}
+	}
+}
+
+func (d *Daemon) punchFailed(ctx context.Context) {
+	stats, err := d.engine.Peers()
+	if err != nil {
+		return
+	}
+	hs := map[wg.Key]time.Time{}
+	for _, s := range stats {
+		hs[s.PublicKey] = s.LastHandshake
+	}
+	d.mu.Lock()
+	var failed []api.Peer
+	for id, p := range d.peers {
+		key, _ := wgtypes.ParseKey(p.WGPublicKey)
+		if time.Since(d.since[id]) > 10*time.Second && time.Since(hs[key]) > Stale && d.punched[id] < 3 {
+			failed = append(failed, p)
+			d.punched[id]++
+		}
+	}
+	d.mu.Unlock()
+	for _, p := range failed {
+		resp, err := d.client.Punch(ctx, api.PunchRequest{FromVPNIP: d.cfg.VPNIP, ToVPNIP: p.VPNIP})
+		if err == nil && resp.UseRelay {
+			d.log.Warn("no direct path to peer after 3 attempts; it needs the relay", "peer", p.NodeName)
+		}
+	}
+}

@@ -1,0 +1,147 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"strconv"
+
+	"github.com/wire-mesh/wire/api"
+)
+
+// JoinOptions are `wire up`'s first-time flags.
+type JoinOptions struct {
+	Dir       string
+	ServerURL string
+	JoinKey   string // needed unless the server runs in --open mode
+	Name      string // default: the hostname
+	Port      int    // WireGuard listen port
+	Interface string
+}
+
+// Join enrols this node with a server and saves its config. Nothing is
+// saved unless the server accepted the node.
+func Join(ctx context.Context, o JoinOptions) (Config, error) {
+	u, err := api.ParseServerURL(o.ServerURL)
+	if err != nil {
+		return Config{}, err
+	}
+	var key *api.JoinKey
+	switch {
+	case o.JoinKey != "":
+		k, err := api.ParseJoinKey(o.JoinKey)
+		if err != nil {
+			return Config{}, err
+		}
+		if u.Scheme != "https" {
+			return Config{}, fmt.Errorf("server URL %s: a join key needs https://", o.ServerURL)
+		}
+		key = &k
+	case u.Scheme == "https":
+		return Config{}, errors.New("joining needs a join key: pass --join KEY (from `wire server key create` on the server)")
+	}
+	keys, err := LoadKeys(o.Dir)
+	if err != nil {
+		return Config{}, err
+	}
+	cfg := Config{
+		ServerURL: u.String(), NodeName: o.Name, NodeID: NodeID(), ListenPort: o.Port,
+		Interface: o.Interface, STUNPort: defaultSTUNPort(u),
+	}
+	if cfg.NodeName == "" {
+		cfg.NodeName, _ = os.Hostname()
+	}
+	if key != nil {
+		cfg.ServerPin = key.Pin.String()
+	}
+	client, err := cfg.client(keys)
+	if err != nil {
+		return Config{}, err
+	}
+	req := cfg.registerRequest(keys, netip.AddrPort{})
+	if key != nil {
+		req.JoinKey = key.String()
+	}
+	resp, err := client.Register(ctx, req)
+	if err != nil {
+		return Config{}, joinError(err)
+	}
+	cfg.apply(resp)
+	return cfg, cfg.Save(o.Dir)
+}
+
+func joinError(err error) error {
+	var se *api.StatusError
+	if errors.As(err, &se) {
+		return fmt.Errorf("the server refused to enrol this node: %s", se.Message)
+	}
+	return err
+}
+
+func defaultSTUNPort(u *url.URL) int {
+	p, _ := strconv.Atoi(u.Port())
+	if p == 0 {
+		p = 8787
+	}
+	return p + 1
+}
+
+// apply takes what the server said of this node.
+func (c *Config) apply(resp api.RegisterResponse) {
+	c.VPNIP = resp.VPNIP
+	if resp.Subnet != "" {
+		c.Subnet = resp.Subnet
+	} else if c.Subnet == "" {
+		c.Subnet = netip.PrefixFrom(netip.MustParseAddr(resp.VPNIP), 16).Masked().String() // the seed's /16
+	}
+	if resp.STUNPort != 0 {
+		c.STUNPort = resp.STUNPort
+	}
+}
+
+func (c Config) client(keys Keys) (*api.Client, error) {
+	cc := api.ClientConfig{URL: c.ServerURL, Cert: &keys.Identity}
+	if c.ServerPin != "" {
+		pin, err := api.ParsePin(c.ServerPin)
+		if err != nil {
+			return nil, err
+		}
+		cc.Pin = pin
+	}
+	return api.NewClient(cc)
+}
+
+func (c Config) registerRequest(keys Keys, mapped netip.AddrPort) api.RegisterRequest {
+	req := api.RegisterRequest{
+		NodeID: c.NodeID, NodeName: c.NodeName, WGPublicKey: keys.WG.PublicKey().String(),
+		Port: c.ListenPort, NATPort: c.NATPort, LANIP: lanIP(c.ServerURL),
+	}
+	if mapped.IsValid() {
+		req.NATPort = int(mapped.Port())
+	}
+	return req
+}
+
+// lanIP is the local address this machine uses to reach the server: the
+// address peers behind the same NAT can reach it on.
+func lanIP(serverURL string) string {
+	u, err := url.Parse(serverURL)
+	if err != nil {
+		return ""
+	}
+	host := u.Hostname()
+	conn, err := net.Dial("udp", net.JoinHostPort(host, "9")) // no packet is sent
+	if err != nil {
+		return ""
+	}
+	defer conn.Close()
+	ap, err := netip.ParseAddrPort(conn.LocalAddr().String())
+	if err != nil || ap.Addr().IsLoopback() {
+		return ""
+	}
+	return ap.Addr().Unmap().String()
+}

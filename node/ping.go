@@ -1,0 +1,106 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv4"
+)
+
+// PingResult is what `wire ping` prints and `wire_ping` returns.
+type PingResult struct {
+	Target   string      `json:"target"`
+	NodeName string      `json:"node_name"`
+	VPNIP    string      `json:"vpn_ip"`
+	Path     string      `json:"path"`
+	Sent     int         `json:"sent"`
+	Received int         `json:"received"`
+	Replies  []PingReply `json:"replies"`
+}
+
+// PingReply is one echo reply.
+type PingReply struct {
+	Seq   int     `json:"seq"`
+	RTTMs float64 `json:"rtt_ms"`
+}
+
+// ErrUnknownPeer says a ping target is neither a peer's name nor address.
+var ErrUnknownPeer = errors.New("no such peer")
+
+// Ping sends count ICMP echo requests over the tunnel to a peer named by
+// name or VPN address, a second apart, each waiting up to timeout.
+func (d *Daemon) Ping(ctx context.Context, target string, count int, timeout time.Duration) (PingResult, error) {
+	p, ok := d.resolve(target)
+	if !ok {
+		return PingResult{}, fmt.Errorf("%w %q (see wire peers)", ErrUnknownPeer, target)
+	}
+	res := PingResult{Target: target, NodeName: p.NodeName, VPNIP: p.VPNIP, Replies: []PingReply{}}
+	conn, err := icmp.ListenPacket("ip4:icmp", d.cfg.VPNIP)
+	if err != nil {
+		return res, fmt.Errorf("opening an ICMP socket on %s: %w", d.cfg.VPNIP, err)
+	}
+	defer conn.Close()
+	dst := &net.IPAddr{IP: net.ParseIP(p.VPNIP)}
+	id := os.Getpid() & 0xffff
+	for seq := 1; seq <= count && ctx.Err() == nil; seq++ {
+		if seq > 1 {
+			sleep(ctx, time.Second)
+		}
+		res.Sent++
+		rtt, err := echo(ctx, conn, dst, id, seq, timeout)
+		if err == nil {
+			res.Received++
+			res.Replies = append(res.Replies, PingReply{Seq: seq, RTTMs: float64(rtt.Microseconds()) / 1000})
+		}
+	}
+	res.Path = d.pathTo(p.WGPublicKey)
+	return res, ctx.Err()
+}
+
+func echo(ctx context.Context, conn *icmp.PacketConn, dst *net.IPAddr, id, seq int, timeout time.Duration) (time.Duration, error) {
+	msg := icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: id, Seq: seq, Data: []byte("wire ping")}}
+	b, _ := msg.Marshal(nil)
+	start := time.Now()
+	if _, err := conn.WriteTo(b, dst); err != nil {
+		return 0, err
+	}
+	deadline := start.Add(timeout)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
+	}
+	conn.SetReadDeadline(deadline)
+	buf := make([]byte, 1500)
+	for {
+		n, from, err := conn.ReadFrom(buf)
+		if err != nil {
+			return 0, err
+		}
+		if from.String() != dst.String() {
+			continue
+		}
+		reply, err := icmp.ParseMessage(1, buf[:n])
+		if err != nil || reply.Type != ipv4.ICMPTypeEchoReply {
+			continue
+		}
+		if e, ok := reply.Body.(*icmp.Echo); ok && e.ID == id && e.Seq == seq {
+			return time.Since(start), nil
+		}
+	}
+}
+
+func (d *Daemon) pathTo(wgKey string) string {
+	live := d.live()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, p := range d.peers {
+		if p.WGPublicKey == wgKey {
+			return peerStatus(p, live).Path
+		}
+	}
+	return PathNone
+}

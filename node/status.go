@@ -1,0 +1,169 @@
+package node
+
+import (
+	"context"
+	"net/netip"
+	"sort"
+	"time"
+
+	"github.com/wire-mesh/wire/api"
+	"github.com/wire-mesh/wire/wg"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+)
+
+// Status is what `wire status --json` prints and `wire_status` returns.
+type Status struct {
+	NodeName        string       `json:"node_name"`
+	VPNIP           string       `json:"vpn_ip"`
+	PublicIP        string       `json:"public_ip"`
+	NATPort         int          `json:"nat_port"`
+	ServerURL       string       `json:"server_url"`
+	ServerReachable bool         `json:"server_reachable"`
+	Interface       string       `json:"interface"`
+	Engine          string       `json:"engine"`
+	ListenPort      int          `json:"listen_port"`
+	WGPublicKey     string       `json:"wg_public_key"`
+	Total           int          `json:"total"`
+	Online          int          `json:"online"`
+	Offline         int          `json:"offline"`
+	Peers           []PeerStatus `json:"peers"`
+}
+
+// PeerStatus is one other node as this node sees it.
+type PeerStatus struct {
+	NodeName string `json:"node_name"`
+	VPNIP    string `json:"vpn_ip"`
+	PublicIP string `json:"public_ip"`
+	// Status is the server's view: online, offline, or unknown while the
+	// server cannot be reached.
+	Status      string `json:"status"`
+	LastSeenAgo int64  `json:"last_seen_ago"`
+	// Path is how traffic to the peer flows: direct, relay or none.
+	Path            string     `json:"path"`
+	Endpoint        string     `json:"endpoint,omitempty"`
+	LatestHandshake *time.Time `json:"latest_handshake"`
+	RxBytes         int64      `json:"rx_bytes"`
+	TxBytes         int64      `json:"tx_bytes"`
+	WGPublicKey     string     `json:"wg_public_key,omitempty"`
+}
+
+// Paths.
+const (
+	PathDirect = "direct"
+	PathRelay  = "relay"
+	PathNone   = "none"
+)
+
+// Status gathers the node's view: the server's node list (if it answers
+// within a moment) joined with WireGuard's live state.
+func (d *Daemon) Status(ctx context.Context) Status {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	srv, err := d.client.Status(ctx)
+	d.setReachable(err)
+	live := d.live()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st := Status{
+		NodeName: d.cfg.NodeName, VPNIP: d.cfg.VPNIP, PublicIP: d.publicIP, NATPort: int(d.mapped.Port()),
+		ServerURL: d.cfg.ServerURL, ServerReachable: d.reachable, Interface: d.engine.Name(), Engine: d.engine.Kind(),
+		ListenPort: d.cfg.ListenPort, WGPublicKey: d.keys.WG.PublicKey().String(), Peers: []PeerStatus{},
+	}
+	byName := map[string]api.Peer{}
+	for _, p := range d.peers {
+		byName[p.NodeName] = p
+	}
+	if err == nil {
+		for _, n := range srv.Nodes {
+			if n.NodeName == d.cfg.NodeName {
+				continue
+			}
+			ps := peerStatus(byName[n.NodeName], live)
+			ps.NodeName, ps.VPNIP, ps.PublicIP, ps.Status, ps.LastSeenAgo = n.NodeName, n.VPNIP, n.PublicIP, n.Status, n.LastSeenAgo
+			st.Peers = append(st.Peers, ps)
+		}
+	} else {
+		for _, p := range d.peers {
+			ps := peerStatus(p, live)
+			ps.Status, ps.LastSeenAgo = "unknown", -1
+			st.Peers = append(st.Peers, ps)
+		}
+	}
+	sort.Slice(st.Peers, func(i, j int) bool { return st.Peers[i].NodeName < st.Peers[j].NodeName })
+	st.Total = len(st.Peers) + 1
+	st.Online = 1
+	for _, p := range st.Peers {
+		switch p.Status {
+		case "online":
+			st.Online++
+		case "offline":
+			st.Offline++
+		}
+	}
+	return st
+}
+
+// Peers lists the peers WireGuard is configured with.
+func (d *Daemon) Peers() []PeerStatus {
+	live := d.live()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := []PeerStatus{}
+	for _, p := range d.peers {
+		ps := peerStatus(p, live)
+		ps.Status = "online"
+		out = append(out, ps)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].NodeName < out[j].NodeName })
+	return out
+}
+
+func (d *Daemon) live() map[wg.Key]wg.PeerStatus {
+	m := map[wg.Key]wg.PeerStatus{}
+	stats, err := d.engine.Peers()
+	if err != nil {
+		d.log.Warn("reading WireGuard state", "err", err)
+	}
+	for _, s := range stats {
+		m[s.PublicKey] = s
+	}
+	return m
+}
+
+// peerStatus fills what WireGuard knows of p.
+func peerStatus(p api.Peer, live map[wg.Key]wg.PeerStatus) PeerStatus {
+	ps := PeerStatus{NodeName: p.NodeName, VPNIP: p.VPNIP, PublicIP: p.PublicIP, Path: PathNone, WGPublicKey: p.WGPublicKey}
+	key, err := wgtypes.ParseKey(p.WGPublicKey)
+	if err != nil {
+		return ps
+	}
+	s, ok := live[key]
+	if !ok {
+		return ps
+	}
+	ps.RxBytes, ps.TxBytes = s.RxBytes, s.TxBytes
+	if s.Endpoint.IsValid() {
+		ps.Endpoint = s.Endpoint.String()
+	}
+	if !s.LastHandshake.IsZero() {
+		hs := s.LastHandshake.UTC().Truncate(time.Second)
+		ps.LatestHandshake = &hs
+		if time.Since(s.LastHandshake) < Stale {
+			ps.Path = PathDirect
+		}
+	}
+	return ps
+}
+
+// resolve finds a peer by name or VPN address.
+func (d *Daemon) resolve(target string) (api.Peer, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	addr, aerr := netip.ParseAddr(target)
+	for _, p := range d.peers {
+		if p.NodeName == target || (aerr == nil && p.VPNIP == addr.String()) {
+			return p, true
+		}
+	}
+	return api.Peer{}, false
+}

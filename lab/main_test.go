@@ -1,0 +1,54 @@
+//go:build linux
+
+package lab_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/wire-mesh/wire/lab"
+)
+
+// wireBin is the real wire binary, built once by TestMain; buildErr says
+// why there is none.
+var (
+	wireBin  string
+	buildErr error
+)
+
+// TestMain runs a helper when the test binary is re-executed inside a
+// namespace (see helperMain); otherwise it builds wire, if the lab can
+// run here, and runs the tests.
+func TestMain(m *testing.M) {
+	if os.Getenv(helperEnv) != "" {
+		os.Exit(helperMain(os.Args[1:]))
+	}
+	if os.Getenv(childEnv) != "" || lab.Check() != nil {
+		os.Exit(m.Run()) // the lab's tests skip; nothing needs the binary
+	}
+	dir, err := os.MkdirTemp("", "wire-lab")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	wireBin, buildErr = buildWire(dir)
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// buildWire builds the binary from the repository root, the parent of
+// lab/, as the release does.
+func buildWire(dir string) (string, error) {
+	bin := filepath.Join(dir, "wire")
+	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, ".")
+	cmd.Dir = ".."
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building wire: %v\n%s", err, out)
+	}
+	return bin, nil
+}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/urfave/cli/v2"
@@ -23,14 +22,15 @@ func pingCommand() *cli.Command {
 }
 
 func runPing(c *cli.Context) error {
-	if c.NArg() != 1 {
-		return errors.New("usage: wire ping [--state-dir DIR] NAME|IP")
+	target, err := oneArg(c, "wire ping")
+	if err != nil {
+		return err
 	}
 	dir, err := nodeStateDir(c, true)
 	if err != nil {
 		return err
 	}
-	res, err := node.NewClient(dir).Ping(c.Context, node.PingRequest{Target: c.Args().First(), Count: c.Int("count")})
+	res, err := node.NewClient(dir).Ping(c.Context, node.PingRequest{Target: target, Count: c.Int("count")})
 	if err != nil {
 		return err
 	}

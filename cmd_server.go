@@ -158,6 +158,19 @@ const openWarning = `
   ************************************************************************
 `
 
+// oneArg returns a command's one argument. Options must come before it
+// (urfave/cli stops parsing them at the first argument): say so, rather
+// than "wrong number of arguments".
+func oneArg(c *cli.Context, cmd string) (string, error) {
+	if c.NArg() > 1 && strings.HasPrefix(c.Args().Get(1), "-") {
+		return "", fmt.Errorf("options go before the argument: %s %s %s", cmd, strings.Join(c.Args().Tail(), " "), c.Args().First())
+	}
+	if c.NArg() != 1 {
+		return "", fmt.Errorf("usage: %s [options] %s", cmd, c.Command.ArgsUsage)
+	}
+	return c.Args().First(), nil
+}
+
 func portOf(a net.Addr) string {
 	_, port, _ := net.SplitHostPort(a.String())
 	return port
@@ -297,11 +310,9 @@ func nodeCommand() *cli.Command {
 }
 
 func removeNode(c *cli.Context) error {
-	if c.NArg() > 1 && strings.HasPrefix(c.Args().Get(1), "-") {
-		return fmt.Errorf("options go before the name: wire server node remove %s %s", strings.Join(c.Args().Tail(), " "), c.Args().First())
-	}
-	if c.NArg() != 1 {
-		return errors.New("usage: wire server node remove [--state-dir DIR] NAME")
+	name, err := oneArg(c, "wire server node remove")
+	if err != nil {
+		return err
 	}
 	dir, err := serverStateDir(c)
 	if err != nil {
@@ -312,7 +323,6 @@ func removeNode(c *cli.Context) error {
 		return err
 	}
 	defer store.Close()
-	name := c.Args().First()
 	if err := store.RemoveNode(c.Context, name); errors.Is(err, server.ErrNotFound) {
 		return fmt.Errorf("no node named %q (see wire server nodes)", name)
 	} else if err != nil {

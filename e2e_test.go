@@ -225,10 +225,33 @@ func TestVersionAndHelp(t *testing.T) {
 	for _, args := range [][]string{
 		{"--help"}, {"server", "--help"}, {"server", "key", "--help"}, {"server", "key", "create", "--help"},
 		{"server", "nodes", "--help"}, {"server", "node", "--help"}, {"server", "node", "remove", "--help"}, {"version", "--help"},
+		{"up", "--help"}, {"status", "--help"}, {"peers", "--help"}, {"ping", "--help"}, {"down", "--help"}, {"install", "--help"},
 	} {
 		if out, err := wire(t, args...); err != nil || !strings.Contains(out, "USAGE") {
 			t.Errorf("wire %v: %v\n%s", args, err, out)
 		}
+	}
+}
+
+// Without a daemon, the node commands say what to do.
+func TestNodeCommandsWithoutDaemon(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{{"status"}, {"peers"}, {"ping"}, {"down"}} {
+		args = append(args, "--state-dir", dir)
+		if args[0] == "ping" {
+			args = append(args, "n1")
+		}
+		_, err := wire(t, args...)
+		if err == nil || !strings.Contains(err.Error(), "not running") || !strings.Contains(err.Error(), "wire up") {
+			t.Errorf("wire %v without a daemon: %v", args, err)
+		}
+	}
+	if _, err := wire(t, "up", "--state-dir", dir); err == nil || !strings.Contains(err.Error(), "has not joined a mesh") {
+		t.Errorf("wire up with no config: %v", err)
+	}
+	out, err := wire(t, "install", "--state-dir", dir)
+	if err != nil || !strings.Contains(out, "config") || !strings.Contains(out, "--join KEY") {
+		t.Errorf("wire install: %v\n%s", err, out)
 	}
 }
 
@@ -246,7 +269,8 @@ func TestServerErrors(t *testing.T) {
 		{[]string{"server", "key", "create", "--state-dir", t.TempDir(), "--ttl", "0s"}, "--ttl"},
 		{[]string{"server", "nodes", "--state-dir", t.TempDir()}, "no wire server state"},
 		{[]string{"server", "node", "remove", "--state-dir", t.TempDir()}, "usage"},
-		{[]string{"server", "node", "remove", "beta", "--state-dir", dir}, "options go before the name"},
+		{[]string{"server", "node", "remove", "beta", "--state-dir", dir}, "options go before the argument"},
+		{[]string{"ping", "n1", "--count", "2"}, "options go before the argument: wire ping --count 2 n1"},
 		{[]string{"server", "--trusted-proxy", "nope"}, "--trusted-proxy"},
 	}
 	for _, tt := range tests {

@@ -363,6 +363,27 @@ func TestMeshSameNAT(t *testing.T) {
 	if d := after.Sub(before); d.RxBytes+d.TxBytes > 100000 {
 		t.Errorf("the router's WAN carried %d bytes of a LAN-local transfer: traffic hairpins", d.RxBytes+d.TxBytes)
 	}
+	checkLocalUsers(t, a)
+}
+
+// checkLocalUsers runs the CLI as an unprivileged user: reading works
+// without sudo, as in the seed; taking the node down does not.
+func checkLocalUsers(t *testing.T, n *node) {
+	t.Helper()
+	for _, dir := range []string{filepath.Dir(wireBin), filepath.Dir(n.dir), n.dir} {
+		os.Chmod(dir, 0o755)
+	}
+	nobody := []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", wireBin}
+	if out, err := lab.Run(n.ns, append(nobody, "status", "--state-dir", n.dir)...); err != nil || !strings.Contains(out, "this node") {
+		t.Errorf("wire status as nobody: %v\n%s", err, out)
+	}
+	out, err := lab.Run(n.ns, append(nobody, "down", "--state-dir", n.dir)...)
+	if err == nil || !strings.Contains(out+err.Error(), "needs root") {
+		t.Errorf("wire down as nobody: %v\n%s; want a refusal that says it needs root", err, out)
+	}
+	if _, err := n.status(); err != nil {
+		t.Errorf("the node is not up after nobody's wire down: %v", err)
+	}
 }
 
 // checkPeers says what is wrong in a node's view of the others: each must

@@ -21,6 +21,7 @@ type JoinOptions struct {
 	Name      string // default: the hostname
 	Port      int    // WireGuard listen port
 	Interface string
+	NodeID    string // default: the seed's sha256(hostname + MAC)
 }
 
 // Join enrols this node with a server and saves its config. Nothing is
@@ -49,8 +50,11 @@ func Join(ctx context.Context, o JoinOptions) (Config, error) {
 		return Config{}, err
 	}
 	cfg := Config{
-		ServerURL: u.String(), NodeName: o.Name, NodeID: NodeID(), ListenPort: o.Port,
+		ServerURL: u.String(), NodeName: o.Name, NodeID: o.NodeID, ListenPort: o.Port,
 		Interface: o.Interface, STUNPort: defaultSTUNPort(u),
+	}
+	if cfg.NodeID == "" {
+		cfg.NodeID = NodeID()
 	}
 	if cfg.NodeName == "" {
 		cfg.NodeName, _ = os.Hostname()

@@ -1,0 +1,155 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/wire-mesh/wire/server"
+	"github.com/wire-mesh/wire/server/servertest"
+	"github.com/wire-mesh/wire/wg"
+	"github.com/wire-mesh/wire/wg/wgtest"
+)
+
+// testNode is a daemon on a fake engine, joined to env.
+type testNode struct {
+	*Daemon
+	engine *wgtest.Engine
+	stop   func()
+}
+
+func startNode(t *testing.T, env *servertest.Env, dir, name string, mapped netip.AddrPort) *testNode {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+		k := env.Key(t, false)
+		if _, err := Join(context.Background(), JoinOptions{Dir: dir, ServerURL: env.URL(), JoinKey: k.String(), Name: name, Port: 51820, Interface: "wire-" + name, NodeID: "id-" + name}); err != nil {
+			t.Fatalf("join %s: %v", name, err)
+		}
+	}
+	eng := wgtest.New("wire-" + name)
+	eng.SetDiscover(mapped, nil)
+	d, err := New(Options{Dir: dir, NewEngine: func(string, *slog.Logger) (wg.Engine, error) { return eng, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := d.Start(ctx); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	done := make(chan struct{})
+	go func() { d.Run(ctx); close(done) }()
+	n := &testNode{Daemon: d, engine: eng, stop: func() { cancel(); <-done }}
+	t.Cleanup(n.stop)
+	return n
+}
+
+// waitPeers waits until the node's engine has exactly the given peers'
+// keys, and returns that config.
+func (n *testNode) waitPeers(t *testing.T, want ...*testNode) wg.Config {
+	t.Helper()
+	var keys []wg.Key
+	for _, p := range want {
+		keys = append(keys, p.keys.WG.PublicKey())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	cfg, err := n.engine.Wait(ctx, func(c wg.Config) bool {
+		var got []wg.Key
+		for _, p := range c.Peers {
+			got = append(got, p.PublicKey)
+		}
+		return len(got) == len(keys) && !slices.ContainsFunc(keys, func(k wg.Key) bool { return !slices.Contains(got, k) })
+	})
+	if err != nil {
+		last, _ := n.engine.Last()
+		t.Fatalf("%s: engine never had peers %v; last config %+v", n.cfg.NodeName, keys, last)
+	}
+	return cfg
+}
+
+func TestDaemonsFindEachOther(t *testing.T) {
+	env := servertest.Start(t, "")
+	a := startNode(t, env, "", "a", netip.MustParseAddrPort("198.51.100.1:40001"))
+	b := startNode(t, env, "", "b", netip.MustParseAddrPort("198.51.100.2:40002"))
+	start := time.Now()
+	a.waitPeers(t, b)
+	if lag := time.Since(start); lag > time.Second {
+		t.Errorf("a learned of b after %v, want < 1s", lag)
+	}
+	// Once b has registered its STUN mapping, a uses it.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	cfg, err := a.engine.Wait(ctx, func(c wg.Config) bool {
+		return len(c.Peers) == 1 && c.Peers[0].Endpoint.Port() == 40002
+	})
+	if err != nil {
+		t.Fatalf("a never used b's mapped port 40002: %v", err)
+	}
+	p := cfg.Peers[0]
+	// Both reach the server from 127.0.0.1, as two nodes behind one NAT
+	// would; on loopback there is no LAN address, so the public mapping
+	// is used.
+	if p.Endpoint.String() != "127.0.0.1:40002" || p.AllowedIPs[0].Bits() != 32 || p.AllowedIPs[0].Addr().String() != b.cfg.VPNIP {
+		t.Errorf("a's peer b = %+v", p)
+	}
+	b.waitPeers(t, a)
+
+	// b is removed by the admin: a drops it.
+	store, err := server.OpenStore(env.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.RemoveNode(context.Background(), "b"); err != nil {
+		t.Fatal(err)
+	}
+	store.Close()
+	a.waitPeers(t)
+}
+
+func TestStatusAndPaths(t *testing.T) {
+	env := servertest.Start(t, "")
+	a := startNode(t, env, "", "a", netip.MustParseAddrPort("198.51.100.1:40001"))
+	b := startNode(t, env, "", "b", netip.MustParseAddrPort("198.51.100.2:40002"))
+	c := startNode(t, env, "", "c", netip.MustParseAddrPort("198.51.100.3:40003"))
+	a.waitPeers(t, b, c)
+	now := time.Now()
+	a.engine.SetPeers([]wg.PeerStatus{
+		{PublicKey: b.keys.WG.PublicKey(), LastHandshake: now.Add(-10 * time.Second), RxBytes: 5},
+		{PublicKey: c.keys.WG.PublicKey(), LastHandshake: now.Add(-10 * time.Minute)},
+	})
+	st := a.Status(context.Background())
+	if st.NodeName != "a" || st.VPNIP != a.cfg.VPNIP || !st.ServerReachable || st.Online != 3 || len(st.Peers) != 2 {
+		t.Fatalf("status = %+v", st)
+	}
+	got := map[string]string{}
+	for _, p := range st.Peers {
+		got[p.NodeName] = fmt.Sprintf("%s/%s/%v", p.Status, p.Path, p.LatestHandshake != nil)
+	}
+	want := map[string]string{"b": "online/direct/true", "c": "online/none/true"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("peers = %v, want %v", got, want)
+	}
+}
+
+func TestRestartFromCacheWithoutServer(t *testing.T) {
+	env := servertest.Start(t, "")
+	a := startNode(t, env, "", "a", netip.MustParseAddrPort("198.51.100.1:40001"))
+	b := startNode(t, env, "", "b", netip.MustParseAddrPort("198.51.100.2:40002"))
+	a.waitPeers(t, b)
+	a.stop()
+	env.Stop()
+	// The server is gone; a restarts and configures b from its cache.
+	again := startNode(t, env, a.dir, "a", netip.AddrPort{})
+	first, ok := again.engine.Last()
+	if !ok || len(first.Peers) != 1 || first.Peers[0].PublicKey != b.keys.WG.PublicKey() {
+		t.Fatalf("after a restart without the server, the engine has %+v; want b from the cache", first)
+	}
+	if st := again.Status(context.Background()); st.ServerReachable || st.Peers[0].Status != "unknown" {
+		t.Errorf("status without a server = %+v", st)
+	}
+}

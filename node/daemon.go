@@ -50,6 +50,7 @@ type Daemon struct {
 	pollStop  context.CancelFunc
 	reachable bool // the last call to the server worked
 	since     map[string]time.Time
+	endpoints map[string]netip.AddrPort // as last applied, by node_id
 	punched   map[string]int
 	down      chan struct{}
 	downOnce  sync.Once
@@ -78,7 +79,7 @@ func New(o Options) (*Daemon, error) {
 	}
 	d := &Daemon{
 		dir: o.Dir, log: o.Logger, newEngine: o.NewEngine, cfg: cfg, keys: keys, client: client,
-		peers: loadPeers(o.Dir), since: map[string]time.Time{}, punched: map[string]int{}, down: make(chan struct{}),
+		peers: loadPeers(o.Dir), since: map[string]time.Time{}, endpoints: map[string]netip.AddrPort{}, punched: map[string]int{}, down: make(chan struct{}),
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
@@ -235,11 +236,14 @@ func (d *Daemon) stunServer(ctx context.Context) (netip.AddrPort, error) {
 func (d *Daemon) rediscover(ctx context.Context) {
 	t := time.NewTicker(discoverEvery)
 	defer t.Stop()
+	changes := netChanges(ctx)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-changes:
+			sleep(ctx, 200*time.Millisecond) // let the new route settle
 		}
 		if d.discover(ctx) {
 			d.reconnect() // connections from the old address are dead
@@ -344,6 +348,7 @@ func (d *Daemon) apply() error {
 	d.mu.Lock()
 	cfg := wg.Config{PrivateKey: d.keys.WG, ListenPort: d.cfg.ListenPort, Address: addr}
 	now := time.Now()
+	var moved []string
 	for id, p := range d.peers {
 		peer, err := d.wgPeer(p)
 		if err != nil {
@@ -353,10 +358,36 @@ func (d *Daemon) apply() error {
 		if _, ok := d.since[id]; !ok {
 			d.since[id] = now
 		}
+		if old, ok := d.endpoints[id]; ok && old != peer.Endpoint {
+			moved = append(moved, p.VPNIP)
+		}
+		d.endpoints[id] = peer.Endpoint
 		cfg.Peers = append(cfg.Peers, peer)
 	}
 	d.mu.Unlock()
-	return d.engine.Set(cfg)
+	if err := d.engine.Set(cfg); err != nil {
+		return err
+	}
+	nudge(addr.Addr(), moved)
+	return nil
+}
+
+// nudge sends one datagram through the tunnel to each peer whose endpoint
+// changed, so WireGuard handshakes with the new endpoint now, and this
+// side's NAT opens towards it, instead of at the next keepalive (25 s).
+// New peers need no nudge: WireGuard greets them at once.
+func nudge(self netip.Addr, peers []string) {
+	if len(peers) == 0 {
+		return
+	}
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: self.AsSlice()})
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	for _, ip := range peers {
+		conn.WriteToUDP([]byte{0}, &net.UDPAddr{IP: net.ParseIP(ip), Port: 9}) // discard
+	}
 }
 
 // wgPeer is a peer as WireGuard needs it. Callers hold d.mu.

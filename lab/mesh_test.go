@@ -551,7 +551,7 @@ func TestMeshRoaming(t *testing.T) {
 	m.waitPairs(meshTimeout, n1, n2)
 
 	l.Move(n1.ns, r3, "10.0.3.10")
-	took := m.waitPairs(30*time.Second, n1, n2)
+	took := m.waitPairs(10*time.Second, n1, n2)
 	t.Logf("roam-to-ping: %.2fs", took.Seconds())
 	err := poll(10*time.Second, 250*time.Millisecond, func() error {
 		st, err := n2.status()

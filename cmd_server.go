@@ -237,11 +237,7 @@ func nodesCommand() *cli.Command {
 }
 
 func listNodes(c *cli.Context) error {
-	dir, err := serverStateDir(c)
-	if err != nil {
-		return err
-	}
-	store, err := openExistingStore(dir)
+	store, err := openExistingStore(c)
 	if err != nil {
 		return err
 	}
@@ -265,7 +261,11 @@ func listNodes(c *cli.Context) error {
 
 // openExistingStore opens the store without creating one: listing or
 // removing nodes of a server that never ran is a mistake in --state-dir.
-func openExistingStore(dir string) (*server.Store, error) {
+func openExistingStore(c *cli.Context) (*server.Store, error) {
+	dir, err := serverStateDir(c)
+	if err != nil {
+		return nil, err
+	}
 	if _, err := os.Stat(filepath.Join(dir, server.StoreFile)); errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("no wire server state in %s: has the server run there? (pass --state-dir)", dir)
 	}
@@ -314,11 +314,7 @@ func removeNode(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	dir, err := serverStateDir(c)
-	if err != nil {
-		return err
-	}
-	store, err := openExistingStore(dir)
+	store, err := openExistingStore(c)
 	if err != nil {
 		return err
 	}

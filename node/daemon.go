@@ -182,16 +182,23 @@ func (d *Daemon) setReachable(err error) {
 }
 
 func (d *Daemon) heartbeat(ctx context.Context) {
-	t := time.NewTicker(heartbeatEvery)
+	every(ctx, heartbeatEvery, func() {
+		if err := d.register(ctx); err != nil && ctx.Err() == nil {
+			d.log.Warn("heartbeat failed", "err", err)
+		}
+	})
+}
+
+// every calls f every period until ctx ends.
+func every(ctx context.Context, period time.Duration, f func()) {
+	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := d.register(ctx); err != nil && ctx.Err() == nil {
-				d.log.Warn("heartbeat failed", "err", err)
-			}
+			f()
 		}
 	}
 }
@@ -426,16 +433,7 @@ func (d *Daemon) endpoint(p api.Peer) netip.AddrPort {
 // checkPunch reports peers that never completed a handshake to the
 // server's /punch accounting; after three, it says to use the relay.
 func (d *Daemon) checkPunch(ctx context.Context) {
-	t := time.NewTicker(punchEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			d.punchFailed(ctx)
-		}
-	}
+	every(ctx, punchEvery, func() { d.punchFailed(ctx) })
 }
 
 func (d *Daemon) punchFailed(ctx context.Context) {

@@ -1,0 +1,215 @@
+package relay
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Client timing. HELLOs are retransmitted after initialRTO, then after twice
+// the wait before, up to maxRTO; a HELLO round gives up after helloTimeout
+// unless its context ends first.
+const (
+	DefaultKeepalive = 20 * time.Second
+	initialRTO       = 500 * time.Millisecond
+	maxRTO           = 4 * time.Second
+	helloTimeout     = 15 * time.Second
+)
+
+// Config describes a node to its relay.
+type Config struct {
+	Relay netip.AddrPort // the relay server
+	VPNIP netip.Addr     // the node's VPN IPv4 address
+	Token []byte         // the node's token, from the coordination server
+	// Keepalive is the interval between HELLOs in Run (DefaultKeepalive if
+	// zero). It must stay well under the relay's binding timeout.
+	Keepalive time.Duration
+	// Logger receives a warning when a keepalive HELLO goes unanswered;
+	// nil discards.
+	Logger *slog.Logger
+}
+
+// Conn is a node's connection to its relay: it sends WireGuard packets to
+// other nodes by VPN IP through the relay, and receives theirs.
+//
+// One goroutine must call ReadFrom in a loop (wireguard-go's receive loop
+// does): it also takes in the HELLO-ACKs that Hello waits for. WriteTo and
+// Hello may be called from any goroutine.
+type Conn struct {
+	pc    udpConn
+	cfg   Config
+	log   *slog.Logger
+	bufs  sync.Pool // *[]byte for WriteTo
+	hello sync.Mutex
+
+	mu      sync.Mutex
+	pending []uint64      // nonces of the HELLOs of the Hello in progress
+	acked   chan struct{} // closed when one of them is acknowledged
+}
+
+// NewConn returns a Conn that talks to cfg.Relay over pc, and owns pc. The
+// data path allocates nothing if pc is a *net.UDPConn.
+func NewConn(pc net.PacketConn, cfg Config) (*Conn, error) {
+	if !cfg.VPNIP.Unmap().Is4() {
+		return nil, fmt.Errorf("relay: VPN IP %v is not an IPv4 address", cfg.VPNIP)
+	}
+	if !cfg.Relay.IsValid() {
+		return nil, errors.New("relay: no relay address")
+	}
+	cfg.Relay = unmap(cfg.Relay)
+	cfg.VPNIP = cfg.VPNIP.Unmap()
+	cfg.Keepalive = cmp.Or(cfg.Keepalive, DefaultKeepalive)
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c := &Conn{pc: asUDP(pc), cfg: cfg, log: log}
+	c.bufs.New = func() any {
+		b := make([]byte, 0, maxDatagram)
+		return &b
+	}
+	return c, nil
+}
+
+// Close closes the socket; ReadFrom then returns net.ErrClosed.
+func (c *Conn) Close() error { return c.pc.Close() }
+
+// LocalAddr returns the socket's address.
+func (c *Conn) LocalAddr() net.Addr { return c.pc.LocalAddr() }
+
+// Hello proves the node's VPN IP to the relay, which binds it to this
+// socket's address, and waits for the relay to acknowledge. It retransmits,
+// each time with a fresh nonce, until the answer comes, ctx is done, or 15 s
+// pass. ReadFrom must be running meanwhile.
+func (c *Conn) Hello(ctx context.Context) error {
+	c.hello.Lock()
+	defer c.hello.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, helloTimeout)
+	defer cancel()
+	acked := c.await()
+	defer c.forget()
+	for sent, rto := 1, initialRTO; ; sent, rto = sent+1, min(2*rto, maxRTO) {
+		if err := c.sendHello(); err != nil {
+			return err
+		}
+		t := time.NewTimer(rto)
+		select {
+		case <-acked:
+			t.Stop()
+			return nil
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("relay: %v did not answer HELLO from %v (%d sent): %w", c.cfg.Relay, c.cfg.VPNIP, sent, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// await starts a new round of HELLOs, forgetting the nonces of the last,
+// and returns the channel closed when one of the new round's is answered.
+func (c *Conn) await() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pending = c.pending[:0]
+	c.acked = make(chan struct{})
+	return c.acked
+}
+
+// forget ends the round of HELLOs: later answers to it are ignored.
+func (c *Conn) forget() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pending = c.pending[:0]
+	c.acked = nil
+}
+
+func (c *Conn) sendHello() error {
+	var b [8]byte
+	rand.Read(b[:])
+	nonce := binary.BigEndian.Uint64(b[:])
+	c.mu.Lock()
+	c.pending = append(c.pending, nonce)
+	c.mu.Unlock()
+	msg := AppendHello(make([]byte, 0, helloLen), c.cfg.VPNIP, c.cfg.Token, time.Now(), nonce)
+	if _, err := c.pc.WriteToUDPAddrPort(msg, c.cfg.Relay); err != nil {
+		return fmt.Errorf("relay: send HELLO to %v: %w", c.cfg.Relay, err)
+	}
+	return nil
+}
+
+// acknowledged takes in a HELLO-ACK.
+func (c *Conn) acknowledged(nonce uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.acked != nil && slices.Contains(c.pending, nonce) {
+		close(c.acked)
+		c.acked = nil
+	}
+}
+
+// Run keeps the node bound at the relay: it sends a HELLO now and then every
+// Keepalive, logging the ones that go unanswered, until ctx is done. It
+// returns nil then. ReadFrom must be running meanwhile.
+func (c *Conn) Run(ctx context.Context) error {
+	t := time.NewTicker(c.cfg.Keepalive)
+	defer t.Stop()
+	for {
+		if err := c.Hello(ctx); err != nil && ctx.Err() == nil {
+			c.log.Warn("relay: keepalive failed; traffic through the relay stops until it answers", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// WriteTo sends payload, a WireGuard packet, through the relay to the node
+// with VPN IP peer. The relay drops it if peer is not bound there.
+func (c *Conn) WriteTo(payload []byte, peer netip.Addr) error {
+	if !peer.Unmap().Is4() {
+		return fmt.Errorf("relay: peer %v is not an IPv4 address", peer)
+	}
+	p := c.bufs.Get().(*[]byte)
+	defer c.bufs.Put(p)
+	*p = AppendData((*p)[:0], peer, payload)
+	if _, err := c.pc.WriteToUDPAddrPort(*p, c.cfg.Relay); err != nil {
+		return fmt.Errorf("relay: send to %v via %v: %w", peer, c.cfg.Relay, err)
+	}
+	return nil
+}
+
+// ReadFrom reads the next packet relayed to this node into buf, and
+// returns its length and the VPN IP of the node that sent it. buf needs
+// DataOverhead bytes of room beyond the longest packet; longer packets are
+// truncated. Datagrams that are not from the relay, or not DATA, are read
+// and discarded; HELLO-ACKs are passed to Hello. Only one goroutine may call
+// ReadFrom at a time.
+func (c *Conn) ReadFrom(buf []byte) (n int, peer netip.Addr, err error) {
+	for {
+		n, from, err := c.pc.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return 0, netip.Addr{}, err
+		}
+		if unmap(from) != c.cfg.Relay {
+			continue
+		}
+		b := buf[:n]
+		if peer, payload, err := ParseData(b); err == nil {
+			return copy(buf, payload), peer, nil
+		}
+		if nonce, err := ParseHelloAck(b); err == nil {
+			c.acknowledged(nonce)
+		}
+	}
+}

@@ -1,0 +1,265 @@
+package relay
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Tokens gives the relay each node's current token. The coordination server
+// implements it. Token is called from the Serve goroutine for every HELLO,
+// including forged ones, so it must be quick (a lookup in memory) and safe
+// to call while the tokens change. It returns false for a node that does not
+// exist or was revoked.
+type Tokens interface {
+	Token(vpnIP netip.Addr) ([]byte, bool)
+}
+
+// Defaults for Options fields left zero: generous for one node's VPN
+// traffic, and a second's worth of burst.
+const (
+	DefaultPacketRate     = rate.Limit(20_000)     // packets per second per node
+	DefaultByteRate       = rate.Limit(50_000_000) // bytes per second per node
+	DefaultMaxNodes       = 65_536
+	DefaultBindingTimeout = 60 * time.Second
+)
+
+// maxDatagram is the read buffer size: the largest UDP payload, so that no
+// datagram is truncated on the way through.
+const maxDatagram = 65_535
+
+// readErrorPause keeps a persistent read error from spinning Serve.
+const readErrorPause = 10 * time.Millisecond
+
+// Options configures a Server. The zero value is ready to use.
+type Options struct {
+	// PacketRate and PacketBurst limit the packets each node may send
+	// through the relay; ByteRate and ByteBurst its bytes. Zero means the
+	// Default; a burst defaults to one second at the rate. rate.Inf turns a
+	// limit off. ByteBurst is at least 64 KiB, so any datagram can pass.
+	PacketRate  rate.Limit
+	PacketBurst int
+	ByteRate    rate.Limit
+	ByteBurst   int
+	// MaxNodes caps how many nodes the relay keeps state for
+	// (DefaultMaxNodes if zero). Only nodes with a valid token take a
+	// place; a HELLO from a new node when the table is full is refused.
+	MaxNodes int
+	// BindingTimeout is how long a binding lasts without a HELLO or DATA
+	// from the node (DefaultBindingTimeout if zero).
+	BindingTimeout time.Duration
+	// Logger receives a debug record for each dropped datagram and a
+	// warning for each read error; nil discards.
+	Logger *slog.Logger
+}
+
+func (o Options) withDefaults() Options {
+	o.PacketRate = cmp.Or(o.PacketRate, DefaultPacketRate)
+	o.PacketBurst = cmp.Or(o.PacketBurst, burst(o.PacketRate))
+	o.ByteRate = cmp.Or(o.ByteRate, DefaultByteRate)
+	o.ByteBurst = max(cmp.Or(o.ByteBurst, burst(o.ByteRate)), maxDatagram)
+	o.MaxNodes = max(cmp.Or(o.MaxNodes, DefaultMaxNodes), 1)
+	o.BindingTimeout = cmp.Or(o.BindingTimeout, DefaultBindingTimeout)
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// burst is a second's worth at rate r, at least 1.
+func burst(r rate.Limit) int {
+	if r == rate.Inf {
+		return 1
+	}
+	return max(int(min(float64(r), 1<<30)), 1)
+}
+
+// Stats counts what a Server did. Every datagram counts in Received, and
+// then in at most one of the others (none if sending failed).
+type Stats struct {
+	Received       uint64 // datagrams read
+	HellosOK       uint64 // HELLOs accepted and answered
+	HellosBad      uint64 // HELLOs refused: unknown node, bad mac, stale, replayed, table full
+	Forwarded      uint64 // DATA datagrams forwarded
+	ForwardedBytes uint64 // their bytes, relay header included
+	Malformed      uint64 // dropped: not a relay message node → relay
+	Unbound        uint64 // dropped: DATA from an address bound to no node
+	NoRoute        uint64 // dropped: DATA to a VPN IP bound nowhere
+	RateLimited    uint64 // dropped: the sending node is over its limits
+}
+
+// NodeStats describes one bound node.
+type NodeStats struct {
+	VPNIP    netip.Addr
+	Addr     netip.AddrPort // where the relay sends its traffic
+	LastSeen time.Time      // last HELLO or DATA
+	Packets  uint64         // DATA datagrams forwarded from it
+	Bytes    uint64         // their bytes
+}
+
+// Server relays DATA between nodes that proved their VPN IPs with a HELLO.
+type Server struct {
+	conn   udpConn
+	tokens Tokens
+	log    *slog.Logger
+	table  *table
+	ack    []byte // HELLO-ACK buffer, owned by the Serve goroutine
+
+	received, hellosOK, hellosBad, forwarded, forwardedBytes atomic.Uint64
+	malformed, unbound, noRoute, rateLimited                 atomic.Uint64
+}
+
+// NewServer returns a Server that will relay on conn once Serve runs. The
+// data path allocates nothing if conn is a *net.UDPConn.
+func NewServer(conn net.PacketConn, tokens Tokens, opts Options) *Server {
+	opts = opts.withDefaults()
+	s := &Server{
+		tokens: tokens,
+		log:    opts.Logger,
+		table:  newTable(opts),
+		ack:    make([]byte, 0, helloAckLen),
+	}
+	if conn != nil {
+		s.conn = asUDP(conn)
+	}
+	return s
+}
+
+// Serve relays until ctx is done, then closes the conn and returns nil. If
+// the conn is closed under it, it returns an error. Other read errors are
+// logged and do not stop it. Call it once.
+func (s *Server) Serve(ctx context.Context) error {
+	defer s.conn.Close()
+	stop := context.AfterFunc(ctx, func() { s.conn.Close() })
+	defer stop()
+	buf := make([]byte, maxDatagram)
+	for {
+		n, from, err := s.conn.ReadFromUDPAddrPort(buf)
+		switch {
+		case err == nil:
+			s.handle(buf[:n], from, time.Now())
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, net.ErrClosed):
+			return fmt.Errorf("relay: serve on %v: %w", s.conn.LocalAddr(), err)
+		default:
+			s.log.Warn("relay: read failed", "err", err)
+			time.Sleep(readErrorPause)
+		}
+	}
+}
+
+// Stats returns the counters so far. It is safe to call while Serve runs.
+func (s *Server) Stats() Stats {
+	return Stats{
+		Received:       s.received.Load(),
+		HellosOK:       s.hellosOK.Load(),
+		HellosBad:      s.hellosBad.Load(),
+		Forwarded:      s.forwarded.Load(),
+		ForwardedBytes: s.forwardedBytes.Load(),
+		Malformed:      s.malformed.Load(),
+		Unbound:        s.unbound.Load(),
+		NoRoute:        s.noRoute.Load(),
+		RateLimited:    s.rateLimited.Load(),
+	}
+}
+
+// Nodes returns the nodes currently bound, by VPN IP.
+func (s *Server) Nodes() []NodeStats {
+	nodes := s.table.snapshot(time.Now())
+	slices.SortFunc(nodes, func(a, b NodeStats) int { return a.VPNIP.Compare(b.VPNIP) })
+	return nodes
+}
+
+// Forget drops vpnIP's binding at once, for a node the coordination server
+// has just removed: Tokens only stops its next HELLO.
+func (s *Server) Forget(vpnIP netip.Addr) {
+	s.table.forget(vpnIP)
+}
+
+// handle deals with one datagram from the address from. It may overwrite b.
+func (s *Server) handle(b []byte, from netip.AddrPort, now time.Time) {
+	s.received.Add(1)
+	typ, err := header(b)
+	switch {
+	case err != nil:
+		s.drop(&s.malformed, err, from)
+	case typ == typeData:
+		s.forward(b, from, now)
+	case typ == typeHello:
+		s.hello(b, from, now)
+	default:
+		s.drop(&s.malformed, "unexpected message type", from)
+	}
+}
+
+// forward sends the DATA b on to its destination, with the destination's
+// VPN IP replaced by the source's. It sends exactly the bytes it got.
+func (s *Server) forward(b []byte, from netip.AddrPort, now time.Time) {
+	dst, _, err := ParseData(b)
+	if err != nil {
+		s.drop(&s.malformed, err, from)
+		return
+	}
+	src, to, blame := s.table.route(from, dst, len(b), now, s)
+	if src == nil {
+		s.drop(blame, "not forwarded", from)
+		return
+	}
+	*(*[4]byte)(b[4:8]) = src.vpnIP.As4()
+	if _, err := s.conn.WriteToUDPAddrPort(b, to); err != nil {
+		s.log.Debug("relay: forward failed", "to", to, "err", err)
+		return
+	}
+	src.packets.Add(1)
+	src.sent.Add(uint64(len(b)))
+	s.forwarded.Add(1)
+	s.forwardedBytes.Add(uint64(len(b)))
+}
+
+// hello authenticates a HELLO, binds its VPN IP to from, and answers.
+func (s *Server) hello(b []byte, from netip.AddrPort, now time.Time) {
+	h, err := ParseHello(b)
+	if err != nil {
+		s.drop(&s.malformed, err, from)
+		return
+	}
+	if err := s.check(h, from, now); err != nil {
+		s.drop(&s.hellosBad, err, from)
+		return
+	}
+	s.ack = AppendHelloAck(s.ack[:0], h.Nonce)
+	if _, err := s.conn.WriteToUDPAddrPort(s.ack, from); err != nil {
+		s.log.Debug("relay: HELLO-ACK failed", "to", from, "err", err)
+		return
+	}
+	s.hellosOK.Add(1)
+}
+
+// check verifies h and binds its VPN IP to from.
+func (s *Server) check(h Hello, from netip.AddrPort, now time.Time) error {
+	token, ok := s.tokens.Token(h.VPNIP)
+	if !ok {
+		return fmt.Errorf("relay: no token for %v", h.VPNIP)
+	}
+	if err := h.Verify(token, now); err != nil {
+		return err
+	}
+	return s.table.bind(h, from, now)
+}
+
+func (s *Server) drop(counter *atomic.Uint64, why, from any) {
+	counter.Add(1)
+	if s.log.Enabled(context.Background(), slog.LevelDebug) { // spare a flood the allocations
+		s.log.Debug("relay: dropped datagram", "from", from, "why", why)
+	}
+}

@@ -47,12 +47,13 @@ func serverStateDir(c *cli.Context) (string, error) {
 func serverCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "server",
-		Usage: "run the coordination server (HTTP API, STUN) on an always-on host",
-		Description: "Serves the HTTP API on TCP 8787 (TLS; nodes pin its key through their join key)\n" +
-			"and STUN on UDP 8788. Create join keys with `wire server key create`.",
+		Usage: "run the coordination server (HTTP API, STUN, relay) on an always-on host",
+		Description: "Serves the HTTP API on TCP 8787 (TLS; nodes pin its key through their join key),\n" +
+			"STUN on UDP 8788 and the relay on UDP 8789. Create join keys with `wire server key create`.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "listen", Usage: "HTTP API address; STUN uses the next port on UDP", Value: ":8787", DefaultText: ":8787, or :$WIRE_PORT"},
 			&cli.StringFlag{Name: "stun-listen", Usage: "STUN's UDP address (default: the HTTP port + 1)"},
+			&cli.StringFlag{Name: "relay-listen", Usage: "the relay's UDP address (default: the HTTP port + 2)"},
 			stateDirFlag(),
 			&cli.BoolFlag{Name: "open", Usage: "seed-compatible mode: plain HTTP, no join keys, NO AUTHENTICATION (for migrating from meshpop-wire)"},
 			&cli.StringFlag{Name: "subnet", Usage: "VPN subnet: 10.99 means 10.99.0.0/16; a CIDR works too", Value: server.DefaultSubnet, EnvVars: []string{"WIRE_VPN_SUBNET"}},
@@ -94,7 +95,7 @@ func serverConfig(c *cli.Context) (server.Config, error) {
 		level = slog.LevelDebug
 	}
 	return server.Config{
-		StateDir: dir, Listen: listen, STUNListen: c.String("stun-listen"), Open: c.Bool("open"),
+		StateDir: dir, Listen: listen, STUNListen: c.String("stun-listen"), RelayListen: c.String("relay-listen"), Open: c.Bool("open"),
 		Subnet: subnet, TrustedProxies: proxies, SeedStateFile: c.String("import"), Version: buildVersion(),
 		Logger: slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})),
 	}, nil
@@ -138,6 +139,9 @@ func printBanner(w, ew io.Writer, s *server.Server, cfg server.Config) {
 	fmt.Fprintf(w, "wire server %s\n", cfg.Version)
 	fmt.Fprintf(w, "  HTTP  %-28s register / peers / status / health / ip / punch\n", s.URL())
 	fmt.Fprintf(w, "  STUN  udp %-24s NAT port discovery\n", s.STUNAddr())
+	if !cfg.Open {
+		fmt.Fprintf(w, "  RELAY udp %-24s for pairs that cannot connect directly (ciphertext only)\n", s.RelayAddr())
+	}
 	fmt.Fprintf(w, "  state %s\n", cfg.StateDir)
 	fmt.Fprintf(w, "  VPN   %s\n", cfg.Subnet)
 	if cfg.Open {

@@ -73,7 +73,7 @@ var (
 // waits for its banner. It is killed when the test ends.
 func startServer(t *testing.T, dir string, extra ...string) *serverProc {
 	t.Helper()
-	args := append([]string{"server", "--state-dir", dir, "--listen", "127.0.0.1:0", "--stun-listen", "127.0.0.1:0"}, extra...)
+	args := append([]string{"server", "--state-dir", dir, "--listen", "127.0.0.1:0", "--stun-listen", "127.0.0.1:0", "--relay-listen", "127.0.0.1:0"}, extra...)
 	cmd := exec.Command(wireBin, args...)
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
@@ -207,7 +207,7 @@ func TestBusyboxDispatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, err := exec.Command(link, "--help").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "wire server - run the coordination server") {
+	if err != nil || !strings.Contains(string(out), "wire server - run the coordination server (HTTP API, STUN, relay)") {
 		t.Errorf("wire-server --help: %v\n%s", err, out)
 	}
 	dir := t.TempDir()

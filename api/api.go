@@ -13,6 +13,7 @@ const (
 	PathIP       = "/ip"
 	PathHealth   = "/health"
 	PathPunch    = "/punch"
+	PathRelay    = "/relay"
 )
 
 // Online is how recent a heartbeat must be for a node to count as online.
@@ -117,6 +118,13 @@ type PunchResponse struct {
 	OK       bool `json:"ok"`
 	UseRelay bool `json:"use_relay"`
 	Attempts int  `json:"attempts"`
+}
+
+// RelayResponse answers POST /relay: the credentials with which a node
+// proves itself to the server's UDP relay (see package relay).
+type RelayResponse struct {
+	Port  int    `json:"relay_port"`
+	Token []byte `json:"token"` // base64 in JSON
 }
 
 // Error is the body of every 4xx and 5xx response.

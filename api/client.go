@@ -109,6 +109,12 @@ func (c *Client) Punch(ctx context.Context, req PunchRequest) (PunchResponse, er
 	return resp, c.do(ctx, http.MethodPost, PathPunch, req, &resp)
 }
 
+// Relay asks for this node's relay credentials.
+func (c *Client) Relay(ctx context.Context) (RelayResponse, error) {
+	var resp RelayResponse
+	return resp, c.do(ctx, http.MethodPost, PathRelay, struct{}{}, &resp)
+}
+
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
 	var rd io.Reader
 	if body != nil {

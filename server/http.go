@@ -32,6 +32,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc(api.PathPeers, s.only(http.MethodGet, s.authed(s.handlePeers)))
 	mux.HandleFunc(api.PathStatus, s.only(http.MethodGet, s.authed(s.handleStatus)))
 	mux.HandleFunc(api.PathPunch, s.only(http.MethodPost, s.authed(s.handlePunch)))
+	mux.HandleFunc(api.PathRelay, s.only(http.MethodPost, s.authed(s.handleRelay)))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusNotFound, "no such endpoint: %s", r.URL.Path)
 	})
@@ -223,6 +224,15 @@ func (s *Server) handlePunch(w http.ResponseWriter, r *http.Request, c caller) {
 		return
 	}
 	writeJSON(w, http.StatusOK, s.punches.attempt(req.FromVPNIP, req.ToVPNIP))
+}
+
+func (s *Server) handleRelay(w http.ResponseWriter, r *http.Request, c caller) {
+	if c.node == nil {
+		httpError(w, http.StatusForbidden, "only an enrolled node can use the relay")
+		return
+	}
+	port := s.relayAddr.(*net.UDPAddr).Port
+	writeJSON(w, http.StatusOK, api.RelayResponse{Port: port, Token: s.reg.relayToken(c.node)})
 }
 
 // readBody reads a capped request body, answering the error itself.

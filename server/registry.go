@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/wire-mesh/wire/api"
+	"github.com/wire-mesh/wire/relay"
 )
 
 // node is a node as the registry holds it in memory.
@@ -22,6 +23,7 @@ type node struct {
 	version uint64 // map version of the node's last change that peers see
 	online  bool   // as of the last change or sweep
 	dirty   bool   // heartbeat facts not yet written to the store
+	relay   []byte // the node's relay token, made on request, kept in memory
 }
 
 func (n *node) peer() api.Peer {
@@ -283,18 +285,24 @@ func (r *registry) remove(n *node) {
 
 // reload makes the registry match the store after another process (an
 // admin command) changed it: nodes gone from the store leave the mesh.
-func (r *registry) reload(recs []record) {
+// It returns their VPN addresses.
+func (r *registry) reload(recs []record) []netip.Addr {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	keep := make(map[string]bool, len(recs))
 	for _, rec := range recs {
 		keep[rec.NodeID] = true
 	}
+	var gone []netip.Addr
 	for _, n := range r.nodes {
 		if !keep[n.NodeID] {
 			r.remove(n)
+			if a, err := netip.ParseAddr(n.VPNIP); err == nil {
+				gone = append(gone, a)
+			}
 		}
 	}
+	return gone
 }
 
 // sweep marks nodes offline whose last heartbeat is older than api.Online.
@@ -426,6 +434,29 @@ func (r *registry) status(version string) api.Status {
 	st.Total = len(st.Nodes)
 	sort.Slice(st.Nodes, func(i, j int) bool { return st.Nodes[i].NodeName < st.Nodes[j].NodeName })
 	return st
+}
+
+// relayToken returns n's relay token, making one on first use.
+func (r *registry) relayToken(n *node) []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if n.relay == nil {
+		n.relay = make([]byte, relay.TokenLen)
+		rand.Read(n.relay)
+	}
+	return n.relay
+}
+
+// Token implements relay.Tokens: the relay admits a node that has a token
+// and is still in the mesh.
+func (r *registry) Token(vpnIP netip.Addr) ([]byte, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n, ok := r.nodes[r.alloc.used[vpnIP]]
+	if !ok || n.relay == nil {
+		return nil, false
+	}
+	return n.relay, true
 }
 
 // lookupIP returns the node with the given VPN address.

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/wire-mesh/wire/api"
+	"github.com/wire-mesh/wire/relay"
 	"github.com/wire-mesh/wire/stun"
 )
 
@@ -32,8 +33,9 @@ type Config struct {
 	StateDir string
 	// Listen is the HTTP API's TCP address; STUN listens on UDP at the
 	// same host, port+1, unless STUNListen says otherwise.
-	Listen     string
-	STUNListen string
+	Listen      string
+	STUNListen  string
+	RelayListen string // UDP; default: the HTTP port + 2
 	// Open is the seed-compatible mode: plain HTTP, no join keys, no
 	// authentication at all.
 	Open           bool
@@ -55,10 +57,12 @@ type Server struct {
 	reg     *registry
 	punches *punches
 
-	http *http.Server
-	ln   net.Listener
-	udp  net.PacketConn
-	stun *stun.Server
+	http      *http.Server
+	ln        net.Listener
+	relayAddr net.Addr
+	udp   net.PacketConn
+	stun  *stun.Server
+	relay *relay.Server
 	wg   sync.WaitGroup
 }
 
@@ -140,6 +144,18 @@ func (s *Server) listen() error {
 		ln.Close()
 		return fmt.Errorf("STUN listen on UDP %s: %w (see --stun-listen)", stunAddr, err)
 	}
+	relayAddr := s.cfg.RelayListen
+	if relayAddr == "" {
+		relayAddr = nextPort(nextPort(ln.Addr().String()))
+	}
+	rconn, err := net.ListenPacket("udp", relayAddr)
+	if err != nil {
+		ln.Close()
+		udp.Close()
+		return fmt.Errorf("relay listen on UDP %s: %w (see --relay-listen)", relayAddr, err)
+	}
+	s.relay = relay.NewServer(rconn, s.reg, relay.Options{Logger: s.log})
+	s.relayAddr = rconn.LocalAddr()
 	if !s.cfg.Open {
 		ln = tls.NewListener(ln, &tls.Config{
 			MinVersion:   tls.VersionTLS13,
@@ -174,6 +190,9 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 // STUNAddr is the STUN server's address.
 func (s *Server) STUNAddr() net.Addr { return s.udp.LocalAddr() }
 
+// RelayAddr is the relay's UDP address.
+func (s *Server) RelayAddr() net.Addr { return s.relayAddr }
+
 // URL is the base URL nodes use.
 func (s *Server) URL() string {
 	scheme := "https"
@@ -196,9 +215,10 @@ func (s *Server) CreateKey(ctx context.Context, reusable bool, ttl time.Duration
 func (s *Server) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- s.http.Serve(s.ln) }()
 	go func() { errc <- s.stun.Serve(ctx) }()
+	go func() { errc <- s.relay.Serve(ctx) }()
 	s.wg.Add(1)
 	go s.maintain(ctx)
 	var err error
@@ -273,6 +293,8 @@ func (s *Server) watch(ctx context.Context, last int64) int64 {
 		s.log.Error("reloading nodes after an admin change", "err", err)
 		return last
 	}
-	s.reg.reload(recs)
+	for _, addr := range s.reg.reload(recs) {
+		s.relay.Forget(addr) // a removed node loses the relay at once
+	}
 	return v
 }

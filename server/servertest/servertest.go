@@ -41,7 +41,7 @@ func Start(t testing.TB, dir string, opts ...Option) *Env {
 		dir = t.TempDir()
 	}
 	cfg := server.Config{
-		StateDir: dir, Listen: "127.0.0.1:0", STUNListen: "127.0.0.1:0",
+		StateDir: dir, Listen: "127.0.0.1:0", STUNListen: "127.0.0.1:0", RelayListen: "127.0.0.1:0",
 		Subnet: netip.MustParsePrefix("10.99.0.0/16"), Version: "test",
 	}
 	for _, o := range opts {

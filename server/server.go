@@ -60,10 +60,10 @@ type Server struct {
 	http      *http.Server
 	ln        net.Listener
 	relayAddr net.Addr
-	udp   net.PacketConn
-	stun  *stun.Server
-	relay *relay.Server
-	wg   sync.WaitGroup
+	udp       net.PacketConn
+	stun      *stun.Server
+	relay     *relay.Server
+	wg        sync.WaitGroup
 }
 
 // New opens the state dir and binds the listeners; Run serves them.

@@ -19,7 +19,6 @@ import (
 const (
 	heartbeatEvery = 30 * time.Second
 	discoverEvery  = 5 * time.Second
-	punchEvery     = 5 * time.Second
 	pollWait       = 25 * time.Second
 	// Stale is how old a handshake may be for a path to count as up:
 	// WireGuard renews sessions every 2 minutes while traffic flows.
@@ -49,9 +48,9 @@ type Daemon struct {
 	told      netip.AddrPort // the mapping the server last accepted
 	pollStop  context.CancelFunc
 	reachable bool // the last call to the server worked
-	since     map[string]time.Time
 	endpoints map[string]netip.AddrPort // as last applied, by node_id
-	punched   map[string]int
+	paths     map[string]*path // by node_id
+	relay     relayState
 	down      chan struct{}
 	downOnce  sync.Once
 }
@@ -79,7 +78,7 @@ func New(o Options) (*Daemon, error) {
 	}
 	d := &Daemon{
 		dir: o.Dir, log: o.Logger, newEngine: o.NewEngine, cfg: cfg, keys: keys, client: client,
-		peers: loadPeers(o.Dir), since: map[string]time.Time{}, endpoints: map[string]netip.AddrPort{}, punched: map[string]int{}, down: make(chan struct{}),
+		peers: loadPeers(o.Dir), endpoints: map[string]netip.AddrPort{}, paths: map[string]*path{}, down: make(chan struct{}),
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
@@ -126,7 +125,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	for _, loop := range []func(context.Context){d.serve, d.pollPeers, d.heartbeat, d.rediscover, d.checkPunch} {
+	for _, loop := range []func(context.Context){d.serve, d.pollPeers, d.heartbeat, d.rediscover, d.choosePaths, d.keepRelay} {
 		wg.Add(1)
 		go func() { defer wg.Done(); loop(ctx) }()
 	}
@@ -354,16 +353,12 @@ func (d *Daemon) apply() error {
 	}
 	d.mu.Lock()
 	cfg := wg.Config{PrivateKey: d.keys.WG, ListenPort: d.cfg.ListenPort, Address: addr}
-	now := time.Now()
 	var moved []string
 	for id, p := range d.peers {
 		peer, err := d.wgPeer(p)
 		if err != nil {
 			d.log.Warn("skipping peer", "node", p.NodeName, "err", err)
 			continue
-		}
-		if _, ok := d.since[id]; !ok {
-			d.since[id] = now
 		}
 		if old, ok := d.endpoints[id]; ok && old != peer.Endpoint {
 			moved = append(moved, p.VPNIP)
@@ -407,12 +402,16 @@ func (d *Daemon) wgPeer(p api.Peer) (wg.Peer, error) {
 	if err != nil {
 		return wg.Peer{}, err
 	}
-	return wg.Peer{PublicKey: key, Endpoint: d.endpoint(p), AllowedIPs: []netip.Prefix{netip.PrefixFrom(vpn, 32)}}, nil
+	ep := d.endpoint(p)
+	if pa := d.paths[p.NodeID]; pa != nil && pa.relayed && d.relay.up {
+		ep = wg.RelayEndpoint(vpn)
+	}
+	return wg.Peer{PublicKey: key, Endpoint: ep, AllowedIPs: []netip.Prefix{netip.PrefixFrom(vpn, 32)}}, nil
 }
 
-// endpoint picks where to reach a peer: its LAN address when it is behind
-// the same NAT as this node (no hairpin through the router), else its
-// public address and STUN-discovered port.
+// endpoint picks where to reach a peer directly: its LAN address when it
+// is behind the same NAT as this node (no hairpin through the router),
+// else its public address and STUN-discovered port.
 func (d *Daemon) endpoint(p api.Peer) netip.AddrPort {
 	if p.PublicIP == d.publicIP && p.LANIP != "" {
 		if ip, err := netip.ParseAddr(p.LANIP); err == nil {
@@ -428,37 +427,4 @@ func (d *Daemon) endpoint(p api.Peer) netip.AddrPort {
 		port = p.Port
 	}
 	return netip.AddrPortFrom(ip.Unmap(), uint16(port))
-}
-
-// checkPunch reports peers that never completed a handshake to the
-// server's /punch accounting; after three, it says to use the relay.
-func (d *Daemon) checkPunch(ctx context.Context) {
-	every(ctx, punchEvery, func() { d.punchFailed(ctx) })
-}
-
-func (d *Daemon) punchFailed(ctx context.Context) {
-	stats, err := d.engine.Peers()
-	if err != nil {
-		return
-	}
-	hs := map[wg.Key]time.Time{}
-	for _, s := range stats {
-		hs[s.PublicKey] = s.LastHandshake
-	}
-	d.mu.Lock()
-	var failed []api.Peer
-	for id, p := range d.peers {
-		key, _ := wgtypes.ParseKey(p.WGPublicKey)
-		if time.Since(d.since[id]) > 10*time.Second && time.Since(hs[key]) > Stale && d.punched[id] < 3 {
-			failed = append(failed, p)
-			d.punched[id]++
-		}
-	}
-	d.mu.Unlock()
-	for _, p := range failed {
-		resp, err := d.client.Punch(ctx, api.PunchRequest{FromVPNIP: d.cfg.VPNIP, ToVPNIP: p.VPNIP})
-		if err == nil && resp.UseRelay {
-			d.log.Warn("no direct path to peer after 3 attempts; it needs the relay", "peer", p.NodeName)
-		}
-	}
 }

@@ -153,3 +153,32 @@ func TestRestartFromCacheWithoutServer(t *testing.T) {
 		t.Errorf("status without a server = %+v", st)
 	}
 }
+
+// A peer whose direct endpoint never answers goes to the relay after three
+// probes, and back to direct as soon as probes are answered.
+func TestPathFallsBackToRelay(t *testing.T) {
+	probeEvery, probeTimeout = 100*time.Millisecond, 50*time.Millisecond
+	t.Cleanup(func() { probeEvery, probeTimeout = 2*time.Second, 1500*time.Millisecond }) // after the nodes stop
+	env := servertest.Start(t, "")
+	a := startNode(t, env, "", "a", netip.MustParseAddrPort("198.51.100.1:40001"))
+	b := startNode(t, env, "", "b", netip.MustParseAddrPort("198.51.100.2:40002"))
+	direct := netip.MustParseAddrPort("127.0.0.1:40002")
+	endpointIs := func(want netip.AddrPort) func(wg.Config) bool {
+		return func(c wg.Config) bool { return len(c.Peers) == 1 && c.Peers[0].Endpoint == want }
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := a.engine.Wait(ctx, endpointIs(direct)); err != nil {
+		t.Fatalf("a never reached b directly: %v", err)
+	}
+	a.engine.Block(direct, true)
+	relayEP := wg.RelayEndpoint(netip.MustParseAddr(b.cfg.VPNIP))
+	if _, err := a.engine.Wait(ctx, endpointIs(relayEP)); err != nil {
+		last, _ := a.engine.Last()
+		t.Fatalf("a never moved b to the relay: %v (last %+v, relay %s)", err, last.Peers, a.relay)
+	}
+	a.engine.Block(direct, false)
+	if _, err := a.engine.Wait(ctx, endpointIs(direct)); err != nil {
+		t.Fatalf("a never moved b back to direct: %v", err)
+	}
+}

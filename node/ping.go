@@ -99,7 +99,7 @@ func (d *Daemon) pathTo(wgKey string) string {
 	defer d.mu.Unlock()
 	for _, p := range d.peers {
 		if p.WGPublicKey == wgKey {
-			return peerStatus(p, live).Path
+			return d.peerStatus(p, live).Path
 		}
 	}
 	return PathNone

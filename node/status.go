@@ -23,6 +23,7 @@ type Status struct {
 	Engine          string       `json:"engine"`
 	ListenPort      int          `json:"listen_port"`
 	WGPublicKey     string       `json:"wg_public_key"`
+	Relay           string       `json:"relay"` // up, down or unsupported
 	Total           int          `json:"total"`
 	Online          int          `json:"online"`
 	Offline         int          `json:"offline"`
@@ -68,6 +69,7 @@ func (d *Daemon) Status(ctx context.Context) Status {
 		NodeName: d.cfg.NodeName, VPNIP: d.cfg.VPNIP, PublicIP: d.publicIP, NATPort: int(d.mapped.Port()),
 		ServerURL: d.cfg.ServerURL, ServerReachable: d.reachable, Interface: d.engine.Name(), Engine: d.engine.Kind(),
 		ListenPort: d.cfg.ListenPort, WGPublicKey: d.keys.WG.PublicKey().String(), Peers: []PeerStatus{},
+		Relay: d.relay.String(),
 	}
 	byName := map[string]api.Peer{}
 	for _, p := range d.peers {
@@ -78,13 +80,13 @@ func (d *Daemon) Status(ctx context.Context) Status {
 			if n.NodeName == d.cfg.NodeName {
 				continue
 			}
-			ps := peerStatus(byName[n.NodeName], live)
+			ps := d.peerStatus(byName[n.NodeName], live)
 			ps.NodeName, ps.VPNIP, ps.PublicIP, ps.Status, ps.LastSeenAgo = n.NodeName, n.VPNIP, n.PublicIP, n.Status, n.LastSeenAgo
 			st.Peers = append(st.Peers, ps)
 		}
 	} else {
 		for _, p := range d.peers {
-			ps := peerStatus(p, live)
+			ps := d.peerStatus(p, live)
 			ps.Status, ps.LastSeenAgo = "unknown", -1
 			st.Peers = append(st.Peers, ps)
 		}
@@ -110,7 +112,7 @@ func (d *Daemon) Peers() []PeerStatus {
 	defer d.mu.Unlock()
 	out := []PeerStatus{}
 	for _, p := range d.peers {
-		ps := peerStatus(p, live)
+		ps := d.peerStatus(p, live)
 		ps.Status = "online"
 		out = append(out, ps)
 	}
@@ -130,8 +132,11 @@ func (d *Daemon) live() map[wg.Key]wg.PeerStatus {
 	return m
 }
 
-// peerStatus fills what WireGuard knows of p.
-func peerStatus(p api.Peer, live map[wg.Key]wg.PeerStatus) PeerStatus {
+// peerStatus fills what WireGuard knows of p, and which path its traffic
+// takes: the relay if its endpoint is the relay's and the relay is up,
+// direct if the direct path answered its last probes; either only while
+// the peer's handshake is fresh. Callers hold d.mu.
+func (d *Daemon) peerStatus(p api.Peer, live map[wg.Key]wg.PeerStatus) PeerStatus {
 	ps := PeerStatus{NodeName: p.NodeName, VPNIP: p.VPNIP, PublicIP: p.PublicIP, Path: PathNone, WGPublicKey: p.WGPublicKey}
 	key, err := wgtypes.ParseKey(p.WGPublicKey)
 	if err != nil {
@@ -145,14 +150,33 @@ func peerStatus(p api.Peer, live map[wg.Key]wg.PeerStatus) PeerStatus {
 	if s.Endpoint.IsValid() {
 		ps.Endpoint = s.Endpoint.String()
 	}
-	if !s.LastHandshake.IsZero() {
-		hs := s.LastHandshake.UTC().Truncate(time.Second)
-		ps.LatestHandshake = &hs
-		if time.Since(s.LastHandshake) < Stale {
-			ps.Path = PathDirect
-		}
+	if s.LastHandshake.IsZero() {
+		return ps
+	}
+	hs := s.LastHandshake.UTC().Truncate(time.Second)
+	ps.LatestHandshake = &hs
+	if time.Since(s.LastHandshake) >= Stale {
+		return ps
+	}
+	_, relayed := wg.IsRelayEndpoint(s.Endpoint)
+	pa := d.paths[p.NodeID]
+	switch {
+	case relayed && d.relay.up:
+		ps.Path = PathRelay
+	case !relayed && (pa == nil || pa.probeErr || time.Since(pa.lastOK) < time.Duration(relayAfter)*probeEvery+probeTimeout):
+		ps.Path = PathDirect
 	}
 	return ps
+}
+
+func (r relayState) String() string {
+	switch {
+	case r.unsupported:
+		return "unsupported"
+	case r.up:
+		return "up"
+	}
+	return "down"
 }
 
 // resolve finds a peer by name or VPN address.

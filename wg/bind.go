@@ -32,8 +32,12 @@ type stunBind struct {
 	waiting atomic.Int32 // len(pending), read without the lock
 	mu      sync.Mutex
 	pending map[stun.TxID]discovery
+	probes  map[uint64]probeWait
+	session chan struct{} // closed by Close: ends the relay receive func
 	done    chan struct{} // closed by shutdown
 	once    sync.Once
+
+	relay *relayPath
 }
 
 // discovery is a Discover waiting for its answer.
@@ -47,7 +51,9 @@ func newBind(inner conn.Bind, ns namespace) *stunBind {
 		Bind:    inner,
 		ns:      ns,
 		pending: make(map[stun.TxID]discovery),
+		probes:  make(map[uint64]probeWait),
 		done:    make(chan struct{}),
+		relay:   newRelayPath(),
 	}
 }
 
@@ -68,13 +74,42 @@ func (b *stunBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	for i, fn := range fns {
 		fns[i] = b.filter(fn)
 	}
+	session := make(chan struct{})
+	b.mu.Lock()
+	b.session = session
+	b.mu.Unlock()
+	fns = append(fns, b.relay.receive(session))
 	b.port.Store(uint32(actual))
 	return fns, actual, nil
 }
 
 func (b *stunBind) Close() error {
 	b.port.Store(0)
+	b.mu.Lock()
+	if b.session != nil {
+		close(b.session)
+		b.session = nil
+	}
+	b.mu.Unlock()
 	return b.Bind.Close()
+}
+
+// ParseEndpoint knows relay endpoints besides the inner bind's.
+func (b *stunBind) ParseEndpoint(s string) (conn.Endpoint, error) {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		if peer, ok := IsRelayEndpoint(ap); ok {
+			return newRelayEndpoint(peer), nil
+		}
+	}
+	return b.Bind.ParseEndpoint(s)
+}
+
+// Send sends through the relay to relay endpoints, else directly.
+func (b *stunBind) Send(bufs [][]byte, ep conn.Endpoint) error {
+	if r, ok := ep.(*relayEndpoint); ok {
+		return b.relay.send(bufs, r)
+	}
+	return b.Bind.Send(bufs, ep)
 }
 
 // filter returns fn with the STUN datagrams taken out of each batch: their
@@ -86,8 +121,12 @@ func (b *stunBind) filter(fn conn.ReceiveFunc) conn.ReceiveFunc {
 	return func(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
 		n, err := fn(bufs, sizes, eps)
 		for i := range n {
-			if p := bufs[i][:sizes[i]]; stun.Is(p) {
+			switch p := bufs[i][:sizes[i]]; {
+			case stun.Is(p):
 				b.deliver(p, eps[i])
+				sizes[i] = 0
+			case isProbe(p):
+				b.handleProbe(p, eps[i])
 				sizes[i] = 0
 			}
 		}

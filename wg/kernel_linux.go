@@ -14,6 +14,7 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	"github.com/wire-mesh/wire/relay"
 	"github.com/wire-mesh/wire/stun"
 )
 
@@ -198,6 +199,17 @@ func udpNetwork(server netip.AddrPort) string {
 		return "udp4"
 	}
 	return "udp6"
+}
+
+// Probe is not possible: the kernel owns the WireGuard port.
+func (e *kernel) Probe(context.Context, netip.AddrPort) (time.Duration, error) {
+	return 0, fmt.Errorf("wg: kernel WireGuard owns its port, so wire cannot probe from it: %w", errors.ErrUnsupported)
+}
+
+// SetRelay is not supported yet: kernel WireGuard would need a local proxy
+// socket per relayed peer.
+func (e *kernel) SetRelay(*relay.Conn) error {
+	return fmt.Errorf("wg: the relay does not work with kernel WireGuard yet (use --engine userspace): %w", errors.ErrUnsupported)
 }
 
 func (e *kernel) Port() int {

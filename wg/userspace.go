@@ -8,11 +8,14 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/wire-mesh/wire/relay"
 )
 
 // userspace is the embedded wireguard-go on a TUN device, configured
@@ -63,6 +66,12 @@ func startUserspace(tdev tun.Device, nif netif, bind conn.Bind, ns namespace, op
 		bind: sb,
 		ns:   ns,
 	}
+	// A peer with an endpoint stays where wire put it: wire chooses the
+	// path (direct or relay) and learns of moves from the server, and
+	// roaming would let a stray relayed packet pull a direct peer back
+	// onto the relay. Peers without an endpoint still learn one from
+	// their packets.
+	e.dev.DisableSomeRoamingForBrokenMobileSemantics()
 	e.state = state{apply: e.apply, netif: nif}
 	if err := e.start(opts.ListenPort); err != nil {
 		e.Close()
@@ -133,6 +142,17 @@ func (e *userspace) Peers() ([]PeerStatus, error) {
 
 func (e *userspace) Discover(ctx context.Context, server netip.AddrPort) (netip.AddrPort, error) {
 	return e.bind.discover(ctx, server)
+}
+
+// Probe checks the direct path to a peer's endpoint from the WireGuard port.
+func (e *userspace) Probe(ctx context.Context, to netip.AddrPort) (time.Duration, error) {
+	return e.bind.probe(ctx, to)
+}
+
+// SetRelay makes c the way to peers with relay endpoints.
+func (e *userspace) SetRelay(c *relay.Conn) error {
+	e.bind.relay.set(c)
+	return nil
 }
 
 func (e *userspace) Port() int    { return int(e.bind.port.Load()) }

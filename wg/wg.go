@@ -5,6 +5,7 @@ package wg
 
 import (
 	"context"
+	"github.com/wire-mesh/wire/relay"
 	"log/slog"
 	"net/netip"
 	"time"
@@ -65,6 +66,14 @@ type Engine interface {
 	// answer comes or ctx is done. A kernel engine can only do so before
 	// its first Set; afterwards the error wraps errors.ErrUnsupported.
 	Discover(ctx context.Context, server netip.AddrPort) (netip.AddrPort, error)
+	// Probe checks that to, a peer's direct endpoint, answers on its
+	// WireGuard port, sending from this one (which also opens this side's
+	// NAT towards it); it returns the round-trip time. Kernel engines
+	// cannot: the error wraps errors.ErrUnsupported.
+	Probe(ctx context.Context, to netip.AddrPort) (time.Duration, error)
+	// SetRelay makes c (nil: none) the way to peers whose endpoint is a
+	// RelayEndpoint. The caller keeps owning c. Kernel engines cannot yet.
+	SetRelay(c *relay.Conn) error
 	// Port is the UDP port WireGuard listens on (a kernel engine's before
 	// its first Set: the port that Set will give it).
 	Port() int

@@ -10,7 +10,9 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"time"
 
+	"github.com/wire-mesh/wire/relay"
 	"github.com/wire-mesh/wire/wg"
 )
 
@@ -32,6 +34,8 @@ type Engine struct {
 	queried []netip.AddrPort
 	port    int
 	closed  bool
+	blocked map[netip.AddrPort]bool
+	relay   *relay.Conn
 }
 
 var _ wg.Engine = (*Engine)(nil)
@@ -136,6 +140,54 @@ func (e *Engine) SetDiscover(addr netip.AddrPort, err error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.mapped, e.stunErr = addr, err
+}
+
+// Probe answers at once, unless Block made to unreachable.
+func (e *Engine) Probe(ctx context.Context, to netip.AddrPort) (time.Duration, error) {
+	e.mu.Lock()
+	blocked := e.blocked[to]
+	e.mu.Unlock()
+	if !blocked {
+		return time.Millisecond, nil
+	}
+	<-ctx.Done()
+	return 0, fmt.Errorf("wgtest: no answer from %v: %w", to, ctx.Err())
+}
+
+// Block makes probes to ep go unanswered (or answered again, if !blocked).
+func (e *Engine) Block(ep netip.AddrPort, blocked bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.blocked == nil {
+		e.blocked = map[netip.AddrPort]bool{}
+	}
+	e.blocked[ep] = blocked
+}
+
+// SetRelay records the relay connection and, like a real engine, reads
+// it (so that its HELLOs get their answers), discarding the packets.
+func (e *Engine) SetRelay(c *relay.Conn) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.relay = c
+	if c != nil {
+		go func() {
+			buf := make([]byte, 65535+relay.DataOverhead)
+			for {
+				if _, _, err := c.ReadFrom(buf); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	return nil
+}
+
+// Relay is the relay connection last set.
+func (e *Engine) Relay() *relay.Conn {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.relay
 }
 
 // Discover records server and returns what SetDiscover set.

@@ -1,0 +1,117 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/wire-mesh/wire/api"
+)
+
+// Path selection. Every probeEvery the daemon probes each peer's direct
+// endpoint from its WireGuard port (both sides do, which also opens both
+// NATs towards each other). A peer goes to the relay after relayAfter
+// failed probes in a row (reported to /punch, as the seed counted), and
+// back to direct at the first probe that is answered: a relayed pair moves
+// to direct as soon as hole punching works, and back if it stops working.
+var (
+	probeEvery   = 2 * time.Second // a variable for tests
+	probeTimeout = 1500 * time.Millisecond
+)
+
+const relayAfter = 3
+
+// path is what the daemon knows of the direct path to one peer.
+type path struct {
+	fails    int       // failed probes in a row
+	lastOK   time.Time // last answered probe
+	relayed  bool
+	probeErr bool // the engine cannot probe (kernel): stay direct
+}
+
+func (d *Daemon) choosePaths(ctx context.Context) {
+	every(ctx, probeEvery, func() { d.probeAll(ctx) })
+}
+
+// probeAll probes every peer at once and applies the paths that changed.
+func (d *Daemon) probeAll(ctx context.Context) {
+	d.mu.Lock()
+	peers := make([]api.Peer, 0, len(d.peers))
+	for _, p := range d.peers {
+		peers = append(peers, p)
+	}
+	d.mu.Unlock()
+	var wg sync.WaitGroup
+	changed := make(chan bool, len(peers))
+	for _, p := range peers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			changed <- d.probe(ctx, p)
+		}()
+	}
+	wg.Wait()
+	close(changed)
+	for c := range changed {
+		if c {
+			if err := d.apply(); err != nil {
+				d.log.Error("configuring WireGuard", "err", err)
+			}
+			return
+		}
+	}
+}
+
+// probe probes one peer's direct endpoint; it reports whether the peer's
+// path changed.
+func (d *Daemon) probe(ctx context.Context, p api.Peer) bool {
+	d.mu.Lock()
+	to := d.endpoint(p)
+	d.mu.Unlock()
+	if !to.IsValid() {
+		return false
+	}
+	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	_, err := d.engine.Probe(pctx, to)
+	cancel()
+	if ctx.Err() != nil {
+		return false
+	}
+	d.mu.Lock()
+	pa := d.paths[p.NodeID]
+	if pa == nil {
+		pa = &path{}
+		d.paths[p.NodeID] = pa
+	}
+	was := pa.relayed
+	switch {
+	case errors.Is(err, errors.ErrUnsupported):
+		pa.probeErr = true
+	case err == nil:
+		pa.fails, pa.lastOK, pa.relayed = 0, time.Now(), false
+	default:
+		pa.fails++
+		pa.relayed = pa.relayed || pa.fails >= relayAfter
+	}
+	report := err != nil && !pa.probeErr && pa.fails <= relayAfter
+	now := pa.relayed
+	d.mu.Unlock()
+	if report {
+		d.punch(ctx, p)
+	}
+	if now != was {
+		d.log.Info("path changed", "peer", p.NodeName, "relay", now, "direct_endpoint", to)
+	}
+	return now != was
+}
+
+// punch reports a failed direct attempt to the server's /punch accounting.
+func (d *Daemon) punch(ctx context.Context, p api.Peer) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	resp, err := d.client.Punch(ctx, api.PunchRequest{FromVPNIP: d.cfg.VPNIP, ToVPNIP: p.VPNIP})
+	if err == nil && resp.UseRelay {
+		d.log.Debug("server counts the direct attempts as failed", "peer", p.NodeName, "attempts", resp.Attempts)
+	}
+}

@@ -47,9 +47,9 @@ type Daemon struct {
 	mapped    netip.AddrPort // the WireGuard port's public mapping
 	told      netip.AddrPort // the mapping the server last accepted
 	pollStop  context.CancelFunc
-	reachable bool // the last call to the server worked
+	reachable bool                      // the last call to the server worked
 	endpoints map[string]netip.AddrPort // as last applied, by node_id
-	paths     map[string]*path // by node_id
+	paths     map[string]*path          // by node_id
 	relay     relayState
 	down      chan struct{}
 	downOnce  sync.Once

@@ -99,6 +99,8 @@ type Health struct {
 	Version string `json:"version"`
 	Total   int    `json:"total"`
 	Online  int    `json:"online"`
+	// STUNPort is the server's STUN port; absent from --open servers.
+	STUNPort int `json:"stun_port,omitempty"`
 }
 
 // IP answers GET /ip.

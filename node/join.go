@@ -9,8 +9,10 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/wire-mesh/wire/api"
+	"github.com/wire-mesh/wire/stun"
 )
 
 // JoinOptions are `wire up`'s first-time flags.
@@ -66,7 +68,16 @@ func Join(ctx context.Context, o JoinOptions) (Config, error) {
 	if err != nil {
 		return Config{}, err
 	}
-	req := cfg.registerRequest(keys, netip.AddrPort{})
+	// Health checks the server (and its pin) before the key is sent, and
+	// says where its STUN is.
+	h, err := client.Health(ctx)
+	if err != nil {
+		return Config{}, err
+	}
+	if h.STUNPort != 0 {
+		cfg.STUNPort = h.STUNPort
+	}
+	req := cfg.registerRequest(keys, discoverBeforeUp(ctx, u, cfg))
 	if key != nil {
 		req.JoinKey = key.String()
 	}
@@ -76,6 +87,31 @@ func Join(ctx context.Context, o JoinOptions) (Config, error) {
 	}
 	cfg.apply(resp)
 	return cfg, cfg.Save(o.Dir)
+}
+
+// discoverBeforeUp asks the server's STUN for the public mapping of the
+// WireGuard port before the tunnel holds it (as the seed did), so that
+// peers learn the right endpoint from the enrolment itself; a wrong one
+// would cost them WireGuard's 5 s handshake backoff. It gives up quietly:
+// the daemon discovers again once it runs.
+func discoverBeforeUp(ctx context.Context, u *url.URL, cfg Config) netip.AddrPort {
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", u.Hostname())
+	if err != nil || len(addrs) == 0 {
+		return netip.AddrPort{}
+	}
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{Port: cfg.ListenPort})
+	if err != nil {
+		return netip.AddrPort{} // the port is busy: nothing to learn from it now
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	server := net.UDPAddrFromAddrPort(netip.AddrPortFrom(addrs[0].Unmap(), uint16(cfg.STUNPort)))
+	mapped, err := stun.Query(ctx, conn, server)
+	if err != nil {
+		return netip.AddrPort{}
+	}
+	return mapped
 }
 
 func joinError(err error) error {

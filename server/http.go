@@ -95,7 +95,11 @@ func clientPin(r *http.Request) string {
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	st := s.reg.status(s.cfg.Version)
-	writeJSON(w, http.StatusOK, api.Health{OK: true, Version: s.cfg.Version, Total: st.Total, Online: st.Online})
+	h := api.Health{OK: true, Version: s.cfg.Version, Total: st.Total, Online: st.Online}
+	if !s.cfg.Open {
+		h.STUNPort = s.stunPort()
+	}
+	writeJSON(w, http.StatusOK, h)
 }
 
 func (s *Server) handleIP(w http.ResponseWriter, r *http.Request) {
@@ -135,7 +139,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 	resp := api.RegisterResponse{OK: true, VPNIP: rec.VPNIP, YourIP: e.publicIP}
 	if !s.cfg.Open {
 		resp.Subnet = s.cfg.Subnet.String()
-		resp.STUNPort = s.STUNAddr().(*net.UDPAddr).Port
+		resp.STUNPort = s.stunPort()
 	}
 	writeJSON(w, http.StatusOK, resp)
 }
@@ -225,6 +229,8 @@ func (s *Server) handlePunch(w http.ResponseWriter, r *http.Request, c caller) {
 	}
 	writeJSON(w, http.StatusOK, s.punches.attempt(req.FromVPNIP, req.ToVPNIP))
 }
+
+func (s *Server) stunPort() int { return s.STUNAddr().(*net.UDPAddr).Port }
 
 func (s *Server) handleRelay(w http.ResponseWriter, r *http.Request, c caller) {
 	if c.node == nil {

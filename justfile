@@ -28,6 +28,11 @@ fuzz time="30s":
 	go test ./stun -run '^$' -fuzz FuzzParseBindingRequest -fuzztime {{time}}
 	go test ./stun -run '^$' -fuzz FuzzParseResponse -fuzztime {{time}}
 
+# Measure throughput, join and propagation times and memory in the network
+# lab (root; needs iperf3: apt-get install iperf3). E.g. just bench -t 10
+bench *args:
+	go run ./lab/bench {{args}}
+
 # What CI runs.
 ci:
 	bash .ci/run

@@ -155,9 +155,9 @@ func (m *mesh) up(ns *lab.NS, name string) *node {
 func (m *mesh) waitUp(n *node) status {
 	m.t.Helper()
 	var st status
-	err := poll(upTimeout, 200*time.Millisecond, func() error {
+	err := lab.Poll(upTimeout, 200*time.Millisecond, func() error {
 		if n.proc.Exited() {
-			return errStop(fmt.Errorf("wire up exited: %v", n.proc.Wait(0)))
+			return lab.Abort(fmt.Errorf("wire up exited: %v", n.proc.Wait(0)))
 		}
 		var err error
 		if st, err = n.status(); err == nil && st.VPNIP == "" {
@@ -208,7 +208,7 @@ func (m *mesh) waitPairs(timeout time.Duration, nodes ...*node) time.Duration {
 			}
 		}
 	}
-	poll(timeout, 200*time.Millisecond, func() error {
+	lab.Poll(timeout, 200*time.Millisecond, func() error {
 		var mu sync.Mutex
 		var wg sync.WaitGroup
 		for _, pair := range slices.Collect(maps.Keys(pending)) {
@@ -262,28 +262,6 @@ func wireOut(ns *lab.NS, timeout time.Duration, args ...string) (stdout, stderr 
 	return o.String(), e.String(), err
 }
 
-// stopError ends a poll early.
-type stopError struct{ error }
-
-func errStop(err error) error { return stopError{err} }
-
-// poll calls f every interval until it returns nil, returns a stopError,
-// or timeout has passed; it returns f's last error.
-func poll(timeout, interval time.Duration, f func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		var stop stopError
-		if err == nil || errors.As(err, &stop) {
-			return err
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("after %v: %w", timeout, err)
-		}
-		time.Sleep(interval)
-	}
-}
-
 var pingReceived = regexp.MustCompile(`(\d+) received`)
 
 // TestMeshDirect is scenario 1: two nodes behind two cone NATs and a
@@ -303,7 +281,7 @@ func TestMeshDirect(t *testing.T) {
 
 	public := map[string]string{"n1": r1.IP.String(), "n2": r2.IP.String(), "n3": "203.0.113.30"}
 	for _, n := range nodes {
-		err := poll(5*time.Second, 250*time.Millisecond, func() error {
+		err := lab.Poll(5*time.Second, 250*time.Millisecond, func() error {
 			st, err := n.status()
 			if err != nil {
 				return err
@@ -427,9 +405,9 @@ func TestMeshJoinToPing(t *testing.T) {
 	ns2 := l.NodeBehind(r2, "n2", "192.168.2.10")
 	start := time.Now()
 	n2 := m.join(ns2, "n2")
-	err := poll(30*time.Second, 100*time.Millisecond, func() error {
+	err := lab.Poll(30*time.Second, 100*time.Millisecond, func() error {
 		if n2.proc.Exited() {
-			return errStop(fmt.Errorf("wire up exited: %v", n2.proc.Wait(0)))
+			return lab.Abort(fmt.Errorf("wire up exited: %v", n2.proc.Wait(0)))
 		}
 		return n1.ping("n2")
 	})
@@ -500,7 +478,7 @@ func TestMeshServerOutage(t *testing.T) {
 	m.waitUp(n4)
 	joined := time.Now()
 	for _, n := range nodes {
-		err := poll(3*time.Second, 100*time.Millisecond, func() error {
+		err := lab.Poll(3*time.Second, 100*time.Millisecond, func() error {
 			st, err := n.status()
 			if err != nil {
 				return err
@@ -553,7 +531,7 @@ func TestMeshRoaming(t *testing.T) {
 	l.Move(n1.ns, r3, "10.0.3.10")
 	took := m.waitPairs(10*time.Second, n1, n2)
 	t.Logf("roam-to-ping: %.2fs", took.Seconds())
-	err := poll(10*time.Second, 250*time.Millisecond, func() error {
+	err := lab.Poll(10*time.Second, 250*time.Millisecond, func() error {
 		st, err := n2.status()
 		if err != nil {
 			return err

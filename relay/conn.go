@@ -20,11 +20,19 @@ var _ udpConn = (*net.UDPConn)(nil)
 // asUDP returns pc itself if it is a *net.UDPConn (or another udpConn), and
 // otherwise an adapter that allocates a net.Addr per datagram.
 func asUDP(pc net.PacketConn) udpConn {
+	if u, ok := pc.(*net.UDPConn); ok {
+		setBuffers(u)
+	}
 	if u, ok := pc.(udpConn); ok {
 		return u
 	}
 	return packetConn{pc}
 }
+
+// socketBuffer is the send and receive buffer a relay socket asks for, as
+// wireguard-go does for its own: a relay carries whole tunnels' bursts, and
+// the kernel's default (about 200 KiB) drops them.
+const socketBuffer = 7 << 20
 
 // packetConn adapts any net.PacketConn whose addresses print as host:port.
 type packetConn struct{ net.PacketConn }

@@ -27,8 +27,8 @@ type Tokens interface {
 // Defaults for Options fields left zero: generous for one node's VPN
 // traffic, and a second's worth of burst.
 const (
-	DefaultPacketRate     = rate.Limit(20_000)     // packets per second per node
-	DefaultByteRate       = rate.Limit(50_000_000) // bytes per second per node
+	DefaultPacketRate     = rate.Limit(250_000)     // packets per second per node
+	DefaultByteRate       = rate.Limit(250_000_000) // bytes per second per node (2 Gbit/s)
 	DefaultMaxNodes       = 65_536
 	DefaultBindingTimeout = 60 * time.Second
 )

@@ -71,7 +71,7 @@ type relayPath struct {
 }
 
 func newRelayPath() *relayPath {
-	p := &relayPath{in: make(chan relayPacket, 256)}
+	p := &relayPath{in: make(chan relayPacket, 1024)}
 	p.bufs.New = func() any {
 		b := make([]byte, 65535+relay.DataOverhead)
 		return &b
@@ -115,19 +115,34 @@ func (p *relayPath) pump(c *relay.Conn) {
 }
 
 // receive is a conn.ReceiveFunc for the packets that came through the
-// relay; it returns when done closes (the bind closed).
+// relay: it waits for one, then takes as many more as are queued, up to
+// the batch; it returns when done closes (the bind closed).
 func (p *relayPath) receive(done <-chan struct{}) conn.ReceiveFunc {
 	return func(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
 		select {
 		case pkt := <-p.in:
-			sizes[0] = copy(bufs[0], (*pkt.buf)[:pkt.n])
-			eps[0] = newRelayEndpoint(pkt.peer)
-			p.bufs.Put(pkt.buf)
-			return 1, nil
+			p.take(pkt, 0, bufs, sizes, eps)
 		case <-done:
 			return 0, net.ErrClosed
 		}
+		n := 1
+		for ; n < len(bufs); n++ {
+			select {
+			case pkt := <-p.in:
+				p.take(pkt, n, bufs, sizes, eps)
+				continue
+			default:
+			}
+			break
+		}
+		return n, nil
 	}
+}
+
+func (p *relayPath) take(pkt relayPacket, i int, bufs [][]byte, sizes []int, eps []conn.Endpoint) {
+	sizes[i] = copy(bufs[i], (*pkt.buf)[:pkt.n])
+	eps[i] = newRelayEndpoint(pkt.peer)
+	p.bufs.Put(pkt.buf)
 }
 
 // errNoRelay says a packet for the relay found no relay connection.

@@ -51,6 +51,12 @@ type Conn struct {
 	bufs  sync.Pool // *[]byte for WriteTo
 	hello sync.Mutex
 
+	udp     *net.UDPConn // pc, if batches can be used on it
+	writers sync.Pool    // *batchWriter for WriteBatch
+	rmu     sync.Mutex   // ReadBatch's
+	reader  *batchIO
+	from    [maxBatch]netip.AddrPort
+
 	mu      sync.Mutex
 	pending []uint64      // nonces of the HELLOs of the Hello in progress
 	acked   chan struct{} // closed when one of them is acknowledged
@@ -76,6 +82,11 @@ func NewConn(pc net.PacketConn, cfg Config) (*Conn, error) {
 	c.bufs.New = func() any {
 		b := make([]byte, 0, maxDatagram)
 		return &b
+	}
+	if u, ok := pc.(*net.UDPConn); ok {
+		if c.reader = newBatchIO(u); c.reader != nil {
+			c.udp = u
+		}
 	}
 	return c, nil
 }
@@ -210,6 +221,93 @@ func (c *Conn) ReadFrom(buf []byte) (n int, peer netip.Addr, err error) {
 		}
 		if nonce, err := ParseHelloAck(b); err == nil {
 			c.acknowledged(nonce)
+		}
+	}
+}
+
+// batchWriter is WriteBatch's scratch.
+type batchWriter struct {
+	io  *batchIO
+	hdr [DataOverhead]byte
+}
+
+// WriteBatch sends each of payloads, WireGuard packets, through the relay
+// to the node with VPN IP peer, as WriteTo would, but with as few system
+// calls as it can (one per 64 packets on Linux). It stops at the first
+// packet the system refuses, and returns why.
+func (c *Conn) WriteBatch(payloads [][]byte, peer netip.Addr) error {
+	if !peer.Unmap().Is4() {
+		return fmt.Errorf("relay: peer %v is not an IPv4 address", peer)
+	}
+	if c.udp == nil {
+		for _, p := range payloads {
+			if err := c.WriteTo(p, peer); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	w, _ := c.writers.Get().(*batchWriter)
+	if w == nil {
+		if w = (&batchWriter{io: newBatchIO(c.udp)}); w.io == nil {
+			return fmt.Errorf("relay: send to %v via %v: socket unusable", peer, c.cfg.Relay)
+		}
+	}
+	defer c.writers.Put(w)
+	hdr := appendAddr(appendHeader(w.hdr[:0], typeData), peer)
+	to := [1]netip.AddrPort{c.cfg.Relay}
+	for len(payloads) > 0 {
+		n, err := w.io.write(hdr, payloads, to[:])
+		if err != nil {
+			return fmt.Errorf("relay: send to %v via %v: %w", peer, c.cfg.Relay, err)
+		}
+		payloads = payloads[n:]
+	}
+	return nil
+}
+
+// ReadBatch reads packets relayed to this node, as ReadFrom does, into
+// bufs: at least one, and more if they are waiting, up to len(bufs) (with
+// one system call on Linux). The i-th packet is bufs[i][:sizes[i]], sent by
+// the node with VPN IP peers[i]. sizes and peers must be as long as bufs.
+// Only one goroutine may call ReadBatch or ReadFrom at a time.
+func (c *Conn) ReadBatch(bufs [][]byte, sizes []int, peers []netip.Addr) (int, error) {
+	if len(bufs) == 0 {
+		return 0, nil
+	}
+	if c.reader == nil {
+		n, peer, err := c.ReadFrom(bufs[0])
+		if err != nil {
+			return 0, err
+		}
+		sizes[0], peers[0] = n, peer
+		return 1, nil
+	}
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	bufs = bufs[:min(len(bufs), len(sizes), len(peers))]
+	for {
+		n, err := c.reader.read(bufs, sizes, c.from[:])
+		if err != nil {
+			return 0, err
+		}
+		k := 0 // packets kept, moved to the front: k <= i
+		for i := range n {
+			if unmap(c.from[i]) != c.cfg.Relay {
+				continue
+			}
+			b := bufs[i][:sizes[i]]
+			if peer, payload, err := ParseData(b); err == nil {
+				sizes[k], peers[k] = copy(bufs[k], payload), peer
+				k++
+				continue
+			}
+			if nonce, err := ParseHelloAck(b); err == nil {
+				c.acknowledged(nonce)
+			}
+		}
+		if k > 0 {
+			return k, nil
 		}
 	}
 }

@@ -37,6 +37,10 @@ const (
 // datagram is truncated on the way through.
 const maxDatagram = 65_535
 
+// maxBatch is how many datagrams the relay reads, and writes, with one
+// system call where it can (Linux).
+const maxBatch = 64
+
 // readErrorPause keeps a persistent read error from spinning Serve.
 const readErrorPause = 10 * time.Millisecond
 
@@ -113,6 +117,8 @@ type Server struct {
 	log    *slog.Logger
 	table  *table
 	ack    []byte // HELLO-ACK buffer, owned by the Serve goroutine
+	udp    *net.UDPConn
+	out    *outbox // batch being built, if Serve reads batches
 
 	received, hellosOK, hellosBad, forwarded, forwardedBytes atomic.Uint64
 	malformed, unbound, noRoute, rateLimited                 atomic.Uint64
@@ -130,8 +136,35 @@ func NewServer(conn net.PacketConn, tokens Tokens, opts Options) *Server {
 	}
 	if conn != nil {
 		s.conn = asUDP(conn)
+		s.udp, _ = conn.(*net.UDPConn)
 	}
 	return s
+}
+
+// outbox holds the datagrams handling a batch produced, to be sent with
+// one system call: forwarded DATA (in the read buffers, rewritten in
+// place) and HELLO-ACKs.
+type outbox struct {
+	w    *batchIO
+	bufs [][]byte
+	to   []netip.AddrPort
+	src  []*node // the node a DATA is from; nil for a HELLO-ACK
+	acks [maxBatch][helloAckLen]byte
+}
+
+func newOutbox(w *batchIO) *outbox {
+	return &outbox{
+		w:    w,
+		bufs: make([][]byte, 0, maxBatch),
+		to:   make([]netip.AddrPort, 0, maxBatch),
+		src:  make([]*node, 0, maxBatch),
+	}
+}
+
+func (o *outbox) add(b []byte, to netip.AddrPort, src *node) {
+	o.bufs = append(o.bufs, b)
+	o.to = append(o.to, to)
+	o.src = append(o.src, src)
 }
 
 // Serve relays until ctx is done, then closes the conn and returns nil. If
@@ -141,6 +174,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer s.conn.Close()
 	stop := context.AfterFunc(ctx, func() { s.conn.Close() })
 	defer stop()
+	if s.udp != nil {
+		if r, w := newBatchIO(s.udp), newBatchIO(s.udp); r != nil && w != nil {
+			return s.serveBatches(ctx, r, w)
+		}
+	}
 	buf := make([]byte, maxDatagram)
 	for {
 		n, from, err := s.conn.ReadFromUDPAddrPort(buf)
@@ -156,6 +194,79 @@ func (s *Server) Serve(ctx context.Context) error {
 			time.Sleep(readErrorPause)
 		}
 	}
+}
+
+// serveBatches is Serve reading with r and writing with w a batch at a
+// time.
+func (s *Server) serveBatches(ctx context.Context, r, w *batchIO) error {
+	s.out = newOutbox(w)
+	bufs := make([][]byte, maxBatch)
+	for i := range bufs {
+		bufs[i] = make([]byte, maxDatagram)
+	}
+	sizes := make([]int, maxBatch)
+	from := make([]netip.AddrPort, maxBatch)
+	for {
+		n, err := r.read(bufs, sizes, from)
+		switch {
+		case err == nil:
+			for i := range n {
+				bufs[i] = bufs[i][:sizes[i]]
+			}
+			s.handleBatch(bufs[:n], from[:n], time.Now())
+			for i := range n {
+				bufs[i] = bufs[i][:maxDatagram]
+			}
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, net.ErrClosed):
+			return fmt.Errorf("relay: serve on %v: %w", s.conn.LocalAddr(), err)
+		default:
+			s.log.Warn("relay: read failed", "err", err)
+			time.Sleep(readErrorPause)
+		}
+	}
+}
+
+// handleBatch handles the datagrams bufs[i] from from[i], then sends what
+// they call for in one batch. It may overwrite bufs' contents. It counts
+// them received only when done, so that whoever sees them counted also
+// sees what became of them.
+func (s *Server) handleBatch(bufs [][]byte, from []netip.AddrPort, now time.Time) {
+	for len(bufs) > 0 {
+		n := min(len(bufs), maxBatch) // the outbox holds as many
+		for i, b := range bufs[:n] {
+			s.handle(b, from[i], now)
+		}
+		s.flush()
+		s.received.Add(uint64(n))
+		bufs, from = bufs[n:], from[n:]
+	}
+}
+
+// flush sends the outbox, skipping any datagram the kernel refuses, and
+// counts what it sent.
+func (s *Server) flush() {
+	o := s.out
+	for i := 0; i < len(o.bufs); {
+		n, err := o.w.write(nil, o.bufs[i:], o.to[i:])
+		for j := i; j < i+n; j++ {
+			if src := o.src[j]; src != nil {
+				s.sent(src, len(o.bufs[j]))
+			} else {
+				s.hellosOK.Add(1)
+			}
+		}
+		i += n
+		if err != nil || n == 0 {
+			if i < len(o.bufs) && s.log.Enabled(context.Background(), slog.LevelDebug) {
+				s.log.Debug("relay: send failed", "to", o.to[i], "err", err)
+			}
+			i++ // skip the refused datagram
+		}
+	}
+	clear(o.src) // keep no node alive
+	o.bufs, o.to, o.src = o.bufs[:0], o.to[:0], o.src[:0]
 }
 
 // Stats returns the counters so far. It is safe to call while Serve runs.
@@ -187,8 +298,12 @@ func (s *Server) Forget(vpnIP netip.Addr) {
 }
 
 // handle deals with one datagram from the address from. It may overwrite b.
+// In a batch (s.out set), what it sends goes to the outbox, and the caller
+// counts it received.
 func (s *Server) handle(b []byte, from netip.AddrPort, now time.Time) {
-	s.received.Add(1)
+	if s.out == nil {
+		s.received.Add(1)
+	}
 	typ, err := header(b)
 	switch {
 	case err != nil:
@@ -216,14 +331,23 @@ func (s *Server) forward(b []byte, from netip.AddrPort, now time.Time) {
 		return
 	}
 	*(*[4]byte)(b[4:8]) = src.vpnIP.As4()
+	if s.out != nil {
+		s.out.add(b, to, src)
+		return
+	}
 	if _, err := s.conn.WriteToUDPAddrPort(b, to); err != nil {
 		s.log.Debug("relay: forward failed", "to", to, "err", err)
 		return
 	}
+	s.sent(src, len(b))
+}
+
+// sent counts the forwarded DATA b from src.
+func (s *Server) sent(src *node, size int) {
 	src.packets.Add(1)
-	src.sent.Add(uint64(len(b)))
+	src.sent.Add(uint64(size))
 	s.forwarded.Add(1)
-	s.forwardedBytes.Add(uint64(len(b)))
+	s.forwardedBytes.Add(uint64(size))
 }
 
 // hello authenticates a HELLO, binds its VPN IP to from, and answers.
@@ -235,6 +359,11 @@ func (s *Server) hello(b []byte, from netip.AddrPort, now time.Time) {
 	}
 	if err := s.check(h, from, now); err != nil {
 		s.drop(&s.hellosBad, err, from)
+		return
+	}
+	if o := s.out; o != nil {
+		ack := AppendHelloAck(o.acks[len(o.bufs)][:0], h.Nonce)
+		o.add(ack, from, nil)
 		return
 	}
 	s.ack = AppendHelloAck(s.ack[:0], h.Nonce)

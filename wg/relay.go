@@ -96,20 +96,39 @@ func (p *relayPath) current() *relay.Conn {
 	return p.conn
 }
 
+// pumpBatch is how many packets the pump reads from the relay at a time.
+const pumpBatch = 64
+
 // pump reads c until it is closed. It also takes in the relay's answers
 // to HELLOs, which is why it runs whether or not WireGuard listens.
 func (p *relayPath) pump(c *relay.Conn) {
+	var (
+		held  [pumpBatch]*[]byte // buffers from the pool, one per slot
+		bufs  [pumpBatch][]byte
+		sizes [pumpBatch]int
+		peers [pumpBatch]netip.Addr
+	)
+	for i := range held {
+		held[i] = p.bufs.Get().(*[]byte)
+		bufs[i] = *held[i]
+	}
+	defer func() {
+		for _, b := range held {
+			p.bufs.Put(b)
+		}
+	}()
 	for {
-		buf := p.bufs.Get().(*[]byte)
-		n, peer, err := c.ReadFrom(*buf)
+		n, err := c.ReadBatch(bufs[:], sizes[:], peers[:])
 		if err != nil {
-			p.bufs.Put(buf)
 			return
 		}
-		select {
-		case p.in <- relayPacket{buf, n, peer}:
-		default: // WireGuard is not keeping up (or not open): drop, as a NIC would
-			p.bufs.Put(buf)
+		for i := range n {
+			select {
+			case p.in <- relayPacket{held[i], sizes[i], peers[i]}:
+				held[i] = p.bufs.Get().(*[]byte)
+				bufs[i] = *held[i]
+			default: // WireGuard is not keeping up (or not open): drop, as a NIC would
+			}
 		}
 	}
 }
@@ -153,10 +172,5 @@ func (p *relayPath) send(bufs [][]byte, ep *relayEndpoint) error {
 	if c == nil {
 		return fmt.Errorf("wg: send to %v through the relay: %w", ep.peer, errNoRelay)
 	}
-	for _, b := range bufs {
-		if err := c.WriteTo(b, ep.peer); err != nil {
-			return err
-		}
-	}
-	return nil
+	return c.WriteBatch(bufs, ep.peer)
 }

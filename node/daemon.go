@@ -341,6 +341,12 @@ func (d *Daemon) merge(resp api.PeersResponse) bool {
 	for _, id := range resp.Removed {
 		delete(d.peers, id)
 	}
+	for id := range d.endpoints { // what is known of peers that left goes too
+		if _, ok := d.peers[id]; !ok {
+			delete(d.endpoints, id)
+			delete(d.paths, id)
+		}
+	}
 	savePeers(d.dir, d.peers, d.log)
 	return true
 }

@@ -413,7 +413,13 @@ func TestNewKinds(t *testing.T) {
 	if _, err := newIn(wg.Options{Name: us.Name(), Kind: wg.KindUserspace}); err == nil {
 		t.Errorf("a second engine on %s was created", us.Name())
 	}
-	port := us.Port()
+	// A port another socket holds (not another engine's: wireguard-go
+	// closes and reopens its sockets as the link comes up, which leaves
+	// the port free for a moment).
+	var taken net.PacketConn
+	n.in(t, func() (err error) { taken, err = net.ListenPacket("udp", ":0"); return err })
+	defer taken.Close()
+	port := taken.LocalAddr().(*net.UDPAddr).Port
 	if _, err := newIn(wg.Options{Name: prefix() + "p", Kind: wg.KindUserspace, ListenPort: port}); err == nil || !strings.Contains(err.Error(), strconv.Itoa(port)) {
 		t.Errorf("New on taken port %d: %v, want an error naming the port", port, err)
 	}

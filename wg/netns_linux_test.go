@@ -413,14 +413,20 @@ func TestNewKinds(t *testing.T) {
 	if _, err := newIn(wg.Options{Name: us.Name(), Kind: wg.KindUserspace}); err == nil {
 		t.Errorf("a second engine on %s was created", us.Name())
 	}
-	// A port another socket holds (not another engine's: wireguard-go
-	// closes and reopens its sockets as the link comes up, which leaves
-	// the port free for a moment).
+	// A port another socket holds must not be taken silently: New says
+	// so, or, if wireguard-go's link-up event opened the device before the
+	// port was set (a race under load), the Set that asks for it does.
 	var taken net.PacketConn
 	n.in(t, func() (err error) { taken, err = net.ListenPacket("udp", ":0"); return err })
 	defer taken.Close()
 	port := taken.LocalAddr().(*net.UDPAddr).Port
-	if _, err := newIn(wg.Options{Name: prefix() + "p", Kind: wg.KindUserspace, ListenPort: port}); err == nil || !strings.Contains(err.Error(), strconv.Itoa(port)) {
-		t.Errorf("New on taken port %d: %v, want an error naming the port", port, err)
+	e, err := newIn(wg.Options{Name: prefix() + "p", Kind: wg.KindUserspace, ListenPort: port})
+	if err == nil {
+		defer e.Close()
+		key, _ := wgtypes.GeneratePrivateKey()
+		err = e.Set(wg.Config{PrivateKey: key, ListenPort: port, Address: netip.MustParsePrefix("10.99.0.9/16")})
+	}
+	if err == nil || !strings.Contains(err.Error(), strconv.Itoa(port)) {
+		t.Errorf("an engine on taken port %d: %v, want an error naming the port", port, err)
 	}
 }

@@ -182,3 +182,33 @@ func TestPathFallsBackToRelay(t *testing.T) {
 		t.Fatalf("a never moved b back to direct: %v", err)
 	}
 }
+
+// An engine that cannot probe (kernel WireGuard) moves a peer that never
+// completes a handshake to the relay, and tries direct again when the
+// peer's endpoint changes.
+func TestPathWithoutProbes(t *testing.T) {
+	probeEvery, noHandshake = 100*time.Millisecond, 300*time.Millisecond
+	t.Cleanup(func() { probeEvery, noHandshake = 2*time.Second, 15*time.Second })
+	env := servertest.Start(t, "")
+	a := startNode(t, env, "", "a", netip.MustParseAddrPort("198.51.100.1:40001"))
+	a.engine.SetProbeUnsupported(true)
+	b := startNode(t, env, "", "b", netip.MustParseAddrPort("198.51.100.2:40002"))
+	endpointIs := func(want netip.AddrPort) func(wg.Config) bool {
+		return func(c wg.Config) bool { return len(c.Peers) == 1 && c.Peers[0].Endpoint == want }
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	relayEP := wg.RelayEndpoint(netip.MustParseAddr(b.cfg.VPNIP))
+	if _, err := a.engine.Wait(ctx, endpointIs(relayEP)); err != nil {
+		last, _ := a.engine.Last()
+		t.Fatalf("a never moved the silent peer b to the relay: %v (last %+v)", err, last.Peers)
+	}
+	// b moves (its next STUN round, within discoverEvery, finds out): a
+	// tries the new direct endpoint.
+	b.engine.SetDiscover(netip.MustParseAddrPort("198.51.100.2:40009"), nil)
+	ctx, cancel = context.WithTimeout(context.Background(), discoverEvery+3*time.Second)
+	defer cancel()
+	if _, err := a.engine.Wait(ctx, endpointIs(netip.MustParseAddrPort("127.0.0.1:40009"))); err != nil {
+		t.Fatalf("a did not try b's new direct endpoint: %v", err)
+	}
+}

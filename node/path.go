@@ -3,10 +3,12 @@ package node
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/wire-mesh/wire/api"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
 // Path selection. Every probeEvery the daemon probes each peer's direct
@@ -22,12 +24,20 @@ var (
 
 const relayAfter = 3
 
+// An engine that cannot probe (kernel WireGuard owns its port) is judged
+// by handshakes instead: a peer with no handshake for noHandshake after it
+// was configured goes to the relay, and stays there until its direct
+// endpoint changes (nothing can tell that the old one started working).
+var noHandshake = 15 * time.Second // a variable for tests
+
 // path is what the daemon knows of the direct path to one peer.
 type path struct {
-	fails    int       // failed probes in a row
-	lastOK   time.Time // last answered probe
+	direct   netip.AddrPort // the direct endpoint this state is about
+	since    time.Time      // when that endpoint was first seen
+	fails    int            // failed probes in a row
+	lastOK   time.Time      // last answered probe
 	relayed  bool
-	probeErr bool // the engine cannot probe (kernel): stay direct
+	probeErr bool // the engine cannot probe (kernel)
 }
 
 func (d *Daemon) choosePaths(ctx context.Context) {
@@ -42,13 +52,18 @@ func (d *Daemon) probeAll(ctx context.Context) {
 		peers = append(peers, p)
 	}
 	d.mu.Unlock()
+	live := d.live()
 	var wg sync.WaitGroup
 	changed := make(chan bool, len(peers))
 	for _, p := range peers {
+		var handshake time.Time
+		if key, err := wgtypes.ParseKey(p.WGPublicKey); err == nil {
+			handshake = live[key].LastHandshake
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			changed <- d.probe(ctx, p)
+			changed <- d.probe(ctx, p, handshake)
 		}()
 	}
 	wg.Wait()
@@ -65,7 +80,7 @@ func (d *Daemon) probeAll(ctx context.Context) {
 
 // probe probes one peer's direct endpoint; it reports whether the peer's
 // path changed.
-func (d *Daemon) probe(ctx context.Context, p api.Peer) bool {
+func (d *Daemon) probe(ctx context.Context, p api.Peer, handshake time.Time) bool {
 	d.mu.Lock()
 	to := d.endpoint(p)
 	d.mu.Unlock()
@@ -80,14 +95,16 @@ func (d *Daemon) probe(ctx context.Context, p api.Peer) bool {
 	}
 	d.mu.Lock()
 	pa := d.paths[p.NodeID]
-	if pa == nil {
-		pa = &path{}
+	was := pa != nil && pa.relayed
+	if pa == nil || pa.direct != to {
+		pa = &path{direct: to, since: time.Now(), relayed: was && !pa.probeErr}
 		d.paths[p.NodeID] = pa
 	}
-	was := pa.relayed
 	switch {
 	case errors.Is(err, errors.ErrUnsupported):
 		pa.probeErr = true
+		silent := time.Since(pa.since) > noHandshake && time.Since(handshake) > Stale
+		pa.relayed = pa.relayed || silent
 	case err == nil:
 		pa.fails, pa.lastOK, pa.relayed = 0, time.Now(), false
 	default:

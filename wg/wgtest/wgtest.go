@@ -5,6 +5,7 @@ package wgtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -35,6 +36,7 @@ type Engine struct {
 	port    int
 	closed  bool
 	blocked map[netip.AddrPort]bool
+	noProbe bool
 	relay   *relay.Conn
 }
 
@@ -142,16 +144,27 @@ func (e *Engine) SetDiscover(addr netip.AddrPort, err error) {
 	e.mapped, e.stunErr = addr, err
 }
 
-// Probe answers at once, unless Block made to unreachable.
+// Probe answers at once, unless Block made to unreachable, or fails as a
+// kernel engine's does after SetProbeUnsupported.
 func (e *Engine) Probe(ctx context.Context, to netip.AddrPort) (time.Duration, error) {
 	e.mu.Lock()
-	blocked := e.blocked[to]
+	blocked, unsupported := e.blocked[to], e.noProbe
 	e.mu.Unlock()
+	if unsupported {
+		return 0, fmt.Errorf("wgtest: probes are off: %w", errors.ErrUnsupported)
+	}
 	if !blocked {
 		return time.Millisecond, nil
 	}
 	<-ctx.Done()
 	return 0, fmt.Errorf("wgtest: no answer from %v: %w", to, ctx.Err())
+}
+
+// SetProbeUnsupported makes Probe fail as kernel WireGuard's does.
+func (e *Engine) SetProbeUnsupported(off bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.noProbe = off
 }
 
 // Block makes probes to ep go unanswered (or answered again, if !blocked).

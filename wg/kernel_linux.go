@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.zx2c4.com/wireguard/wgctrl"
@@ -39,6 +40,12 @@ type kernel struct {
 	up     bool // the link is up
 	state  state
 	closed bool
+
+	// proxy takes relayed peers' packets between WireGuard and the relay
+	// connection; listening is the port WireGuard has been given (zero
+	// before the first Set), for the proxy to send to.
+	proxy     *relayProxy
+	listening atomic.Int32
 }
 
 var _ Engine = (*kernel)(nil)
@@ -82,6 +89,7 @@ func startKernel(nif netif, client wgClient, ns namespace, opts Options) (*kerne
 		port:   opts.ListenPort,
 	}
 	e.state = state{apply: e.apply, netif: nif}
+	e.proxy = newRelayProxy(func() int { return int(e.listening.Load()) }, e.listenProxy)
 	if e.port == 0 {
 		var err error
 		if e.port, err = freePort(ns); err != nil {
@@ -108,6 +116,17 @@ func freePort(ns namespace) (int, error) {
 	return port, err
 }
 
+// listenProxy opens a relay proxy socket on 127.0.0.1 in the engine's
+// namespace, where WireGuard can reach it.
+func (e *kernel) listenProxy() (*net.UDPConn, error) {
+	var c *net.UDPConn
+	err := e.ns.run(func() (err error) {
+		c, err = listenProxySocket()
+		return err
+	})
+	return c, err
+}
+
 func (e *kernel) apply(d wgtypes.Config) error {
 	if err := e.client.ConfigureDevice(e.name, d); err != nil {
 		return fmt.Errorf("wg: configure %s: %w", e.name, err)
@@ -116,7 +135,8 @@ func (e *kernel) apply(d wgtypes.Config) error {
 }
 
 // Set applies cfg, and brings the link up the first time; a zero
-// ListenPort keeps the engine's port.
+// ListenPort keeps the engine's port. A peer whose endpoint is a
+// RelayEndpoint gets its relay proxy socket as endpoint instead.
 func (e *kernel) Set(cfg Config) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -129,11 +149,16 @@ func (e *kernel) Set(cfg Config) error {
 	if cfg.ListenPort == 0 {
 		cfg.ListenPort = e.port
 	}
+	cfg, err := e.proxied(cfg)
+	if err != nil {
+		return err
+	}
 	e.bound = true
 	e.port = cfg.ListenPort
 	if err := e.state.set(cfg); err != nil {
 		return err
 	}
+	e.listening.Store(int32(cfg.ListenPort))
 	if !e.up {
 		if err := e.state.netif.up(); err != nil {
 			return err
@@ -141,6 +166,38 @@ func (e *kernel) Set(cfg Config) error {
 		e.up = true
 	}
 	return nil
+}
+
+// proxied returns cfg with the endpoints of relayed peers replaced by
+// their proxy sockets', and closes the sockets of the peers that are not
+// in cfg. A peer keeps its socket while its VPN address (a single IPv4
+// address among its allowed IPs) is in cfg, even with a direct endpoint:
+// if the peer relays to us anyway, WireGuard roams to the socket.
+func (e *kernel) proxied(cfg Config) (Config, error) {
+	var keep []netip.Addr
+	copied := false
+	for i, p := range cfg.Peers {
+		for _, ip := range p.AllowedIPs {
+			if ip.IsSingleIP() && ip.Addr().Unmap().Is4() {
+				keep = append(keep, ip.Addr().Unmap())
+			}
+		}
+		vpn, ok := IsRelayEndpoint(p.Endpoint)
+		if !ok {
+			continue
+		}
+		keep = append(keep, vpn)
+		ep, err := e.proxy.endpoint(vpn)
+		if err != nil {
+			return Config{}, err
+		}
+		if !copied {
+			cfg.Peers, copied = slices.Clone(cfg.Peers), true
+		}
+		cfg.Peers[i].Endpoint = ep
+	}
+	e.proxy.retain(keep)
+	return cfg, nil
 }
 
 func (e *kernel) Peers() ([]PeerStatus, error) {
@@ -154,6 +211,9 @@ func (e *kernel) Peers() ([]PeerStatus, error) {
 	peers := make([]PeerStatus, len(dev.Peers))
 	for i, p := range dev.Peers {
 		peers[i] = peerStatus(p)
+		if vpn, ok := e.proxy.peerOf(peers[i].Endpoint); ok {
+			peers[i].Endpoint = RelayEndpoint(vpn)
+		}
 	}
 	slices.SortFunc(peers, comparePeers)
 	return peers, nil
@@ -206,10 +266,14 @@ func (e *kernel) Probe(context.Context, netip.AddrPort) (time.Duration, error) {
 	return 0, fmt.Errorf("wg: kernel WireGuard owns its port, so wire cannot probe from it: %w", errors.ErrUnsupported)
 }
 
-// SetRelay is not supported yet: kernel WireGuard would need a local proxy
-// socket per relayed peer.
-func (e *kernel) SetRelay(*relay.Conn) error {
-	return fmt.Errorf("wg: the relay does not work with kernel WireGuard yet (use --engine userspace): %w", errors.ErrUnsupported)
+// SetRelay makes c the way to peers with relay endpoints, through their
+// proxy sockets. The engine reads c until the caller closes it.
+func (e *kernel) SetRelay(c *relay.Conn) error {
+	if c != nil && e.isClosed() {
+		return e.errClosed()
+	}
+	e.proxy.setConn(c)
+	return nil
 }
 
 func (e *kernel) Port() int {
@@ -230,6 +294,7 @@ func (e *kernel) Close() error {
 		return nil
 	}
 	e.closed = true
+	e.proxy.close()
 	err := errors.Join(e.client.Close(), e.state.netif.remove())
 	e.ns.close()
 	return err

@@ -12,6 +12,8 @@ import (
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	"github.com/wire-mesh/wire/relay"
+	"github.com/wire-mesh/wire/relay/relaytest"
 	"github.com/wire-mesh/wire/stun/stuntest"
 )
 
@@ -208,5 +210,157 @@ func TestKernelClose(t *testing.T) {
 	}
 	if _, err := e.Discover(context.Background(), netip.MustParseAddrPort("127.0.0.1:3478")); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("Discover after Close: %v, want %v", err, net.ErrClosed)
+	}
+}
+
+// TestKernelRelay: a peer with a relay endpoint is configured with its
+// proxy socket on 127.0.0.1, which Peers reports as the relay endpoint,
+// and whose socket closes when the peer goes.
+func TestKernelRelay(t *testing.T) {
+	e, client, _ := newFakeKernel(t, 0)
+	vpnB := netip.MustParseAddr("10.99.0.2")
+	relayed := with(func(c *Config) { c.Peers[0].Endpoint = RelayEndpoint(vpnB) })
+	if err := e.Set(relayed); err != nil {
+		t.Fatal(err)
+	}
+	if got := relayed.Peers[0].Endpoint; got != RelayEndpoint(vpnB) {
+		t.Errorf("Set changed the caller's config: endpoint %v", got)
+	}
+	if len(client.configured) != 1 || len(client.configured[0].Peers) != 2 {
+		t.Fatalf("wgctrl got %+v, want one config of two peers", client.configured)
+	}
+	sent := client.configured[0].Peers[0]
+	if sent.Endpoint == nil {
+		t.Fatal("peer B configured without an endpoint")
+	}
+	proxyB := unmap(sent.Endpoint.AddrPort())
+	if proxyB.Addr() != netip.MustParseAddr("127.0.0.1") || proxyB.Port() == 0 {
+		t.Fatalf("peer B's endpoint is %v, want 127.0.0.1:<proxy port>", proxyB)
+	}
+	want := sendB
+	want.Endpoint = net.UDPAddrFromAddrPort(proxyB)
+	if d := cmp.Diff(want, sent, cmp.Comparer(sameIPNet)); d != "" {
+		t.Errorf("peer B (-want +got):\n%s", d)
+	}
+	if isClosed(t, proxyB) {
+		t.Fatalf("nothing listens on B's proxy endpoint %v", proxyB)
+	}
+
+	// The same config again changes nothing: the socket stays.
+	if err := e.Set(relayed); err != nil {
+		t.Fatal(err)
+	}
+	if len(client.configured) != 1 {
+		t.Errorf("the same config again sent %+v", client.configured[1:])
+	}
+
+	client.device.Peers = []wgtypes.Peer{{PublicKey: key(2), Endpoint: net.UDPAddrFromAddrPort(proxyB)}}
+	peers, err := e.Peers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(peers) != 1 || peers[0].Endpoint != RelayEndpoint(vpnB) {
+		t.Errorf("Peers = %+v, want B at %v", peers, RelayEndpoint(vpnB))
+	}
+
+	// A peer that relays to us unasked keeps its socket while a peer with
+	// its address is configured (here C, direct).
+	vpnC := netip.MustParseAddr("10.99.0.3")
+	proxyC, err := e.proxy.endpoint(vpnC)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// B moves to a direct endpoint: its socket stays, as WireGuard may
+	// roam back to it; B removed: its socket closes.
+	if err := e.Set(base); err != nil {
+		t.Fatal(err)
+	}
+	if got := client.configured[len(client.configured)-1].Peers; len(got) != 1 || got[0].Endpoint.String() != "198.51.100.2:51820" {
+		t.Errorf("moving B to direct sent %+v", got)
+	}
+	if isClosed(t, proxyB) || isClosed(t, proxyC) {
+		t.Errorf("a proxy socket closed while its peer is configured")
+	}
+	if err := e.Set(with(func(c *Config) { c.Peers = c.Peers[1:] })); err != nil {
+		t.Fatal(err)
+	}
+	if !isClosed(t, proxyB) {
+		t.Errorf("B's proxy socket %v still open after B was removed", proxyB)
+	}
+	if isClosed(t, proxyC) {
+		t.Errorf("C's proxy socket %v closed while C is configured", proxyC)
+	}
+	if err := e.Set(Config{}); err != nil {
+		t.Fatal(err)
+	}
+	if !isClosed(t, proxyC) {
+		t.Errorf("C's proxy socket %v still open after C was removed", proxyC)
+	}
+	if err := e.SetRelay(nil); err != nil {
+		t.Errorf("SetRelay(nil) = %v", err)
+	}
+}
+
+// TestKernelRelayForwards runs a kernel engine whose fake WireGuard is a
+// UDP socket on its listen port, with a real relay: the engine's relay
+// connection is read, and packets go both ways between WireGuard and a
+// peer through the relay.
+func TestKernelRelayForwards(t *testing.T) {
+	r := relaytest.Serve(t)
+	wgSock := listenLoopback(t)
+	e, _, _ := newFakeKernel(t, wgSock.LocalAddr().(*net.UDPAddr).Port)
+	vpnA, vpnB := netip.MustParseAddr("10.99.0.1"), netip.MustParseAddr("10.99.0.2")
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	connA, err := relay.NewConn(pc, relay.Config{Relay: r.Addr, VPNIP: vpnA, Token: r.Tokens.Add(vpnA)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		connA.Close()
+		waitGroup(t, &e.proxy.pumps, "the pump")
+	})
+	if err := e.SetRelay(connA); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := connA.Hello(ctx); err != nil {
+		t.Fatal(err)
+	}
+	connB, fromRelayB := r.Dial(t, vpnB)
+	if err := e.Set(with(func(c *Config) { c.ListenPort = 0; c.Peers[0].Endpoint = RelayEndpoint(vpnB) })); err != nil {
+		t.Fatal(err)
+	}
+	proxyB, err := e.proxy.endpoint(vpnB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wgSock.WriteToUDPAddrPort([]byte("to B"), proxyB); err != nil {
+		t.Fatal(err)
+	}
+	if p := receive(t, fromRelayB, "B"); p.From != vpnA || string(p.Payload) != "to B" {
+		t.Errorf("B got %q from %v, want %q from %v", p.Payload, p.From, "to B", vpnA)
+	}
+	if err := connB.WriteTo([]byte("to A"), vpnA); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 100)
+	wgSock.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, from, err := wgSock.ReadFromUDPAddrPort(buf)
+	if err != nil || string(buf[:n]) != "to A" || from != proxyB {
+		t.Errorf("WireGuard got %q from %v (%v), want %q from %v", buf[:n], from, err, "to A", proxyB)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !isClosed(t, proxyB) {
+		t.Errorf("B's proxy socket %v still open after Close", proxyB)
+	}
+	if err := e.SetRelay(connA); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("SetRelay after Close = %v, want %v", err, net.ErrClosed)
 	}
 }

@@ -72,7 +72,8 @@ type Engine interface {
 	// cannot: the error wraps errors.ErrUnsupported.
 	Probe(ctx context.Context, to netip.AddrPort) (time.Duration, error)
 	// SetRelay makes c (nil: none) the way to peers whose endpoint is a
-	// RelayEndpoint. The caller keeps owning c. Kernel engines cannot yet.
+	// RelayEndpoint. The caller keeps owning c. (Kernel engines reach the
+	// relay through a local proxy socket per relayed peer.)
 	SetRelay(c *relay.Conn) error
 	// Port is the UDP port WireGuard listens on (a kernel engine's before
 	// its first Set: the port that Set will give it).

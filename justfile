@@ -9,7 +9,7 @@ build:
 
 # Run the tests (the README's test command).
 test:
-	go test ./...
+	go test -count=1 ./...
 
 # Tests with the race detector (needs cgo).
 race:

@@ -1,0 +1,43 @@
+package mcp
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// Identity is what wire_whoami returns.
+type Identity struct {
+	NodeName    string `json:"node_name"`
+	VPNIP       string `json:"vpn_ip"`
+	WGPublicKey string `json:"wg_public_key"`
+	Fingerprint string `json:"fingerprint" jsonschema:"the first 8 hex digits of the SHA-256 of the WireGuard public key"`
+	ServerURL   string `json:"server_url"`
+}
+
+func (s *Server) whoami(ctx context.Context, _ *sdk.CallToolRequest, _ NoInput) (*sdk.CallToolResult, Identity, error) {
+	st, err := s.client.Status(ctx)
+	if err != nil {
+		return nil, Identity{}, err
+	}
+	fp, err := Fingerprint(st.WGPublicKey)
+	if err != nil {
+		return nil, Identity{}, err
+	}
+	return nil, Identity{NodeName: st.NodeName, VPNIP: st.VPNIP, WGPublicKey: st.WGPublicKey, Fingerprint: fp, ServerURL: st.ServerURL}, nil
+}
+
+// Fingerprint is the first 8 hex digits of the SHA-256 of a base64
+// WireGuard public key's 32 bytes.
+func Fingerprint(key string) (string, error) {
+	raw, err := base64.StdEncoding.DecodeString(key)
+	if err != nil || len(raw) != 32 {
+		return "", fmt.Errorf("bad WireGuard public key %q", key)
+	}
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:4]), nil
+}

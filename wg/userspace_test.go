@@ -59,11 +59,13 @@ func (n *node) config(withEndpoint bool, peers ...*node) Config {
 	return cfg
 }
 
-// ping sends a packet into from's TUN until it comes out of to's.
+// ping sends a packet into from's TUN until it comes out of to's. The
+// deadline allows for WireGuard's 5 s handshake retries on a loaded
+// machine (CI runs the lab beside these tests).
 func ping(t *testing.T, from, to *node) {
 	t.Helper()
 	msg := tuntest.Ping(to.addr, from.addr)
-	deadline := time.After(10 * time.Second)
+	deadline := time.After(30 * time.Second)
 	for {
 		select {
 		case from.tun.Outbound <- msg:

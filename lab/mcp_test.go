@@ -1,0 +1,106 @@
+//go:build linux
+
+package lab_test
+
+import (
+	"context"
+	"encoding/json"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/wire-mesh/wire/lab"
+)
+
+// TestMCPOnLabNodes drives `wire mcp` on a real node (real engine, behind
+// a NAT) with the SDK's client: every tool, ending with wire_down and
+// wire_up, which brings the node back.
+func TestMCPOnLabNodes(t *testing.T) {
+	m := newMesh(t)
+	l := m.lab
+	r1 := l.Router("r1", "203.0.113.11", "192.168.1.0/24", lab.NATCone)
+	r2 := l.Router("r2", "203.0.113.12", "192.168.2.0/24", lab.NATCone)
+	n1 := m.up(l.NodeBehind(r1, "n1", "192.168.1.10"), "n1")
+	n2 := m.up(l.NodeBehind(r2, "n2", "192.168.2.10"), "n2")
+	m.waitPairs(meshTimeout, n1, n2)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := lab.Command(ctx, n1.ns, wireBin, "mcp", "--state-dir", n1.dir)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	cs, err := sdk.NewClient(&sdk.Implementation{Name: "lab", Version: "1"}, nil).Connect(ctx, &sdk.CommandTransport{Command: cmd}, nil)
+	if err != nil {
+		t.Fatalf("connect to wire mcp: %v\n%s", err, stderr.String())
+	}
+	defer cs.Close()
+	call := func(name string, args map[string]any) map[string]any {
+		t.Helper()
+		res, err := cs.CallTool(ctx, &sdk.CallToolParams{Name: name, Arguments: args})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if res.IsError {
+			t.Fatalf("%s: tool error: %+v", name, res.Content)
+		}
+		b, _ := json.Marshal(res.StructuredContent)
+		var out map[string]any
+		if err := json.Unmarshal(b, &out); err != nil {
+			t.Fatalf("%s: structured content %s: %v", name, b, err)
+		}
+		return out
+	}
+
+	st := call("wire_status", nil)
+	if st["vpn_ip"] != n1.vpnIP || st["engine"] != "userspace" {
+		t.Errorf("wire_status: vpn_ip %v engine %v, want %s userspace", st["vpn_ip"], st["engine"], n1.vpnIP)
+	}
+	if peers, _ := st["peers"].([]any); len(peers) != 1 || peers[0].(map[string]any)["path"] != "direct" {
+		t.Errorf("wire_status peers: %v, want n2 on a direct path", st["peers"])
+	}
+	ping := call("wire_ping", map[string]any{"target": "n2", "count": 2})
+	if ping["received"].(float64) < 1 || ping["path"] != "direct" {
+		t.Errorf("wire_ping n2: %v, want replies on the direct path", ping)
+	}
+	t.Logf("wire_ping n2 over MCP: %v received, path %v", ping["received"], ping["path"])
+	who := call("wire_whoami", nil)
+	if who["vpn_ip"] != n1.vpnIP || who["node_name"] != "n1" {
+		t.Errorf("wire_whoami: %v", who)
+	}
+	for _, name := range []string{"wire_peers", "wire_install", "wire_diagnose", "wire_watchdog"} {
+		if out := call(name, nil); len(out) == 0 {
+			t.Errorf("%s: empty result", name)
+		}
+	}
+	diag, _ := json.Marshal(call("wire_diagnose", nil))
+	if strings.Contains(string(diag), `"ok":false`) {
+		t.Errorf("wire_diagnose on a healthy node found a problem: %s", diag)
+	}
+
+	// wire_down takes the node down (its interface goes), wire_up brings it
+	// back from the saved config (detached: no systemd in the lab).
+	call("wire_down", nil)
+	if err := lab.Poll(10*time.Second, 200*time.Millisecond, func() error {
+		if _, err := lab.Run(n1.ns, "ip", "link", "show", n1.iface); err == nil {
+			return errString("interface still there")
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("after wire_down: %v", err)
+	}
+	n1.proc.Wait(10 * time.Second)
+	up := call("wire_up", nil)
+	if up["vpn_ip"] != n1.vpnIP {
+		t.Errorf("wire_up: %v, want the node back on %s", up, n1.vpnIP)
+	}
+	t.Logf("wire_up over MCP brought n1 back: %v", up["vpn_ip"])
+	m.waitPairs(meshTimeout, n1, n2)
+	t.Cleanup(func() { exec.Command("ip", "netns", "exec", n1.ns.Name, wireBin, "down", "--state-dir", n1.dir).Run() })
+}
+
+type errString string
+
+func (e errString) Error() string { return string(e) }

@@ -32,7 +32,11 @@ func TestMCPOnLabNodes(t *testing.T) {
 	cmd := lab.Command(ctx, n1.ns, wireBin, "mcp", "--state-dir", n1.dir)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
-	cs, err := sdk.NewClient(&sdk.Implementation{Name: "lab", Version: "1"}, nil).Connect(ctx, &sdk.CommandTransport{Command: cmd}, nil)
+	progress := make(chan *sdk.ProgressNotificationParams, 64)
+	opts := &sdk.ClientOptions{ProgressNotificationHandler: func(_ context.Context, r *sdk.ProgressNotificationClientRequest) {
+		progress <- r.Params
+	}}
+	cs, err := sdk.NewClient(&sdk.Implementation{Name: "lab", Version: "1"}, opts).Connect(ctx, &sdk.CommandTransport{Command: cmd}, nil)
 	if err != nil {
 		t.Fatalf("connect to wire mcp: %v\n%s", err, stderr.String())
 	}
@@ -75,6 +79,7 @@ func TestMCPOnLabNodes(t *testing.T) {
 			t.Errorf("%s: empty result", name)
 		}
 	}
+	checkProgressAndCancel(t, ctx, cs, progress)
 	diag, _ := json.Marshal(call("wire_diagnose", nil))
 	if strings.Contains(string(diag), `"ok":false`) {
 		t.Errorf("wire_diagnose on a healthy node found a problem: %s", diag)
@@ -99,6 +104,44 @@ func TestMCPOnLabNodes(t *testing.T) {
 	t.Logf("wire_up over MCP brought n1 back: %v", up["vpn_ip"])
 	m.waitPairs(meshTimeout, n1, n2)
 	t.Cleanup(func() { exec.Command("ip", "netns", "exec", n1.ns.Name, wireBin, "down", "--state-dir", n1.dir).Run() })
+}
+
+// checkProgressAndCancel: a wire_ping with a progress token reports each
+// echo; a long wire_ping cancelled by the client stops, and the server
+// goes on serving.
+func checkProgressAndCancel(t *testing.T, ctx context.Context, cs *sdk.ClientSession, progress chan *sdk.ProgressNotificationParams) {
+	t.Helper()
+	params := &sdk.CallToolParams{Name: "wire_ping", Arguments: map[string]any{"target": "n2", "count": 3}}
+	params.SetProgressToken("ping-1")
+	if res, err := cs.CallTool(ctx, params); err != nil || res.IsError {
+		t.Fatalf("wire_ping with a progress token: %v %+v", err, res)
+	}
+	got := 0
+	wait := time.After(2 * time.Second) // notifications may trail the result
+collect:
+	for got < 3 {
+		select {
+		case p := <-progress:
+			if p.ProgressToken == "ping-1" {
+				got++
+			}
+		case <-wait:
+			break collect
+		}
+	}
+	if got != 3 {
+		t.Errorf("wire_ping count 3 sent %d progress notifications, want 3", got)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := cs.CallTool(cctx, &sdk.CallToolParams{Name: "wire_ping", Arguments: map[string]any{"target": "n2", "count": 20}})
+	if err == nil || time.Since(start) > 5*time.Second {
+		t.Errorf("a cancelled 20-echo wire_ping returned %v after %v, want a prompt cancellation", err, time.Since(start))
+	}
+	if _, err := cs.CallTool(ctx, &sdk.CallToolParams{Name: "wire_whoami"}); err != nil {
+		t.Errorf("after a cancelled call the server stopped serving: %v", err)
+	}
 }
 
 type errString string

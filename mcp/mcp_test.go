@@ -286,6 +286,29 @@ func TestToolsAgainstNode(t *testing.T) {
 	}
 }
 
+// A client that asked for logs gets the server's, through MCP logging.
+func TestLogsToClient(t *testing.T) {
+	env := servertest.Start(t, "")
+	dir, _ := startNode(t, env, "a")
+	logs := make(chan *sdk.LoggingMessageParams, 16)
+	cs := connect(t, dir, &sdk.ClientOptions{LoggingMessageHandler: func(_ context.Context, r *sdk.LoggingMessageRequest) {
+		logs <- r.Params
+	}})
+	if err := cs.SetLoggingLevel(context.Background(), &sdk.SetLoggingLevelParams{Level: "info"}); err != nil {
+		t.Fatal(err)
+	}
+	var st node.Status
+	call(t, cs, "wire_up", nil, &st) // logs what wire up said
+	select {
+	case l := <-logs:
+		if l.Logger != "wire" {
+			t.Errorf("log message from logger %q, want wire", l.Logger)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no log message reached the client that asked for them")
+	}
+}
+
 func findCheck(checks []node.Check, name string) node.Check {
 	for _, c := range checks {
 		if c.Name == name {

@@ -47,10 +47,10 @@ func (s *Server) up(ctx context.Context, req *sdk.CallToolRequest, in UpInput) (
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
 		msg := strings.TrimSpace(out.String())
-		s.log.Warn("wire up failed", "err", err, "output", msg)
+		s.loggerFor(req.Session).Warn("wire up failed", "err", err, "output", msg)
 		return nil, node.Status{}, fmt.Errorf("wire up failed (%v): %s", err, msg)
 	}
-	s.log.Info("wire up", "output", strings.TrimSpace(out.String()))
+	s.loggerFor(req.Session).Info("wire up", "output", strings.TrimSpace(out.String()))
 	progress(ctx, req, 1, 2, "reading the node's status")
 	st, err := s.client.Status(ctx)
 	return nil, st, err

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/urfave/cli/v2"
 	"github.com/wire-mesh/wire/node"
@@ -22,13 +21,10 @@ func runDown(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if os.Geteuid() == 0 && node.StopService(c.Context) {
-		fmt.Fprintln(c.App.Writer, "wire is down (service stopped)")
-		return nil
-	}
-	if err := node.NewClient(dir).Down(c.Context); err != nil {
+	msg, err := node.Down(c.Context, node.NewClient(dir))
+	if err != nil {
 		return err
 	}
-	fmt.Fprintln(c.App.Writer, "wire is down")
+	fmt.Fprintln(c.App.Writer, msg)
 	return nil
 }

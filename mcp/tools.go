@@ -3,7 +3,6 @@ package mcp
 import (
 	"context"
 	"fmt"
-	"os"
 	"time"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
@@ -116,13 +115,8 @@ func (s *Server) ping(ctx context.Context, req *sdk.CallToolRequest, in PingInpu
 }
 
 func (s *Server) down(ctx context.Context, _ *sdk.CallToolRequest, _ NoInput) (*sdk.CallToolResult, DownOutput, error) {
-	if os.Geteuid() == 0 && node.StopService(ctx) {
-		return nil, DownOutput{Message: "wire is down (service stopped)"}, nil
-	}
-	if err := s.client.Down(ctx); err != nil {
-		return nil, DownOutput{}, err
-	}
-	return nil, DownOutput{Message: "wire is down"}, nil
+	msg, err := node.Down(ctx, s.client)
+	return nil, DownOutput{Message: msg}, err
 }
 
 func (s *Server) install(ctx context.Context, _ *sdk.CallToolRequest, _ NoInput) (*sdk.CallToolResult, InstallOutput, error) {

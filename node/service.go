@@ -108,3 +108,16 @@ func LastLogLine(dir string) string {
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	return lines[len(lines)-1]
 }
+
+// Down takes the node down: it stops the systemd service if that runs the
+// daemon (a root caller only), else asks the daemon through its control
+// socket. It returns what to tell the user. The CLI and MCP both use it.
+func Down(ctx context.Context, c *Client) (string, error) {
+	if os.Geteuid() == 0 && StopService(ctx) {
+		return "wire is down (service stopped)", nil
+	}
+	if err := c.Down(ctx); err != nil {
+		return "", err
+	}
+	return "wire is down", nil
+}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 	"github.com/wire-mesh/wire/server"
+	"github.com/wire-mesh/wire/service"
 )
 
 func stateDirFlag() cli.Flag {
@@ -29,13 +30,16 @@ func stateDirFlag() cli.Flag {
 	}
 }
 
+// rootStateDir is where the server keeps its state when it runs as root.
+const rootStateDir = "/var/lib/wire"
+
 // serverStateDir is --state-dir, or the default for this user.
 func serverStateDir(c *cli.Context) (string, error) {
 	if d := c.String("state-dir"); d != "" {
 		return d, nil
 	}
 	if os.Geteuid() == 0 {
-		return "/var/lib/wire", nil
+		return rootStateDir, nil
 	}
 	home, err := os.UserHomeDir()
 	if err != nil {
@@ -50,31 +54,38 @@ func serverCommand() *cli.Command {
 		Usage: "run the coordination server (HTTP API, STUN, relay) on an always-on host",
 		Description: "Serves the HTTP API on TCP 8787 (TLS; nodes pin its key through their join key),\n" +
 			"STUN on UDP 8788 and the relay on UDP 8789. Create join keys with `wire server key create`.",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "listen", Usage: "HTTP API address; STUN uses the next port on UDP", Value: ":8787", DefaultText: ":8787, or :$WIRE_PORT"},
-			&cli.StringFlag{Name: "stun-listen", Usage: "STUN's UDP address (default: the HTTP port + 1)"},
-			&cli.StringFlag{Name: "relay-listen", Usage: "the relay's UDP address (default: the HTTP port + 2)"},
-			stateDirFlag(),
-			&cli.BoolFlag{Name: "open", Usage: "seed-compatible mode: plain HTTP, no join keys, NO AUTHENTICATION (for migrating from meshpop-wire)"},
-			&cli.StringFlag{Name: "subnet", Usage: "VPN subnet: 10.99 means 10.99.0.0/16; a CIDR works too", Value: server.DefaultSubnet, EnvVars: []string{"WIRE_VPN_SUBNET"}},
-			&cli.StringSliceFlag{Name: "trusted-proxy", Usage: "trust X-Forwarded-For from this address or CIDR (repeatable)"},
-			&cli.StringFlag{Name: "import", Usage: "import the nodes of a meshpop-wire state.json once", EnvVars: []string{"WIRE_STATE_FILE"}},
-			&cli.BoolFlag{Name: "debug", Usage: "log debug messages"},
-		},
+		Flags:  serverFlags(),
 		Action: runServer,
 		Subcommands: []*cli.Command{
 			keyCommand(),
 			nodesCommand(),
 			nodeCommand(),
+			installServiceCommand(),
 		},
 	}
 }
 
-func serverConfig(c *cli.Context) (server.Config, error) {
-	dir, err := serverStateDir(c)
-	if err != nil {
-		return server.Config{}, err
+// serverFlags configure `wire server`, and the service that
+// `wire server install-service` installs.
+func serverFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "listen", Usage: "HTTP API address; STUN uses the next port on UDP", Value: defaultListen, DefaultText: ":8787, or :$WIRE_PORT"},
+		&cli.StringFlag{Name: "stun-listen", Usage: "STUN's UDP address (default: the HTTP port + 1)"},
+		&cli.StringFlag{Name: "relay-listen", Usage: "the relay's UDP address (default: the HTTP port + 2)"},
+		stateDirFlag(),
+		&cli.BoolFlag{Name: "open", Usage: "seed-compatible mode: plain HTTP, no join keys, NO AUTHENTICATION (for migrating from meshpop-wire)"},
+		&cli.StringFlag{Name: "subnet", Usage: "VPN subnet: 10.99 means 10.99.0.0/16; a CIDR works too", Value: server.DefaultSubnet, EnvVars: []string{"WIRE_VPN_SUBNET"}},
+		&cli.StringSliceFlag{Name: "trusted-proxy", Usage: "trust X-Forwarded-For from this address or CIDR (repeatable)"},
+		&cli.StringFlag{Name: "import", Usage: "import the nodes of a meshpop-wire state.json once", EnvVars: []string{"WIRE_STATE_FILE"}},
+		&cli.BoolFlag{Name: "debug", Usage: "log debug messages"},
 	}
+}
+
+const defaultListen = ":8787"
+
+// serverConfig is the server's configuration from its flags, with its
+// state in dir.
+func serverConfig(c *cli.Context, dir string) (server.Config, error) {
 	subnet, err := server.ParseSubnet(c.String("subnet"))
 	if err != nil {
 		return server.Config{}, err
@@ -121,7 +132,11 @@ func runServer(c *cli.Context) error {
 	if c.Args().Present() {
 		return fmt.Errorf("server: unexpected argument %q (see wire server --help)", c.Args().First())
 	}
-	cfg, err := serverConfig(c)
+	dir, err := serverStateDir(c)
+	if err != nil {
+		return err
+	}
+	cfg, err := serverConfig(c, dir)
 	if err != nil {
 		return err
 	}
@@ -130,6 +145,10 @@ func runServer(c *cli.Context) error {
 		return err
 	}
 	printBanner(c.App.Writer, c.App.ErrWriter, s, cfg)
+	// The listeners are bound: a Type=notify unit's start succeeds now.
+	if err := service.Notify("READY=1"); err != nil {
+		cfg.Logger.Warn("telling systemd that the server is ready", "err", err)
+	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return s.Run(ctx)

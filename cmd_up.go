@@ -13,6 +13,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 	"github.com/wire-mesh/wire/node"
+	"github.com/wire-mesh/wire/service"
 	"github.com/wire-mesh/wire/wg"
 )
 
@@ -51,8 +52,9 @@ func upCommand() *cli.Command {
 		Usage: "join the mesh (first time: --server and --join) and bring the tunnel up",
 		Description: "The first time: sudo wire up --server https://SERVER:8787 --join KEY\n" +
 			"Afterwards the saved config is enough: sudo wire up\n" +
-			"The daemon keeps running as the systemd service where systemd is present,\n" +
-			"otherwise in the background; --foreground runs it in this process.",
+			"The daemon keeps running as a system service (systemd's wire.service, or\n" +
+			"launchd's com.wire-mesh.wire on macOS), otherwise in the background;\n" +
+			"--foreground runs it in this process.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "server", Aliases: []string{"s"}, Usage: "coordination server URL (saved)"},
 			&cli.StringFlag{Name: "join", Aliases: []string{"j"}, Usage: "join key from `wire server key create` (first time only)", EnvVars: []string{"WIRE_JOIN_KEY"}},
@@ -151,15 +153,15 @@ func runDaemon(c *cli.Context, dir string) error {
 	return d.Run(ctx)
 }
 
-// startDaemon hands the daemon to systemd, or detaches it, and waits
-// until it is up.
+// startDaemon hands the daemon to the service manager (systemd, launchd),
+// or detaches it where there is none, and waits until it is up.
 func startDaemon(c *cli.Context, dir string, cfg node.Config) error {
-	bin, err := os.Executable()
+	bin, err := serviceExecutable()
 	if err != nil {
 		return err
 	}
 	exited := make(chan error, 1)
-	if node.HasSystemd() {
+	if service.Available() {
 		if err := node.InstallService(c.Context, bin, dir); err != nil {
 			return err
 		}

@@ -73,8 +73,22 @@ var (
 // waits for its banner. It is killed when the test ends.
 func startServer(t *testing.T, dir string, extra ...string) *serverProc {
 	t.Helper()
+	return startServerEnv(t, nil, dir, extra...)
+}
+
+// startServerEnv is startServer with env added to the server's environment.
+func startServerEnv(t *testing.T, env []string, dir string, extra ...string) *serverProc {
+	t.Helper()
 	args := append([]string{"server", "--state-dir", dir, "--listen", "127.0.0.1:0", "--stun-listen", "127.0.0.1:0", "--relay-listen", "127.0.0.1:0"}, extra...)
 	cmd := exec.Command(wireBin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	return startServerCmd(t, cmd)
+}
+
+// startServerCmd starts cmd, which runs wire server, and waits for its
+// banner. It is killed when the test ends.
+func startServerCmd(t *testing.T, cmd *exec.Cmd) *serverProc {
+	t.Helper()
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {

@@ -8,6 +8,7 @@ import (
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/wire-mesh/wire/node"
+	"github.com/wire-mesh/wire/service"
 )
 
 // Watchdog is what wire_watchdog returns.
@@ -60,7 +61,8 @@ func (s *Server) watchdog(ctx context.Context, _ *sdk.CallToolRequest, _ NoInput
 
 func serviceState(ctx context.Context) Service {
 	sv := Service{Daemon: "not running", State: "no systemd"}
-	if !node.HasSystemd() {
+	// launchd's job state is not reported: the field is systemd's.
+	if service.Manager != "systemd" || !service.Available() {
 		return sv
 	}
 	sv.Systemd, sv.Unit = true, node.ServiceName

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/wire-mesh/wire/service"
 )
 
 // Check is one finding of `wire install`: what was checked, what was
@@ -69,11 +71,12 @@ func daemonCheck(ctx context.Context, dir string) Check {
 }
 
 func serviceCheck() Check {
-	if !HasSystemd() {
-		return Check{Name: "service", OK: true, Finding: "no systemd here: wire up runs the daemon in the background"}
+	if !service.Available() {
+		return Check{Name: "service", OK: true, Finding: "no service manager here: wire up runs the daemon in the background"}
 	}
-	if _, err := os.Stat(filepath.Join("/etc/systemd/system", ServiceName)); err != nil {
-		return Check{Name: "service", Finding: ServiceName + " is not installed", Fix: "sudo wire up (installs and starts it)"}
+	path := service.Spec{Name: serviceName}.Path()
+	if _, err := os.Stat(path); err != nil {
+		return Check{Name: "service", Finding: path + " is not installed", Fix: "sudo wire up (installs and starts it)"}
 	}
-	return Check{Name: "service", OK: true, Finding: ServiceName + " is installed"}
+	return Check{Name: "service", OK: true, Finding: path + " is installed"}
 }

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,62 +8,47 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"text/template"
 	"time"
+
+	"github.com/wire-mesh/wire/service"
 )
 
-// ServiceName is the systemd unit of the node daemon.
-const ServiceName = "wire.service"
+// ServiceName is the systemd unit of the node daemon; its launchd label
+// is com.wire-mesh.wire.
+const ServiceName = serviceName + ".service"
 
-var unitTemplate = template.Must(template.New("unit").Parse(`[Unit]
-Description=wire mesh VPN node ({{.Dir}})
-Documentation=https://github.com/wire-mesh/wire
-After=network-online.target
-Wants=network-online.target
+const serviceName = "wire"
 
-[Service]
-ExecStart={{.Bin}} up --foreground --state-dir {{.Dir}}
-Restart=on-failure
-RestartSec=2
-
-[Install]
-WantedBy=multi-user.target
-`))
-
-// Unit is the text of the node's systemd unit. `wire down` makes the
-// daemon exit 0, which Restart=on-failure leaves stopped.
-func Unit(bin, dir string) string {
-	var b bytes.Buffer
-	unitTemplate.Execute(&b, struct{ Bin, Dir string }{bin, dir})
-	return b.String()
+// Service is the node daemon as the service manager runs it: `wire up
+// --foreground` on the state dir dir. It restarts only after a failure,
+// since `wire down` makes it exit 0 and it must stay down. It has no
+// sandbox: it creates the interface, routes and kernel WireGuard peers.
+// Under launchd its output goes to the log LastLogLine reads.
+func Service(bin, dir string) service.Spec {
+	return service.Spec{
+		Name:         serviceName,
+		Description:  "wire mesh VPN node (" + dir + ")",
+		Args:         []string{bin, "up", "--foreground", "--state-dir", dir},
+		StateDir:     dir,
+		Restart:      service.OnFailure,
+		RestartDelay: 2 * time.Second,
+		LogPath:      filepath.Join(dir, LogFile),
+	}
 }
 
-// HasSystemd says whether systemd manages this machine.
-func HasSystemd() bool {
-	_, err := os.Stat("/run/systemd/system")
-	return err == nil
-}
-
-// InstallService writes, enables and (re)starts the unit.
+// InstallService writes, enables and (re)starts the node's service.
 func InstallService(ctx context.Context, bin, dir string) error {
-	path := filepath.Join("/etc/systemd/system", ServiceName)
-	if err := writeFileAtomic(path, []byte(Unit(bin, dir)), 0o644); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
+	dir, err := filepath.Abs(dir) // the service manager does not run it from here
+	if err != nil {
+		return err
 	}
-	for _, args := range [][]string{{"daemon-reload"}, {"enable", ServiceName}, {"restart", ServiceName}} {
-		if out, err := exec.CommandContext(ctx, "systemctl", args...).CombinedOutput(); err != nil {
-			return fmt.Errorf("systemctl %s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
-		}
-	}
-	return nil
+	return service.Install(ctx, Service(bin, dir))
 }
 
-// StopService stops the unit if it is active; it reports whether it was.
+// StopService stops the node's service if it runs; it reports whether it
+// did.
 func StopService(ctx context.Context) bool {
-	if !HasSystemd() || exec.CommandContext(ctx, "systemctl", "is-active", "--quiet", ServiceName).Run() != nil {
-		return false
-	}
-	return exec.CommandContext(ctx, "systemctl", "stop", ServiceName).Run() == nil
+	return service.Stop(ctx, serviceName)
 }
 
 // Detach starts `wire up --foreground` in the background, in its own
@@ -109,9 +93,10 @@ func LastLogLine(dir string) string {
 	return lines[len(lines)-1]
 }
 
-// Down takes the node down: it stops the systemd service if that runs the
-// daemon (a root caller only), else asks the daemon through its control
-// socket. It returns what to tell the user. The CLI and MCP both use it.
+// Down takes the node down: it stops the service if that runs the daemon
+// (a root caller only), else asks the daemon through its control socket;
+// the daemon then exits 0, which leaves a service stopped too. It returns
+// what to tell the user. The CLI and MCP both use it.
 func Down(ctx context.Context, c *Client) (string, error) {
 	if os.Geteuid() == 0 && StopService(ctx) {
 		return "wire is down (service stopped)", nil

@@ -1,32 +1,61 @@
 package node
 
 import (
-	"os/exec"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/wire-mesh/wire/service"
+	"github.com/wire-mesh/wire/service/servicetest"
 )
 
-func TestUnit(t *testing.T) {
-	unit := Unit("/usr/local/bin/wire", "/etc/wire")
+func TestServiceSystemd(t *testing.T) {
+	unit := service.Systemd(Service("/usr/local/bin/wire", "/etc/wire"))
 	for _, want := range []string{
 		"ExecStart=/usr/local/bin/wire up --foreground --state-dir /etc/wire\n",
 		"Restart=on-failure\n", // wire down exits 0 and must stay down
+		"RestartSec=2\n",
 		"After=network-online.target\n",
+		"Wants=network-online.target\n",
 		"WantedBy=multi-user.target\n",
 	} {
 		if !strings.Contains(unit, want) {
 			t.Errorf("unit lacks %q:\n%s", want, unit)
 		}
 	}
-	if _, err := exec.LookPath("systemd-analyze"); err != nil {
-		return // nothing more to check it with on this machine
+	// It creates interfaces, routes and kernel peers: no sandbox.
+	for _, bad := range []string{"CapabilityBoundingSet", "ProtectSystem", "PrivateDevices", "Type=notify"} {
+		if strings.Contains(unit, bad) {
+			t.Errorf("unit has %s:\n%s", bad, unit)
+		}
 	}
-	path := filepath.Join(t.TempDir(), ServiceName)
-	if err := writeFileAtomic(path, []byte(Unit("/bin/true", "/etc/wire")), 0o644); err != nil {
+	if s := Service("/bin/wire", "/etc/wire"); s.Unit() != ServiceName {
+		t.Errorf("the service's unit is %s, but ServiceName (which wire_watchdog asks systemctl about) is %s", s.Unit(), ServiceName)
+	}
+	self, err := os.Executable()
+	if err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command("systemd-analyze", "verify", path).CombinedOutput(); err != nil {
-		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	servicetest.Verify(t, ServiceName, service.Systemd(Service(self, t.TempDir())))
+}
+
+func TestServiceLaunchd(t *testing.T) {
+	dir := "/etc/wire"
+	got := servicetest.Plist(t, service.Launchd(Service("/usr/local/bin/wire", dir))).(map[string]any)
+	want := map[string]any{
+		"Label":            "com.wire-mesh.wire",
+		"ProgramArguments": []any{"/usr/local/bin/wire", "up", "--foreground", "--state-dir", dir},
+		"RunAtLoad":        true,
+		// wire down makes the daemon exit 0: launchd leaves it stopped.
+		"KeepAlive":        map[string]any{"SuccessfulExit": false},
+		"ThrottleInterval": int64(2),
+		// LastLogLine reads it when the daemon does not come up.
+		"StandardOutPath":   filepath.Join(dir, LogFile),
+		"StandardErrorPath": filepath.Join(dir, LogFile),
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("plist (-want +got):\n%s", diff)
 	}
 }

@@ -5,7 +5,17 @@ ldflags := "-s -w -X main.version=" + version
 
 # Build the static binary ./wire.
 build:
-	CGO_ENABLED=0 go build -trimpath -ldflags "{{ldflags}}" -o wire .
+	CGO_ENABLED=0 go build -trimpath -tags urfave_cli_no_docs -ldflags "{{ldflags}}" -o wire .
+
+# dist/ gets an archive per platform, install.sh and SHA256SUMS, and
+# Formula/wire.rb is rewritten for them. E.g. just release -version 1.2.0
+# Build the release: the same commit gives the same bytes.
+release *args:
+	go run ./release {{args}}
+
+# What each module adds to the release binary.
+sizes:
+	go run ./release -sizes
 
 # Run the tests (the README's test command).
 test:
@@ -28,8 +38,8 @@ fuzz time="30s":
 	go test ./stun -run '^$' -fuzz FuzzParseBindingRequest -fuzztime {{time}}
 	go test ./stun -run '^$' -fuzz FuzzParseResponse -fuzztime {{time}}
 
-# Measure throughput, join and propagation times and memory in the network
-# lab (root; needs iperf3: apt-get install iperf3). E.g. just bench -t 10
+# Root; needs iperf3 (apt-get install iperf3). E.g. just bench -t 10
+# Measure throughput, join and propagation times and memory in the lab.
 bench *args:
 	go run ./lab/bench {{args}}
 

@@ -90,6 +90,8 @@ func (d *Daemon) controlHandler() http.Handler {
 			return
 		}
 		reply(w, http.StatusOK, map[string]bool{"ok": true})
+		// The reply goes out before the daemon starts to go.
+		http.NewResponseController(w).Flush()
 		d.Down()
 	})
 	return mux

@@ -120,18 +120,29 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 
 // Run serves the control socket and keeps the node in step with the mesh
 // until ctx ends or Down is called; then it removes the interface.
+//
+// The control socket closes last, after the interface is gone: a client
+// that waits for the socket to stop answering (wire down does) knows the
+// node is down, and a wire up right after cannot race the teardown.
 func (d *Daemon) Run(ctx context.Context) error {
+	serveCtx, stopServing := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	go func() { d.serve(serveCtx); close(served) }()
+	defer func() { stopServing(); <-served }()
 	defer d.engine.Close()
+
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	for _, loop := range []func(context.Context){d.serve, d.pollPeers, d.heartbeat, d.rediscover, d.choosePaths, d.keepRelay} {
+	for _, loop := range []func(context.Context){d.pollPeers, d.heartbeat, d.rediscover, d.choosePaths, d.keepRelay} {
 		wg.Add(1)
 		go func() { defer wg.Done(); loop(ctx) }()
 	}
 	select {
 	case <-ctx.Done():
+		d.log.Info("stopping", "why", context.Cause(ctx))
 	case <-d.down:
+		d.log.Info("stopping", "why", "wire down")
 	}
 	cancel()
 	wg.Wait()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -210,5 +211,29 @@ func TestPathWithoutProbes(t *testing.T) {
 	defer cancel()
 	if _, err := a.engine.Wait(ctx, endpointIs(netip.MustParseAddrPort("127.0.0.1:40009"))); err != nil {
 		t.Fatalf("a did not try b's new direct endpoint: %v", err)
+	}
+}
+
+// wire down gets its answer before the daemon goes (it stops right after
+// replying, and must not close the connection under the reply), and
+// returns once the interface is gone, so that a wire up right after does
+// not race the teardown.
+func TestDownAnswers(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("needs root (wire down does), which CI has")
+		}
+		t.Skip("wire down needs root")
+	}
+	env := servertest.Start(t, "")
+	for i := range 20 {
+		n := startNode(t, env, "", fmt.Sprintf("n%d", i), netip.MustParseAddrPort("198.51.100.1:40001"))
+		if msg, err := Down(context.Background(), NewClient(n.dir)); err != nil || msg != "wire is down" {
+			t.Fatalf("down #%d: %q, %v", i, msg, err)
+		}
+		if !n.engine.Closed() {
+			t.Fatalf("down #%d returned with the interface still there", i)
+		}
+		n.stop() // returns once Run has
 	}
 }

@@ -104,5 +104,18 @@ func Down(ctx context.Context, c *Client) (string, error) {
 	if err := c.Down(ctx); err != nil {
 		return "", err
 	}
-	return "wire is down", nil
+	// The daemon answers before it goes, and closes its socket last, once
+	// the interface is gone: wait for that, so that wire down means down.
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	for {
+		if _, err := c.Status(ctx); errors.Is(err, ErrNotRunning) {
+			return "wire is down", nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", errors.New("the daemon said it would stop, but still answers after 15s: " + LastLogLine(filepath.Dir(c.path)))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }

@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"errors"
+	"net"
 	"net/netip"
 	"sort"
 	"time"
@@ -123,7 +125,7 @@ func (d *Daemon) Peers() []PeerStatus {
 func (d *Daemon) live() map[wg.Key]wg.PeerStatus {
 	m := map[wg.Key]wg.PeerStatus{}
 	stats, err := d.engine.Peers()
-	if err != nil {
+	if err != nil && !errors.Is(err, net.ErrClosed) { // closed: going down
 		d.log.Warn("reading WireGuard state", "err", err)
 	}
 	for _, s := range stats {

@@ -45,14 +45,7 @@ func TestMain(m *testing.M) {
 // wire runs the binary to completion and returns its stdout.
 func wire(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	cmd := exec.Command(wireBin, args...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return string(out), fmt.Errorf("wire %s: %v: %s", strings.Join(args, " "), err, stderr.String())
-	}
-	return string(out), nil
+	return wireEnv(t, "", nil, args...)
 }
 
 // serverProc is a `wire server` process.

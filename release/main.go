@@ -64,6 +64,7 @@ type options struct {
 	targets []string
 	formula string // where to write the formula; "" writes none
 	urlBase string // where the archives will be downloadable
+	warning string // what to say about the version before building
 }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
@@ -88,6 +89,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if err := o.resolveVersion(ctx, *version); err != nil {
 		return err
+	}
+	if o.warning != "" {
+		fmt.Fprintf(stdout, "warning: %s\n", o.warning)
 	}
 	o.urlBase = strings.ReplaceAll(*urlBase, "{tag}", o.tag)
 	toolchain, goVersion, err := goToolchain(ctx)
@@ -167,24 +171,28 @@ func (o *options) resolveVersion(ctx context.Context, flagVersion string) error 
 	} else {
 		return fmt.Errorf("not a git checkout (%v): give -version and SOURCE_DATE_EPOCH", err)
 	}
+	// The formula is rewritten by every release, so it does not make the
+	// tree dirty; anything else uncommitted does.
+	status, statusErr := git(ctx, "status", "--porcelain", "--", ".", ":(exclude)"+formulaPath)
+	dirty := statusErr == nil && status != ""
 	if flagVersion != "" {
 		o.version = strings.TrimPrefix(flagVersion, "v")
 		o.tag = "v" + o.version
+		if dirty {
+			o.warning = "uncommitted changes: this release is of no commit, and cannot be built again"
+		}
 		return validVersion(o.version)
+	}
+	if statusErr != nil {
+		return statusErr
 	}
 	desc, err := git(ctx, "describe", "--tags", "--always", "--match", "v[0-9]*")
 	if err != nil {
 		return err
 	}
-	// The formula is rewritten by every release, so it does not make the
-	// tree dirty; anything else uncommitted does.
-	status, err := git(ctx, "status", "--porcelain", "--", ".", ":(exclude)"+formulaPath)
-	if err != nil {
-		return err
-	}
 	o.tag = desc
 	o.version = strings.TrimPrefix(desc, "v")
-	if status != "" {
+	if dirty {
 		o.version += "-dirty"
 	}
 	return validVersion(o.version)

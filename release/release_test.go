@@ -418,3 +418,24 @@ func checkBinary(t *testing.T, path, goos, goarch string, buildDirs ...string) {
 		}
 	}
 }
+
+// The tap's formula, as committed, offers every platform the release of
+// its version, at that release's URL.
+func TestCommittedFormula(t *testing.T) {
+	path := filepath.Join("..", formulaPath)
+	if _, err := os.Stat(path); err != nil {
+		t.Fatal(err)
+	}
+	var version string
+	for _, target := range targets {
+		url, sum, v := brew(t, path, target)
+		if version == "" {
+			version = v
+		}
+		goos, goarch, _ := strings.Cut(target, "/")
+		want := "https://github.com/wire-mesh/wire/releases/download/v" + version + "/" + archiveName(version, goos, goarch)
+		if url != want || v != version || len(sum) != 64 || strings.Trim(sum, "0123456789abcdef") != "" {
+			t.Errorf("%s: url %s sha256 %s version %s; want url %s", target, url, sum, v, want)
+		}
+	}
+}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 )
 
@@ -41,15 +43,67 @@ func Install(ctx context.Context, s Spec) error {
 			return err
 		}
 	}
+	old, err := os.ReadFile(s.Path())
+	hadOld := err == nil
+	wasActive := hadOld && run(ctx, "systemctl", "is-active", "--quiet", s.Unit()) == nil
 	if err := writeFile(s.Path(), []byte(Systemd(s))); err != nil {
 		return err
 	}
+	err = activate(ctx, s)
+	if err == nil {
+		return nil
+	}
+	// A unit that does not start must not replace one that did (or leave
+	// a restart loop behind): say why, and put back what was there.
+	if why := lastLog(ctx, s); why != "" {
+		err = fmt.Errorf("%w\n  %s said: %s", err, s.Name, why)
+	}
+	return fmt.Errorf("%w\n  %s", err, rollback(ctx, s, old, hadOld, wasActive))
+}
+
+func activate(ctx context.Context, s Spec) error {
 	for _, args := range [][]string{{"daemon-reload"}, {"enable", s.Unit()}, {"restart", s.Unit()}} {
 		if err := run(ctx, "systemctl", args...); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// rollback restores the unit a failed Install replaced, in the state it
+// was in, or removes the unit if there was none; it says what it left.
+func rollback(ctx context.Context, s Spec, old []byte, hadOld, wasActive bool) string {
+	if !hadOld {
+		run(ctx, "systemctl", "disable", "--now", s.Unit()) // it may never have been enabled
+		if err := os.Remove(s.Path()); err != nil {
+			return "removing the unit failed: " + err.Error()
+		}
+		run(ctx, "systemctl", "daemon-reload")
+		return "nothing is left installed"
+	}
+	if err := writeFile(s.Path(), old); err != nil {
+		return "putting the previous unit back failed: " + err.Error()
+	}
+	if err := run(ctx, "systemctl", "daemon-reload"); err != nil {
+		return "the previous unit is back, but " + err.Error()
+	}
+	if !wasActive {
+		run(ctx, "systemctl", "stop", s.Unit())
+		return "the previous unit is back, stopped as it was"
+	}
+	if err := run(ctx, "systemctl", "restart", s.Unit()); err != nil {
+		return "the previous unit is back, but does not start either: " + err.Error()
+	}
+	return "the previous unit is back and running"
+}
+
+// lastLog is the last line the service logged, from the journal.
+func lastLog(ctx context.Context, s Spec) string {
+	out, err := exec.CommandContext(ctx, "journalctl", "-u", s.Unit(), "-n", "1", "-o", "cat", "-q", "--no-pager").Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
 }
 
 // Stop stops the service named name (a Spec's Name) if it is active; it

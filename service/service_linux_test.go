@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -77,9 +79,66 @@ func TestInstallFails(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "systemctl enable wire.service") || !strings.Contains(err.Error(), "boom") {
 		t.Errorf("Install with a failing systemctl enable: %v; want the command and its output", err)
 	}
-	if diff := cmp.Diff([]string{"daemon-reload", "enable_wire.service"}, asked()); diff != "" {
+	// There was no unit before: none is left.
+	want := []string{"daemon-reload", "enable_wire.service", "disable_--now_wire.service", "daemon-reload"}
+	if diff := cmp.Diff(want, asked()); diff != "" {
 		t.Errorf("systemctl commands (-want +got):\n%s", diff)
 	}
+	if _, err := os.Stat(nodeSpec.Path()); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a failed install left %s: %v", nodeSpec.Path(), err)
+	}
+	if !strings.Contains(err.Error(), "nothing is left installed") {
+		t.Errorf("the error does not say what was left: %v", err)
+	}
+}
+
+// A new unit whose program does not start gives way to the one it was to
+// replace, which runs again; the error says why, from the journal.
+func TestInstallRollsBack(t *testing.T) {
+	units, asked := fakeSystemd(t, "none")
+	path := filepath.Join(units, "wire-server.service")
+	// This systemctl fails to start a unit that asks for port 9787, as
+	// systemd does when the program exits before READY=1.
+	bin := filepath.Dir(must(exec.LookPath("systemctl")))
+	script := `#!/bin/sh
+echo "$*" >> '` + filepath.Join(filepath.Dir(bin), "systemctl.log") + `'
+if [ "$1" = restart ] && grep -q 9787 '` + path + `'; then echo "Job for $2 failed" >&2; exit 1; fi
+`
+	os.WriteFile(filepath.Join(bin, "systemctl"), []byte(script), 0o755)
+	os.WriteFile(filepath.Join(bin, "journalctl"), []byte("#!/bin/sh\necho 'wire: HTTP listen: bind: address already in use'\n"), 0o755)
+
+	good := serverSpec
+	good.StateDir = t.TempDir()
+	if err := Install(context.Background(), good); err != nil {
+		t.Fatal(err)
+	}
+	first := len(asked())
+	bad := good
+	bad.Args = append(slices.Clone(good.Args), "--listen", ":9787")
+	err := Install(context.Background(), bad)
+	for _, want := range []string{"systemctl restart wire-server.service", "address already in use", "the previous unit is back and running"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Install of a unit that fails: %v; want it to say %q", err, want)
+		}
+	}
+	if b, _ := os.ReadFile(path); string(b) != Systemd(good) {
+		t.Errorf("after the failed install the unit is:\n%s", b)
+	}
+	want := []string{
+		"is-active_--quiet_wire-server.service",
+		"daemon-reload", "enable_wire-server.service", "restart_wire-server.service", // fails
+		"daemon-reload", "restart_wire-server.service", // the previous unit
+	}
+	if diff := cmp.Diff(want, asked()[first:]); diff != "" {
+		t.Errorf("systemctl commands (-want +got):\n%s", diff)
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
 
 func TestInstallWithoutSystemd(t *testing.T) {

@@ -22,7 +22,8 @@ func installServiceCommand() *cli.Command {
 		Description: "Takes wire server's flags: those you set go into the service's command line, with\n" +
 			"--state-dir always (default: /var/lib/wire). It writes the unit (or the plist on macOS),\n" +
 			"enables it and starts it; the service restarts the server whenever it stops, and starts\n" +
-			"it at boot. With --print it only prints the unit or plist.",
+			"it at boot. If the server does not start, the unit it replaced is put back (systemd).\n" +
+			"With --print it only prints the unit or plist.",
 		Flags: append(serverFlags(),
 			&cli.BoolFlag{Name: "print", Usage: "print the unit (or plist) to stdout and change nothing"},
 			&cli.StringFlag{Name: "format", Usage: "with --print: systemd or launchd (default: this system's)"},

@@ -8,22 +8,22 @@ class Wire < Formula
   on_macos do
     on_arm do
       url "https://github.com/wire-mesh/wire/releases/download/v0.1.0/wire_0.1.0_darwin_arm64.tar.gz"
-      sha256 "fe60cc9e0f1aae908f531ff5d33b1ff8ae14f0a5df28760cbdeb7afbfe7f752d"
+      sha256 "b29afb10c5baac3185c13688796a218b14cf0827f47bdc6fb83bfd6aa3f0d94e"
     end
     on_intel do
       url "https://github.com/wire-mesh/wire/releases/download/v0.1.0/wire_0.1.0_darwin_amd64.tar.gz"
-      sha256 "25615ebb2f1ccc0879efd28289178726ac44e9525662ed1b8c4c52af28ec50a9"
+      sha256 "c6fb42558d8a29f306fe6b41c04b709ad0051d1b5ed4e6e10130cb9c21eaca40"
     end
   end
 
   on_linux do
     on_arm do
       url "https://github.com/wire-mesh/wire/releases/download/v0.1.0/wire_0.1.0_linux_arm64.tar.gz"
-      sha256 "f439c10c9dff04b3b69bf4671cd05a38633a5a0d4049887090c08a2bccc903b2"
+      sha256 "46b2189f9021880cbf8cc4feaa66f8fd73f87b71acda55dd8a60c26335e7c69a"
     end
     on_intel do
       url "https://github.com/wire-mesh/wire/releases/download/v0.1.0/wire_0.1.0_linux_amd64.tar.gz"
-      sha256 "3eb461f1046c706781f60c01c3ed474fa5f20709e59f4db243c2245bc94cf8fa"
+      sha256 "888da1871a9a644f9abcb4e32bd86486f90db749b1d253a319453f42419bbb21"
     end
   end
 

@@ -30,12 +30,21 @@ class Wire < Formula
     bin.install_symlink "wire" => "wire-mcp"
   end
 
+  # brew services start wire: the coordination server, as this user, with
+  # its state in Homebrew's var. (The node needs root: sudo wire up.)
+  service do
+    run [opt_bin/"wire", "server", "--state-dir", var/"wire"]
+    keep_alive true
+    log_path var/"log/wire-server.log"
+    error_log_path var/"log/wire-server.log"
+  end
+
   def caveats
     <<~EOS
       Join a mesh (the node daemon needs root for its tunnel device):
         sudo wire up --server https://SERVER:8787 --join JOIN_KEY
-      Or run the coordination server as a service:
-        sudo wire server install-service
+      Run the coordination server: brew services start wire
+      (or as root, at boot: sudo wire server install-service)
     EOS
   end
 

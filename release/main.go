@@ -81,6 +81,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if flags.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", flags.Arg(0))
 	}
+	if _, err := os.Stat("go.mod"); err != nil {
+		return errors.New("run the release from the repository's root: go run ./release")
+	}
 	o := options{out: *out, formula: *formula, targets: strings.Split(*targetList, ",")}
 	for _, t := range o.targets {
 		if !slices.Contains(targets, t) {

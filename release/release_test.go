@@ -89,6 +89,11 @@ func TestSumsFile(t *testing.T) {
 }
 
 func TestRunRefuses(t *testing.T) {
+	// Tests run in release/, where the release refuses to run.
+	if err := run(t.Context(), []string{"-out", t.TempDir()}, io.Discard); err == nil || !strings.Contains(err.Error(), "repository's root") {
+		t.Errorf("run outside the repository's root: %v", err)
+	}
+	t.Chdir("..")
 	for _, args := range [][]string{
 		{"-targets", "linux/mips"},
 		{"-version", "1.0 beta"},

@@ -54,6 +54,10 @@ class Formula
       @test = block
     end
 
+    def service(&block)
+      @service = block
+    end
+
     def inherited(subclass)
       super
       @formula = subclass
@@ -71,6 +75,23 @@ class Formula
   def version = self.class.stanzas[:version]
 
   def run_test = instance_eval(&self.class.instance_variable_get(:@test))
+
+  def opt_bin = bin
+  def var = Pathname(bin).dirname.join("var")
+
+  # The service block, run as brew services reads it: its command.
+  def service_command
+    block = self.class.instance_variable_get(:@service) or return nil
+    formula = self
+    spec = Object.new
+    spec.define_singleton_method(:run) { |cmd| @run = cmd.map(&:to_s) }
+    spec.define_singleton_method(:keep_alive) { |v| @keep_alive = v }
+    spec.define_singleton_method(:log_path) { |p| @log = p.to_s }
+    spec.define_singleton_method(:error_log_path) { |p| @error_log = p.to_s }
+    %i[opt_bin var].each { |m| spec.define_singleton_method(m) { formula.send(m) } }
+    spec.instance_eval(&block)
+    spec.instance_variable_get(:@run)
+  end
 
   def shell_output(cmd)
     out = `#{cmd}`
@@ -98,3 +119,8 @@ f = klass.new(prefix)
 Dir.chdir(src) { f.install }
 raise "caveats are empty" if f.caveats.to_s.strip.empty?
 f.run_test
+cmd = f.service_command or raise "the formula has no service"
+raise "the service runs #{cmd.inspect}, not this formula's wire server" unless cmd[0] == f.bin.join("wire").to_s && cmd[1] == "server"
+# The service's command must be one wire accepts: ask it for its help.
+help = f.shell_output("#{cmd[0..1].join(" ")} --help")
+f.assert_match "--state-dir", help

@@ -105,9 +105,19 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return sizes(ctx, toolchain, o.version, stdout)
 	}
 
-	if err := cleanOut(o.out); err != nil {
+	// Build beside -out, and replace what is there only once everything
+	// is built: a failed release leaves the previous one whole.
+	if err := checkOut(o.out); err != nil {
 		return err
 	}
+	if err := os.MkdirAll(filepath.Dir(filepath.Clean(o.out)), 0o755); err != nil {
+		return err
+	}
+	stage, err := os.MkdirTemp(filepath.Dir(filepath.Clean(o.out)), ".release-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(stage)
 	docs, err := readFiles("LICENSE", "README.md")
 	if err != nil {
 		return err
@@ -125,7 +135,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if err := os.WriteFile(filepath.Join(o.out, name), archive, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(stage, name), archive, 0o644); err != nil {
 			return err
 		}
 		sums[name] = sha256Hex(archive)
@@ -135,11 +145,14 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(o.out, "install.sh"), installer, 0o755); err != nil {
+	if err := os.WriteFile(filepath.Join(stage, "install.sh"), installer, 0o755); err != nil {
 		return err
 	}
 	sums["install.sh"] = sha256Hex(installer)
-	if err := os.WriteFile(filepath.Join(o.out, "SHA256SUMS"), sumsFile(sums), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(stage, "SHA256SUMS"), sumsFile(sums), 0o644); err != nil {
+		return err
+	}
+	if err := replaceOut(o.out, stage); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "wrote %s/SHA256SUMS (wire %s, %s)\n", o.out, o.version, goVersion)
@@ -285,9 +298,9 @@ func build(ctx context.Context, toolchain, goos, goarch, version string, strip b
 	return os.ReadFile(bin)
 }
 
-// cleanOut makes an empty output directory, removing an earlier
-// release's files but refusing to remove anything else.
-func cleanOut(dir string) error {
+// checkOut refuses an output directory that holds anything but an
+// earlier release, which the release will replace.
+func checkOut(dir string) error {
 	entries, err := os.ReadDir(dir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
@@ -297,12 +310,21 @@ func cleanOut(dir string) error {
 			return fmt.Errorf("%s holds %s, which is not from a release; remove it or give another -out", dir, e.Name())
 		}
 	}
-	for _, e := range entries {
-		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
-			return err
-		}
+	return nil
+}
+
+// replaceOut puts the staged release in dir, in place of an earlier one.
+func replaceOut(dir, stage string) error {
+	if err := checkOut(dir); err != nil {
+		return err
 	}
-	return os.MkdirAll(dir, 0o755)
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	if err := os.Chmod(stage, 0o755); err != nil { // MkdirTemp made it 0700
+		return err
+	}
+	return os.Rename(stage, dir)
 }
 
 func isArtifact(name string) bool {

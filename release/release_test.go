@@ -444,3 +444,47 @@ func TestCommittedFormula(t *testing.T) {
 		}
 	}
 }
+
+// A release that fails half-way leaves the earlier one as it was, and no
+// staging directory behind.
+func TestFailedReleaseKeepsEarlier(t *testing.T) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A go that cannot build for arm64.
+	fake := t.TempDir()
+	script := "#!/bin/sh\nif [ \"$1\" = build ] && [ \"$GOARCH\" = arm64 ]; then echo 'no arm64 today' >&2; exit 1; fi\nexec '" + goBin + "' \"$@\"\n"
+	if err := os.WriteFile(filepath.Join(fake, "go"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", fake+string(os.PathListSeparator)+os.Getenv("PATH"))
+	for _, kv := range offline {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	parent := t.TempDir()
+	out := filepath.Join(parent, "dist")
+	os.Mkdir(out, 0o755)
+	earlier := map[string]string{"SHA256SUMS": "sums", "wire_1.0.0_linux_amd64.tar.gz": "archive"}
+	for name, data := range earlier {
+		os.WriteFile(filepath.Join(out, name), []byte(data), 0o644)
+	}
+	t.Chdir("..")
+	err = run(t.Context(), []string{"-version", "1.0.1", "-out", out, "-targets", "linux/amd64,linux/arm64", "-formula", ""}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "no arm64 today") {
+		t.Fatalf("release with a failing build: %v", err)
+	}
+	entries, _ := os.ReadDir(out)
+	if len(entries) != len(earlier) {
+		t.Errorf("dist holds %d files after a failed release, want the earlier %d", len(entries), len(earlier))
+	}
+	for name, data := range earlier {
+		if b, _ := os.ReadFile(filepath.Join(out, name)); string(b) != data {
+			t.Errorf("%s changed: %q", name, b)
+		}
+	}
+	if left, _ := os.ReadDir(parent); len(left) != 1 {
+		t.Errorf("the failed release left %d entries beside dist", len(left)-1)
+	}
+}

@@ -110,7 +110,7 @@ func TestInstallServicePrint(t *testing.T) {
 // is missing, before it writes anything.
 func TestInstallServiceRefuses(t *testing.T) {
 	if service.Available() {
-		t.Skip("a service manager runs here: install-service would install")
+		cannotRun(t, "a service manager runs here: install-service would install")
 	}
 	state := filepath.Join(t.TempDir(), "state")
 	tests := []struct {
@@ -144,13 +144,13 @@ func TestInstallServiceRefuses(t *testing.T) {
 // is a fake that logs what it is asked.
 func TestInstallServiceInstalls(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root for a mount namespace")
+		cannotRun(t, "needs root for a mount namespace")
 	}
 	if _, err := exec.LookPath("unshare"); err != nil {
-		t.Skip("needs unshare (util-linux)")
+		cannotRun(t, "needs unshare (util-linux)")
 	}
 	if _, err := os.Stat("/etc/systemd/system"); err != nil {
-		t.Skip("no /etc/systemd/system to mount over")
+		cannotRun(t, "no /etc/systemd/system to mount over (Debian package systemd)")
 	}
 	root := t.TempDir()
 	run, units, bin := filepath.Join(root, "run"), filepath.Join(root, "units"), filepath.Join(root, "bin")
@@ -230,7 +230,7 @@ func TestServerNotifiesReady(t *testing.T) {
 // 1024, which it cannot without the unit's capabilities.
 func TestServerWithServiceCapabilities(t *testing.T) {
 	if _, err := exec.LookPath("setpriv"); err != nil || os.Geteuid() != 0 {
-		t.Skip("needs root and setpriv (util-linux) to drop capabilities")
+		cannotRun(t, "needs root and setpriv (util-linux) to drop capabilities")
 	}
 	unit, err := wireEnv(t, t.TempDir(), nil, "server", "install-service", "--print", "--format", "systemd")
 	if err != nil {
@@ -272,7 +272,7 @@ func freeLowPort(t *testing.T) string {
 			return fmt.Sprint(p)
 		}
 	}
-	t.Skip("no free TCP port from 900 to 1023 on loopback")
+	cannotRun(t, "no free TCP port from 900 to 1023 on loopback")
 	return ""
 }
 
@@ -313,4 +313,14 @@ func TestServiceExecutableThroughLink(t *testing.T) {
 			t.Errorf("invoked as %s: ExecStart=%s, want %s", invoked[0], got, want)
 		}
 	}
+}
+
+// cannotRun skips a test this machine cannot run, except under CI, whose
+// machine (root, with .ci/run's packages) must run every one.
+func cannotRun(t *testing.T, why string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s (CI=true: it must run)", why)
+	}
+	t.Skip(why)
 }

@@ -21,6 +21,7 @@ import (
 	"sort"
 
 	"github.com/wire-mesh/wire/api"
+	"github.com/wire-mesh/wire/internal/atomicfile"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
@@ -115,29 +116,7 @@ func (c Config) Save(dir string) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dir, ConfigFile), append(b, '\n'), 0o644)
-}
-
-func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
+	return atomicfile.Write(filepath.Join(dir, ConfigFile), append(b, '\n'), 0o644)
 }
 
 // Keys are the node's two private keys.
@@ -170,10 +149,10 @@ func loadWGKey(dir string) (wgtypes.Key, error) {
 		if err != nil {
 			return k, err
 		}
-		if err := writeFileAtomic(path, []byte(k.String()+"\n"), 0o600); err != nil {
+		if err := atomicfile.Write(path, []byte(k.String()+"\n"), 0o600); err != nil {
 			return k, err
 		}
-		return k, writeFileAtomic(filepath.Join(dir, PublicKeyFile), []byte(k.PublicKey().String()+"\n"), 0o644)
+		return k, atomicfile.Write(filepath.Join(dir, PublicKeyFile), []byte(k.PublicKey().String()+"\n"), 0o644)
 	}
 	if err != nil {
 		return wgtypes.Key{}, err
@@ -192,7 +171,7 @@ func loadIdentity(dir string) (tls.Certificate, error) {
 		_, priv, _ := ed25519.GenerateKey(rand.Reader)
 		der, _ := x509.MarshalPKCS8PrivateKey(priv)
 		b = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-		if err := writeFileAtomic(path, b, 0o600); err != nil {
+		if err := atomicfile.Write(path, b, 0o600); err != nil {
 			return tls.Certificate{}, err
 		}
 	} else if err != nil {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/wire-mesh/wire/api"
+	"github.com/wire-mesh/wire/internal/atomicfile"
 )
 
 // The peer cache lets a daemon restarted while the server is down bring
@@ -34,7 +35,7 @@ func savePeers(dir string, peers map[string]api.Peer, log *slog.Logger) {
 		list = append(list, p)
 	}
 	b, _ := json.MarshalIndent(list, "", "  ")
-	if err := writeFileAtomic(filepath.Join(dir, PeersFile), b, 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, PeersFile), b, 0o644); err != nil {
 		log.Warn("saving the peer cache", "err", err)
 	}
 }

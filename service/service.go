@@ -8,11 +8,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/wire-mesh/wire/internal/atomicfile"
 )
 
 // Spec describes one service. Systemd and Launchd render it; Install
@@ -81,28 +81,10 @@ func run(ctx context.Context, name string, args ...string) error {
 	return fmt.Errorf("%s: %v", cmd, err)
 }
 
-// writeFile replaces path with b, mode 0644, through a temporary file and
-// a rename: the service manager never reads half a file.
+// writeFile replaces path with b, mode 0644, whole: the service manager
+// never reads half a file.
 func writeFile(path string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	defer os.Remove(f.Name()) // after the rename, there is nothing to remove
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Chmod(0o644) // not subject to the umask
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
+	if err := atomicfile.Write(path, b, 0o644); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil

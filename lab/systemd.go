@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -257,11 +258,7 @@ func cgroupMounts() ([]string, error) {
 func sameControllers(key, options string) bool {
 	opts := strings.Split(options, ",")
 	for _, c := range strings.Split(key, ",") {
-		found := false
-		for _, o := range opts {
-			found = found || o == c
-		}
-		if !found {
+		if !slices.Contains(opts, c) {
 			return false
 		}
 	}

@@ -22,7 +22,8 @@ import (
 // offline is the environment for building releases in tests: this
 // machine's Go rather than the toolchain go.mod names (which the go
 // command would download), and no module proxy. Two builds compared with
-// each other still tell whether the release is reproducible.
+// each other still tell whether the release is reproducible. TestMain
+// downloads the modules first.
 var offline = []string{"GOTOOLCHAIN=local", "GOPROXY=off"}
 
 // needTool fails under CI, where .ci/run installs every tool the tests

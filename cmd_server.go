@@ -342,11 +342,12 @@ func removeNode(c *cli.Context) error {
 		return err
 	}
 	defer store.Close()
-	if err := store.RemoveNode(c.Context, name); errors.Is(err, server.ErrNotFound) {
+	removed, err := store.RemoveNode(c.Context, name)
+	if errors.Is(err, server.ErrNotFound) {
 		return fmt.Errorf("no node named %q (see wire server nodes)", name)
 	} else if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.App.Writer, "removed %s\n", name)
+	fmt.Fprintf(c.App.Writer, "removed %s\n", removed)
 	return nil
 }

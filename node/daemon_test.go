@@ -105,7 +105,7 @@ func TestDaemonsFindEachOther(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := store.RemoveNode(context.Background(), "b"); err != nil {
+	if _, err := store.RemoveNode(context.Background(), "b"); err != nil {
 		t.Fatal(err)
 	}
 	store.Close()

@@ -5,10 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"io"
-	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -62,125 +58,15 @@ var (
 	ErrNotFound   = errors.New("not found")
 )
 
-// OpenStore opens the store in dir, creating it if dir holds none. A store
-// that exists but cannot be read whole is an error, never a fresh start.
-func OpenStore(dir string) (*Store, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("state dir: %w", err)
-	}
-	path := filepath.Join(dir, StoreFile)
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		if err := createStore(path); err != nil {
-			return nil, err
-		}
-	}
-	if err := checkHeader(path); err != nil {
-		return nil, fmt.Errorf("store %s is damaged and was not touched: %w; restore it from a backup, or move it away to start with no nodes", path, err)
-	}
-	s, err := openDB(path)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.check(); err != nil {
-		s.db.Close()
-		return nil, fmt.Errorf("store %s is damaged and was not touched: %w; restore it from a backup, or move it away to start with no nodes", path, err)
-	}
-	return s, nil
-}
-
-func openDB(path string) (*Store, error) {
-	q := url.Values{"_txlock": {"immediate"}}
-	for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(FULL)"} {
-		q.Add("_pragma", p)
-	}
-	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
-	if err != nil {
-		return nil, fmt.Errorf("store %s: %w", path, err)
-	}
-	// One connection: writes are serialised anyway, and PRAGMA data_version
-	// then changes only when another process (an admin command) writes.
-	db.SetMaxOpenConns(1)
-	return &Store{db: db, path: path}, nil
-}
-
-// createStore builds a new store beside path and renames it into place, so
-// a crash during creation leaves either no store or a whole one.
-func createStore(path string) error {
-	tmp := path + ".new"
-	for _, f := range []string{tmp, tmp + "-wal", tmp + "-shm"} {
-		os.Remove(f)
-	}
-	s, err := openDB(tmp)
-	if err != nil {
-		return err
-	}
-	_, err = s.db.Exec(schema+`INSERT INTO meta VALUES ('schema_version', ?)`, schemaVersion)
-	if err == nil {
-		_, err = s.db.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`)
-	}
-	if err == nil {
-		err = os.Chmod(tmp, 0o600) // node keys and key hashes: the WAL inherits this
-	}
+// Close checkpoints the write-ahead log into the database file, so that
+// after a clean shutdown wire.db alone holds everything, and closes it.
+func (s *Store) Close() error {
+	_, err := s.db.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`)
 	if cerr := s.db.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		return fmt.Errorf("creating store %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
+	return err
 }
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
-// checkHeader looks at the file before SQLite opens it for writing, which
-// would quietly turn an empty (truncated) file into a new database.
-func checkHeader(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	head := make([]byte, 100)
-	if _, err := io.ReadFull(f, head); err != nil {
-		return fmt.Errorf("the file is truncated (%v)", err)
-	}
-	if string(head[:16]) != "SQLite format 3\x00" {
-		return errors.New("the file is not a SQLite database")
-	}
-	return nil
-}
-
-func (s *Store) check() error {
-	var res string
-	if err := s.db.QueryRow(`PRAGMA quick_check`).Scan(&res); err != nil {
-		return err
-	}
-	if res != "ok" {
-		return fmt.Errorf("integrity check: %s", res)
-	}
-	var v string
-	err := s.db.QueryRow(`SELECT value FROM meta WHERE key = 'schema_version'`).Scan(&v)
-	if err != nil {
-		return fmt.Errorf("no wire schema (truncated or not a wire store?): %w", err)
-	}
-	if v != schemaVersion {
-		return fmt.Errorf("schema version %s, this wire understands %s", v, schemaVersion)
-	}
-	return nil
-}
-
-// Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
 
 // Path is the database file.
 func (s *Store) Path() string { return s.path }
@@ -267,11 +153,29 @@ func (s *Store) Enrol(ctx context.Context, r record, key *api.JoinKey, now time.
 }
 
 func spendKey(ctx context.Context, tx *sql.Tx, key api.JoinKey, now time.Time) error {
+	if err := checkKey(ctx, tx, key, now); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `UPDATE join_keys SET uses = uses + 1 WHERE id = ?`, key.ID)
+	return err
+}
+
+// CheckKey says whether key would admit a node now, without spending it.
+func (s *Store) CheckKey(ctx context.Context, key api.JoinKey, now time.Time) error {
+	return checkKey(ctx, s.db, key, now)
+}
+
+// querier is what checkKey needs of a database or a transaction.
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func checkKey(ctx context.Context, q querier, key api.JoinKey, now time.Time) error {
 	var hash []byte
 	var reusable bool
 	var expires int64
 	var uses int
-	err := tx.QueryRowContext(ctx, `SELECT hash, reusable, expires_at, uses FROM join_keys WHERE id = ?`, key.ID).
+	err := q.QueryRowContext(ctx, `SELECT hash, reusable, expires_at, uses FROM join_keys WHERE id = ?`, key.ID).
 		Scan(&hash, &reusable, &expires, &uses)
 	switch {
 	case errors.Is(err, sql.ErrNoRows) || (err == nil && !api.SecretMatches(key.Secret, hash)):
@@ -283,8 +187,7 @@ func spendKey(ctx context.Context, tx *sql.Tx, key api.JoinKey, now time.Time) e
 	case !reusable && uses > 0:
 		return ErrKeyUsed
 	}
-	_, err = tx.ExecContext(ctx, `UPDATE join_keys SET uses = uses + 1 WHERE id = ?`, key.ID)
-	return err
+	return nil
 }
 
 // ErrConflict says a unique field is taken by another node.
@@ -293,6 +196,9 @@ type ErrConflict struct{ Field string }
 func (e *ErrConflict) Error() string { return e.Field + " is already taken by another node" }
 
 func conflictError(err error) error {
+	if err == nil {
+		return nil
+	}
 	msg := err.Error()
 	if !strings.Contains(msg, "UNIQUE constraint failed") {
 		return err
@@ -357,16 +263,15 @@ func (s *Store) SaveSeen(ctx context.Context, rs []record) error {
 	return tx.Commit()
 }
 
-// RemoveNode deletes the node with the given name.
-func (s *Store) RemoveNode(ctx context.Context, name string) error {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM nodes WHERE node_name = ?`, name)
-	if err != nil {
-		return err
+// RemoveNode deletes the node with the given name, in any case (names are
+// unique regardless of case), and returns its name as stored.
+func (s *Store) RemoveNode(ctx context.Context, name string) (string, error) {
+	var removed string
+	err := s.db.QueryRowContext(ctx, `DELETE FROM nodes WHERE node_name = ? COLLATE NOCASE RETURNING node_name`, name).Scan(&removed)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("node %q: %w", name, ErrNotFound)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("node %q: %w", name, ErrNotFound)
-	}
-	return nil
+	return removed, err
 }
 
 // CreateKey stores a new join key for the server with the given pin and

@@ -94,8 +94,9 @@ func clientPin(r *http.Request) string {
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
-	st := s.reg.status(s.cfg.Version)
-	h := api.Health{OK: true, Version: s.cfg.Version, Total: st.Total, Online: st.Online}
+	// Public: counters, never a walk of the registry under its lock.
+	total, online := s.reg.count()
+	h := api.Health{OK: true, Version: s.cfg.Version, Total: total, Online: online}
 	if !s.cfg.Open {
 		h.STUNPort = s.stunPort()
 	}
@@ -237,8 +238,13 @@ func (s *Server) handleRelay(w http.ResponseWriter, r *http.Request, c caller) {
 		httpError(w, http.StatusForbidden, "only an enrolled node can use the relay")
 		return
 	}
+	token, err := s.reg.relayToken(c.node)
+	if err != nil {
+		httpError(w, http.StatusUnauthorized, "%v", err)
+		return
+	}
 	port := s.relayAddr.(*net.UDPAddr).Port
-	writeJSON(w, http.StatusOK, api.RelayResponse{Port: port, Token: s.reg.relayToken(c.node)})
+	writeJSON(w, http.StatusOK, api.RelayResponse{Port: port, Token: token})
 }
 
 // readBody reads a capped request body, answering the error itself.

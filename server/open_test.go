@@ -111,16 +111,30 @@ func TestSeedImport(t *testing.T) {
 	}
 	// Importing again (a restart with the same WIRE_STATE_FILE) adds nothing.
 	servertest.Start(t, dir, withSeed).Stop()
-	// A node from the import claims its record with a join key, keeping
-	// its name and address.
+	// Whoever holds a join key and knows an imported node's node_id, but
+	// not its WireGuard key, cannot claim it: the mesh would send that
+	// node's traffic to another machine.
 	env = servertest.Start(t, dir)
+	k := env.Key(t, true)
+	mallory := servertest.NewNode(t)
+	req := register("mallory", mallory, &k)
+	req.NodeID = "aaaa0000aaaa0000aaaa0000aaaa0000"
+	if _, err := env.Client(t, &mallory).Register(ctx, req); statusCode(err) != http.StatusForbidden || !contains(err, "another WireGuard key") {
+		t.Errorf("claim with another WireGuard key: err = %v, want 403 that says why", err)
+	}
+	// The node itself, with its WireGuard key, claims its record with a
+	// join key, keeping its name and address.
 	n := servertest.NewNode(t)
-	k := env.Key(t, false)
-	req := register("old1", n, &k)
+	n.WGKey = wg1
+	req = register("old1", n, &k)
 	req.NodeID = "aaaa0000aaaa0000aaaa0000aaaa0000"
 	resp, err := env.Client(t, &n).Register(ctx, req)
 	if err != nil || resp.VPNIP != "10.99.23.187" {
 		t.Errorf("claim imported node: %+v, %v", resp, err)
+	}
+	st, err := env.Admin(t).Status(ctx)
+	if err != nil || len(st.Nodes) != 1 || st.Nodes[0].NodeName != "old1" {
+		t.Errorf("after the claims: %+v, %v; want old1 alone (old2 was last seen long ago)", st, err)
 	}
 }
 

@@ -1,20 +1,18 @@
 package server
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wire-mesh/wire/api"
-	"github.com/wire-mesh/wire/relay"
 )
 
 // node is a node as the registry holds it in memory.
@@ -23,7 +21,9 @@ type node struct {
 	version uint64 // map version of the node's last change that peers see
 	online  bool   // as of the last change or sweep
 	dirty   bool   // heartbeat facts not yet written to the store
-	relay   []byte // the node's relay token, made on request, kept in memory
+	// added is the registry's commit count when the node was added: the
+	// store held it for every reload that began after that.
+	added uint64
 }
 
 func (n *node) peer() api.Peer {
@@ -57,6 +57,17 @@ type registry struct {
 	byName  map[string]*node
 	byWG    map[string]*node
 	alloc   *allocator
+	held    map[reserved]holding // by registrations whose store write is in flight
+	commits uint64               // nodes added so far, see node.added
+
+	counts counts  // read without r.mu, by the public /health
+	tokens *tokens // the relay's, under a lock of their own
+}
+
+// counts are the registry's node counts, kept as it changes so that
+// public endpoints read them in O(1) without the registry's lock.
+type counts struct {
+	total, online atomic.Int64
 }
 
 func newRegistry(store *Store, prefix netip.Prefix, now func() time.Time) *registry {
@@ -72,6 +83,8 @@ func newRegistry(store *Store, prefix netip.Prefix, now func() time.Time) *regis
 		byName:  make(map[string]*node),
 		byWG:    make(map[string]*node),
 		alloc:   newAllocator(prefix),
+		held:    make(map[reserved]holding),
+		tokens:  newTokens(),
 	}
 }
 
@@ -88,14 +101,19 @@ func (r *registry) load(recs []record) error {
 		if err := r.alloc.take(addr, rec.NodeID); err != nil {
 			return fmt.Errorf("node %s: %w", rec.NodeName, err)
 		}
-		n := &node{record: rec, online: now.Sub(rec.LastSeen) < api.Online}
+		n := &node{record: rec}
 		r.index(n)
+		r.setOnline(n, now.Sub(rec.LastSeen) < api.Online)
 		r.bump(n)
 	}
 	return nil
 }
 
+// index adds n to the maps that find it. Callers hold r.mu.
 func (r *registry) index(n *node) {
+	r.commits++
+	n.added = r.commits
+	r.counts.total.Add(1)
 	r.nodes[n.NodeID] = n
 	r.byName[strings.ToLower(n.NodeName)] = n
 	r.byWG[n.WGPublicKey] = n
@@ -104,11 +122,33 @@ func (r *registry) index(n *node) {
 	}
 }
 
+// unindex removes n from the maps that find it. Callers hold r.mu.
 func (r *registry) unindex(n *node) {
+	r.setOnline(n, false)
+	r.counts.total.Add(-1)
 	delete(r.nodes, n.NodeID)
 	delete(r.byName, strings.ToLower(n.NodeName))
 	delete(r.byWG, n.WGPublicKey)
 	delete(r.byKey, n.NodeKey)
+}
+
+// count returns how many nodes are enrolled and how many are online,
+// without the registry's lock.
+func (r *registry) count() (total, online int) {
+	return int(r.counts.total.Load()), int(r.counts.online.Load())
+}
+
+// setOnline marks n online or offline. Callers hold r.mu.
+func (r *registry) setOnline(n *node, online bool) {
+	if n.online == online {
+		return
+	}
+	n.online = online
+	if online {
+		r.counts.online.Add(1)
+	} else {
+		r.counts.online.Add(-1)
+	}
 }
 
 // bump records that n changed in a way peers see, and wakes long-polls.
@@ -149,160 +189,51 @@ func (r *registry) byPin(pin string) (*node, bool) {
 	return n, ok
 }
 
-// Errors of registration that the HTTP layer turns into responses.
-var (
-	ErrNotEnrolled = errors.New("this node is not enrolled (or was removed): join with a key from `wire server key create`")
-	errForbidden   = errors.New("forbidden")
-)
-
-// enrolment is what a registration carries besides the request.
-type enrolment struct {
-	req      api.RegisterRequest
-	pin      string // the node's TLS key pin; "" in --open mode
-	publicIP string
-	key      *api.JoinKey // nil in --open mode
-}
-
-// register enrols a new node or refreshes a known one, and returns a
-// snapshot of the node as stored.
-func (r *registry) register(ctx context.Context, e enrolment) (record, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if e.pin != "" {
-		if n, ok := r.byKey[e.pin]; ok {
-			return r.refresh(ctx, n, e)
-		}
-	} else if n, ok := r.nodes[e.req.NodeID]; ok && e.key == nil {
-		return r.refresh(ctx, n, e) // --open mode: whoever knows a node_id is that node
-	}
-	if e.key == nil && e.pin != "" {
-		return record{}, ErrNotEnrolled
-	}
-	return r.enrol(ctx, e)
-}
-
-func (r *registry) enrol(ctx context.Context, e enrolment) (record, error) {
-	now := r.now()
-	rec := record{
-		NodeID: e.req.NodeID, NodeName: e.req.NodeName, NodeKey: e.pin, WGPublicKey: e.req.WGPublicKey,
-		PublicIP: e.publicIP, LANIP: e.req.LANIP, Port: e.req.Port, NATPort: e.req.NATPort,
-		Created: now, LastSeen: now,
-	}
-	old, exists := r.nodes[rec.NodeID]
-	if exists && old.NodeKey != "" {
-		return record{}, &ErrConflict{Field: "node_id"}
-	}
-	if exists {
-		// A node imported from an --open server claims its record with a
-		// join key: it keeps its name and address, and gains a key.
-		rec.VPNIP, rec.Created = old.VPNIP, old.Created
-		return r.claim(ctx, old, rec, e.key)
-	}
-	if err := r.checkUnique(nil, rec); err != nil {
-		return record{}, err
-	}
-	addr, err := r.alloc.allocate(rec.NodeID)
-	if err != nil {
-		return record{}, err
-	}
-	rec.VPNIP = addr.String()
-	if err := r.store.Enrol(ctx, rec, e.key, now); err != nil {
-		r.alloc.release(addr)
-		return record{}, err
-	}
-	n := &node{record: rec, online: true}
-	r.index(n)
-	r.bump(n)
-	return rec, nil
-}
-
-func (r *registry) claim(ctx context.Context, old *node, rec record, key *api.JoinKey) (record, error) {
-	if err := r.checkUnique(old, rec); err != nil {
-		return record{}, err
-	}
-	if err := r.store.Claim(ctx, rec, key, r.now()); err != nil {
-		return record{}, err
-	}
-	r.unindex(old)
-	n := &node{record: rec, online: true}
-	r.index(n)
-	r.bump(n)
-	return rec, nil
-}
-
-// checkUnique says whether rec's name and WireGuard key are free for the
-// node self (nil for a new node).
-func (r *registry) checkUnique(self *node, rec record) error {
-	if n, ok := r.byName[strings.ToLower(rec.NodeName)]; ok && n != self {
-		return &ErrConflict{Field: "node_name"}
-	}
-	if n, ok := r.byWG[rec.WGPublicKey]; ok && n != self {
-		return &ErrConflict{Field: "wg_public_key"}
-	}
-	return nil
-}
-
-// refresh applies a heartbeat from a known node.
-func (r *registry) refresh(ctx context.Context, n *node, e enrolment) (record, error) {
-	req := e.req
-	if req.NodeID != n.NodeID {
-		return record{}, fmt.Errorf("%w: node_id %q is not this node's (%s)", errForbidden, req.NodeID, n.NodeID)
-	}
-	identity := req.NodeName != n.NodeName || req.WGPublicKey != n.WGPublicKey
-	if identity {
-		next := n.record
-		next.NodeName, next.WGPublicKey = req.NodeName, req.WGPublicKey
-		if err := r.checkUnique(n, next); err != nil {
-			return record{}, err
-		}
-		if err := r.store.UpdateIdentity(ctx, next); err != nil {
-			return record{}, err
-		}
-		r.unindex(n)
-		n.NodeName, n.WGPublicKey = next.NodeName, next.WGPublicKey
-		r.index(n)
-	}
-	endpoint := n.PublicIP != e.publicIP || n.Port != req.Port || n.NATPort != req.NATPort || n.LANIP != req.LANIP
-	n.PublicIP, n.Port, n.NATPort, n.LANIP = e.publicIP, req.Port, req.NATPort, req.LANIP
-	n.LastSeen = r.now()
-	n.dirty = true
-	if identity || endpoint || !n.online {
-		n.online = true
-		r.bump(n)
-	}
-	return n.record, nil
-}
-
-// remove drops a node that the store no longer holds.
+// remove drops a node that the store no longer holds: its address is
+// freed and its relay token forgotten. Callers hold r.mu.
 func (r *registry) remove(n *node) {
 	r.unindex(n)
 	if addr, err := netip.ParseAddr(n.VPNIP); err == nil {
 		r.alloc.release(addr)
+		r.tokens.forget(addr)
 	}
-	n.online = false
 	r.bump(n)
 }
 
+// mark is taken before reading the store for a reload: every node added
+// up to it was in the store when the read began.
+func (r *registry) mark() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.commits
+}
+
 // reload makes the registry match the store after another process (an
-// admin command) changed it: nodes gone from the store leave the mesh.
-// It returns their VPN addresses.
-func (r *registry) reload(recs []record) []netip.Addr {
+// admin command) changed it: nodes gone from recs, a read of the store that
+// began after mark, leave the mesh. A node added after mark may be missing
+// from recs only because the read began before its write, so it stays, and
+// reload reports that it must run again with a newer read. It returns the
+// removed nodes' VPN addresses.
+func (r *registry) reload(recs []record, mark uint64) (gone []netip.Addr, again bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	keep := make(map[string]bool, len(recs))
 	for _, rec := range recs {
 		keep[rec.NodeID] = true
 	}
-	var gone []netip.Addr
 	for _, n := range r.nodes {
-		if !keep[n.NodeID] {
+		switch {
+		case keep[n.NodeID]:
+		case n.added > mark:
+			again = true
+		default:
 			r.remove(n)
 			if a, err := netip.ParseAddr(n.VPNIP); err == nil {
 				gone = append(gone, a)
 			}
 		}
 	}
-	return gone
+	return gone, again
 }
 
 // sweep marks nodes offline whose last heartbeat is older than api.Online.
@@ -312,7 +243,7 @@ func (r *registry) sweep() {
 	now := r.now()
 	for _, n := range r.nodes {
 		if n.online && now.Sub(n.LastSeen) >= api.Online {
-			n.online = false
+			r.setOnline(n, false)
 			r.bump(n)
 		}
 	}
@@ -436,28 +367,22 @@ func (r *registry) status(version string) api.Status {
 	return st
 }
 
-// relayToken returns n's relay token, making one on first use.
-func (r *registry) relayToken(n *node) []byte {
+// relayToken returns n's relay token, making one on first use; it fails
+// if n has left the mesh, so that a removed node's token never outlives it
+// to speak for the next node given its address.
+func (r *registry) relayToken(n *node) ([]byte, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if n.relay == nil {
-		n.relay = make([]byte, relay.TokenLen)
-		rand.Read(n.relay)
+	if r.nodes[n.NodeID] != n {
+		return nil, ErrNotEnrolled
 	}
-	return n.relay
+	return r.tokens.get(netip.MustParseAddr(n.VPNIP)), nil
 }
 
 // Token implements relay.Tokens: the relay admits a node that has a token
-// and is still in the mesh.
-func (r *registry) Token(vpnIP netip.Addr) ([]byte, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n, ok := r.nodes[r.alloc.used[vpnIP]]
-	if !ok || n.relay == nil {
-		return nil, false
-	}
-	return n.relay, true
-}
+// and is still in the mesh. It takes only the tokens' lock, so relayed
+// packets never wait for the registry.
+func (r *registry) Token(vpnIP netip.Addr) ([]byte, bool) { return r.tokens.lookup(vpnIP) }
 
 // lookupIP returns the node with the given VPN address.
 func (r *registry) lookupIP(ip string) (*node, bool) {

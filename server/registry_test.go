@@ -120,3 +120,50 @@ func TestChangeLogCompaction(t *testing.T) {
 		t.Errorf("recent delta = %+v", resp)
 	}
 }
+
+// A reload may run on a read of the store that began before a node's
+// enrolment was written: that node must stay, and the reload must be
+// repeated; a node the read did hold, and the admin then removed, goes.
+func TestReloadKeepsNodesAddedDuringTheRead(t *testing.T) {
+	reg := newTestRegistry(t)
+	ctx := context.Background()
+	enrolNode := func(name string) record {
+		t.Helper()
+		rec, err := reg.register(ctx, enrolment{req: api.RegisterRequest{NodeID: name, NodeName: name, WGPublicKey: "k" + name, Port: 1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rec
+	}
+	a := enrolNode("a")
+	if _, err := reg.store.RemoveNode(ctx, "a"); err != nil { // the admin's change
+		t.Fatal(err)
+	}
+	mark := reg.mark()
+	snapshot, err := reg.store.Nodes(ctx) // watch reads the store
+	if err != nil {
+		t.Fatal(err)
+	}
+	late := enrolNode("late") // enrols between the read and the reload
+
+	gone, again := reg.reload(snapshot, mark)
+	if _, ok := reg.nodes["late"]; !ok || !again {
+		t.Fatalf("reload dropped a node that enrolled during its read (again = %v)", again)
+	}
+	if len(gone) != 1 || gone[0].String() != a.VPNIP {
+		t.Errorf("gone = %v, want a's %s", gone, a.VPNIP)
+	}
+	// The repeated reload, on a newer read, keeps late and is done.
+	mark = reg.mark()
+	snapshot, _ = reg.store.Nodes(ctx)
+	if gone, again := reg.reload(snapshot, mark); len(gone) != 0 || again {
+		t.Errorf("second reload: gone %v, again %v", gone, again)
+	}
+	if _, ok := reg.nodes["late"]; !ok {
+		t.Error("late is gone after the second reload")
+	}
+	// late's address is still taken: the next node gets another.
+	if next := enrolNode("next"); next.VPNIP == late.VPNIP {
+		t.Errorf("late's address %s was handed out again", late.VPNIP)
+	}
+}

@@ -283,18 +283,26 @@ func (s *Server) flush(ctx context.Context) {
 	}
 }
 
+// watch reloads the nodes when another process (an admin command) has
+// changed the store since version last, and returns the version it has
+// caught up with.
 func (s *Server) watch(ctx context.Context, last int64) int64 {
 	v, err := s.store.DataVersion(ctx)
 	if err != nil || v == last {
 		return last
 	}
+	mark := s.reg.mark()
 	recs, err := s.store.Nodes(ctx)
 	if err != nil {
 		s.log.Error("reloading nodes after an admin change", "err", err)
 		return last
 	}
-	for _, addr := range s.reg.reload(recs) {
+	gone, again := s.reg.reload(recs, mark)
+	for _, addr := range gone {
 		s.relay.Forget(addr) // a removed node loses the relay at once
+	}
+	if again {
+		return last // a node enrolled during the read: look again next time
 	}
 	return v
 }

@@ -178,7 +178,7 @@ func createStore(path string) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.db.Exec(`PRAGMA journal_mode = WAL;` + schema + `INSERT INTO meta VALUES ('schema_version', ?)`, schemaVersion)
+	_, err = s.db.Exec(`PRAGMA journal_mode = WAL;`+schema+`INSERT INTO meta VALUES ('schema_version', ?)`, schemaVersion)
 	if err == nil {
 		err = os.Chmod(tmp, 0o600) // node keys and key hashes: the WAL inherits this
 	}

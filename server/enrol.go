@@ -1,0 +1,294 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/wire-mesh/wire/api"
+)
+
+// Errors of registration that the HTTP layer turns into responses.
+var (
+	ErrNotEnrolled = errors.New("this node is not enrolled (or was removed): join with a key from `wire server key create`")
+	errForbidden   = errors.New("forbidden")
+)
+
+// enrolment is what a registration carries besides the request.
+type enrolment struct {
+	req      api.RegisterRequest
+	pin      string // the node's TLS key pin; "" in --open mode
+	publicIP string
+	key      *api.JoinKey // nil in --open mode
+}
+
+// register enrols a new node or refreshes a known one, and returns a
+// snapshot of the node as stored.
+//
+// Nothing is written to the store under r.mu, which the long-polls and the
+// relay's token lookups need: a write that changes what peers see is
+// reserved under the lock (the names, keys and address it takes), made
+// outside it, and then committed under it or undone.
+func (r *registry) register(ctx context.Context, e enrolment) (record, error) {
+	if n, ok := r.known(e); ok {
+		return r.refresh(ctx, n, e)
+	}
+	if e.key == nil && e.pin != "" {
+		return record{}, ErrNotEnrolled
+	}
+	// The join key is checked before anything else, so that whoever lacks
+	// a valid one learns nothing of which names, ids or keys exist.
+	if e.key != nil {
+		if err := r.store.CheckKey(ctx, *e.key, r.now()); err != nil {
+			return record{}, err
+		}
+	}
+	return r.enrol(ctx, e)
+}
+
+// known returns the node a registration is the heartbeat of, if any: the
+// node with the caller's TLS key, or in --open mode (where whoever knows a
+// node_id is that node) the node with the request's node_id.
+func (r *registry) known(e enrolment) (*node, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e.pin != "" {
+		n, ok := r.byKey[e.pin]
+		return n, ok
+	}
+	if e.key == nil {
+		n, ok := r.nodes[e.req.NodeID]
+		return n, ok
+	}
+	return nil, false
+}
+
+// enrol adds a new node, or lets a node imported from an --open server
+// claim its record.
+func (r *registry) enrol(ctx context.Context, e enrolment) (record, error) {
+	now := r.now()
+	rec := record{
+		NodeID: e.req.NodeID, NodeName: e.req.NodeName, NodeKey: e.pin, WGPublicKey: e.req.WGPublicKey,
+		PublicIP: e.publicIP, LANIP: e.req.LANIP, Port: e.req.Port, NATPort: e.req.NATPort,
+		Created: now, LastSeen: now,
+	}
+	res, imported, err := r.reserveNew(&rec)
+	if err != nil {
+		return record{}, err
+	}
+	if imported != nil {
+		err = r.store.Claim(ctx, rec, e.key, now)
+	} else {
+		err = r.store.Enrol(ctx, rec, e.key, now)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.unreserve(res)
+	if err != nil {
+		if imported == nil {
+			r.alloc.release(netip.MustParseAddr(rec.VPNIP))
+		}
+		return record{}, err
+	}
+	if imported != nil {
+		r.unindex(imported)
+	}
+	n := &node{record: rec}
+	r.index(n)
+	r.setOnline(n, true)
+	r.bump(n)
+	return rec, nil
+}
+
+// reserveNew checks that rec's id, name, WireGuard key and TLS key are
+// free, takes them and an address for it, and fills in rec.VPNIP. If rec
+// claims a node imported from an --open server, it returns that node.
+func (r *registry) reserveNew(rec *record) (reservation, *node, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old, exists := r.nodes[rec.NodeID]
+	if err := r.checkFree(old, *rec); err != nil {
+		return nil, nil, err
+	}
+	if !exists {
+		if r.heldByOther(reservedID, rec.NodeID, "") {
+			return nil, nil, &ErrConflict{Field: "node_id"}
+		}
+		addr, err := r.alloc.allocate(rec.NodeID)
+		if err != nil {
+			return nil, nil, err
+		}
+		rec.VPNIP = addr.String()
+		return r.reserve(rec.NodeID, *rec), nil, nil
+	}
+	if err := claimable(old, *rec); err != nil {
+		return nil, nil, err
+	}
+	// An imported node keeps its name unless it asks for another, its
+	// address, and its creation time, and gains a TLS key.
+	rec.VPNIP, rec.Created = old.VPNIP, old.Created
+	return r.reserve(rec.NodeID, *rec), old, nil
+}
+
+// claimable says whether rec may claim the existing node old: only a node
+// imported from an --open server (one without a TLS key) can be claimed,
+// and only by the node that holds its WireGuard key. Anyone with a valid
+// join key may know another node's node_id; only that node itself has
+// the private half of the WireGuard key it registered, and it proves that
+// by completing WireGuard handshakes with its peers, not here. Requiring
+// the same public key means a claim cannot change which machine the mesh
+// sends a peer's traffic to.
+func claimable(old *node, rec record) error {
+	if old.NodeKey != "" {
+		return &ErrConflict{Field: "node_id"}
+	}
+	if old.WGPublicKey != rec.WGPublicKey {
+		return fmt.Errorf("%w: node_id %s was imported with another WireGuard key; only the node that has that key can claim it. "+
+			"If this node's key changed on purpose, remove the imported node (wire server node remove %s) and join again: it gets a new address",
+			errForbidden, rec.NodeID, old.NodeName)
+	}
+	return nil
+}
+
+// checkFree says whether rec's name, WireGuard key and TLS key are free
+// for the node self (nil for a new node): neither held by another node nor
+// reserved by another registration in flight.
+func (r *registry) checkFree(self *node, rec record) error {
+	selfID := ""
+	if self != nil {
+		selfID = self.NodeID
+	}
+	if n, ok := r.byName[strings.ToLower(rec.NodeName)]; (ok && n != self) || r.heldByOther(reservedName, strings.ToLower(rec.NodeName), selfID) {
+		return &ErrConflict{Field: "node_name"}
+	}
+	if n, ok := r.byWG[rec.WGPublicKey]; (ok && n != self) || r.heldByOther(reservedWG, rec.WGPublicKey, selfID) {
+		return &ErrConflict{Field: "wg_public_key"}
+	}
+	if rec.NodeKey != "" {
+		if n, ok := r.byKey[rec.NodeKey]; (ok && n != self) || r.heldByOther(reservedKey, rec.NodeKey, selfID) {
+			return &ErrConflict{Field: "node_key"}
+		}
+	}
+	return nil
+}
+
+// refresh applies a heartbeat from a known node. A new name or WireGuard
+// key is written to the store before it is acknowledged; everything else
+// in a heartbeat reaches the store in the next batch.
+func (r *registry) refresh(ctx context.Context, n *node, e enrolment) (record, error) {
+	req := e.req
+	if req.NodeID != n.NodeID {
+		return record{}, fmt.Errorf("%w: node_id %q is not this node's (%s)", errForbidden, req.NodeID, n.NodeID)
+	}
+	res, next, err := r.reserveIdentity(n, req)
+	if err != nil {
+		return record{}, err
+	}
+	if res != nil {
+		err = r.store.UpdateIdentity(ctx, next)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.unreserve(res)
+	if err != nil {
+		return record{}, err
+	}
+	if r.nodes[n.NodeID] != n {
+		return record{}, ErrNotEnrolled // removed by the admin meanwhile
+	}
+	identity := n.NodeName != next.NodeName || n.WGPublicKey != next.WGPublicKey
+	if identity {
+		r.unindex(n)
+		n.NodeName, n.WGPublicKey = next.NodeName, next.WGPublicKey
+		r.index(n)
+	}
+	endpoint := n.PublicIP != e.publicIP || n.Port != req.Port || n.NATPort != req.NATPort || n.LANIP != req.LANIP
+	n.PublicIP, n.Port, n.NATPort, n.LANIP = e.publicIP, req.Port, req.NATPort, req.LANIP
+	n.LastSeen = r.now()
+	n.dirty = true
+	if identity || endpoint || !n.online {
+		r.setOnline(n, true)
+		r.bump(n)
+	}
+	return n.record, nil
+}
+
+// reserveIdentity checks a heartbeat's name and WireGuard key. If either
+// changed, it reserves them and returns the record to write; otherwise the
+// reservation is nil.
+func (r *registry) reserveIdentity(n *node, req api.RegisterRequest) (reservation, record, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	next := n.record
+	if req.NodeName == n.NodeName && req.WGPublicKey == n.WGPublicKey {
+		return nil, next, nil
+	}
+	next.NodeName, next.WGPublicKey = req.NodeName, req.WGPublicKey
+	if err := r.checkFree(n, next); err != nil {
+		return nil, record{}, err
+	}
+	return r.reserve(n.NodeID, next), next, nil
+}
+
+// reserved is one value that a registration in flight holds: a node_id,
+// a lowercased name, a WireGuard key or a TLS key pin.
+type reserved struct {
+	kind  reservedKind
+	value string
+}
+
+type reservedKind uint8
+
+const (
+	reservedID reservedKind = iota
+	reservedName
+	reservedWG
+	reservedKey
+)
+
+// holding is who holds a reserved value, and how many of that node's
+// registrations in flight do.
+type holding struct {
+	owner string // node_id
+	count int
+}
+
+// reservation is what one registration in flight holds until its store
+// write ends.
+type reservation []reserved
+
+// reserve takes rec's id, name, WireGuard key and TLS key for the node
+// with node_id owner. Callers hold r.mu and have checked they are free.
+func (r *registry) reserve(owner string, rec record) reservation {
+	var res reservation
+	for _, v := range []reserved{
+		{reservedID, rec.NodeID}, {reservedName, strings.ToLower(rec.NodeName)},
+		{reservedWG, rec.WGPublicKey}, {reservedKey, rec.NodeKey},
+	} {
+		if v.value != "" {
+			r.held[v] = holding{owner: owner, count: r.held[v].count + 1}
+			res = append(res, v)
+		}
+	}
+	return res
+}
+
+// unreserve gives back what reserve took. Callers hold r.mu.
+func (r *registry) unreserve(res reservation) {
+	for _, v := range res {
+		if h := r.held[v]; h.count > 1 {
+			r.held[v] = holding{owner: h.owner, count: h.count - 1}
+		} else {
+			delete(r.held, v)
+		}
+	}
+}
+
+// heldByOther says whether a registration in flight of a node other than
+// self (a node_id; "" for a new node) holds a value.
+func (r *registry) heldByOther(kind reservedKind, value, self string) bool {
+	h, ok := r.held[reserved{kind, value}]
+	return ok && h.owner != self
+}

@@ -40,12 +40,12 @@ func runPing(c *cli.Context) error {
 		}
 	} else {
 		for _, r := range res.Replies {
-			fmt.Fprintf(c.App.Writer, "reply from %s (%s) via %s: seq=%d time=%.2f ms\n", res.NodeName, res.VPNIP, res.Path, r.Seq, r.RTTMs)
+			fmt.Fprintf(c.App.Writer, "reply from %s (%s) via %s: seq=%d time=%.2f ms\n", shown(res.NodeName), shown(res.VPNIP), res.Path, r.Seq, r.RTTMs)
 		}
 		fmt.Fprintf(c.App.Writer, "%d sent, %d received\n", res.Sent, res.Received)
 	}
 	if res.Received == 0 {
-		return fmt.Errorf("no reply from %s (%s): path %s", res.NodeName, res.VPNIP, res.Path)
+		return fmt.Errorf("no reply from %s (%s): path %s", shown(res.NodeName), res.VPNIP, res.Path)
 	}
 	return nil
 }

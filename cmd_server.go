@@ -216,13 +216,17 @@ func keyCommand() *cli.Command {
 	}
 }
 
-// maxTTL keeps keys from being forever in all but name.
-const maxTTL = 365 * 24 * time.Hour
+// A key lives long enough to be copied to a node, and is never forever
+// in all but name.
+const (
+	minTTL = time.Minute
+	maxTTL = 365 * 24 * time.Hour
+)
 
 func createKey(c *cli.Context) error {
 	ttl := c.Duration("ttl")
-	if ttl <= 0 || ttl > maxTTL {
-		return fmt.Errorf("--ttl %s: want a duration from 1s to %s", ttl, maxTTL)
+	if ttl < minTTL || ttl > maxTTL {
+		return fmt.Errorf("--ttl %s: want a duration from 1m to 8760h (a year)", ttl)
 	}
 	dir, err := serverStateDir(c)
 	if err != nil {
@@ -277,7 +281,7 @@ func listNodes(c *cli.Context) error {
 	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tVPN IP\tPUBLIC\tSTATUS\tLAST SEEN")
 	for _, n := range nodes {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.NodeName, n.VPNIP, endpoint(n.PublicIP, n.NATPort), n.Status, ago(n.LastSeenAgo))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", shown(n.NodeName), n.VPNIP, shown(endpoint(n.PublicIP, n.NATPort)), n.Status, ago(n.LastSeenAgo))
 	}
 	return tw.Flush()
 }

@@ -4,8 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/urfave/cli/v2"
 	"github.com/wire-mesh/wire/node"
@@ -37,7 +40,7 @@ func showStatus(c *cli.Context) error {
 	if !st.ServerReachable {
 		reach = "  (server unreachable: showing cached peers)"
 	}
-	fmt.Fprintf(w, "wire status  %s%s\n", st.ServerURL, reach)
+	fmt.Fprintf(w, "wire status  %s%s\n", shown(st.ServerURL), reach)
 	fmt.Fprintf(w, "  %d online / %d offline / %d total\n\n", st.Online, st.Offline, st.Total)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "  ●\t%s\t%s\t%s\tthis node\t%s\t\n", st.NodeName, st.VPNIP, endpoint(st.PublicIP, st.NATPort), st.Engine)
@@ -50,7 +53,7 @@ func showStatus(c *cli.Context) error {
 		if p.LastSeenAgo >= 0 {
 			seen = ago(p.LastSeenAgo)
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", dot, p.NodeName, p.VPNIP, dash(p.PublicIP), seen, p.Path, handshake(p.LatestHandshake))
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", dot, shown(p.NodeName), shown(p.VPNIP), dash(p.PublicIP), seen, p.Path, handshake(p.LatestHandshake))
 	}
 	return tw.Flush()
 }
@@ -65,6 +68,20 @@ func handshake(t *time.Time) string {
 func dash(s string) string {
 	if s == "" {
 		return "-"
+	}
+	return shown(s)
+}
+
+// shown makes a string that came from elsewhere (a peer, through the
+// server) safe to print to a terminal: control characters and invalid
+// UTF-8 are escaped as Go would quote them, so that no escape sequence
+// reaches the terminal; anything printable is left as it is.
+func shown(s string) string {
+	for _, r := range s {
+		if r == utf8.RuneError || !unicode.IsGraphic(r) {
+			q := strconv.QuoteToGraphic(s)
+			return q[1 : len(q)-1]
+		}
 	}
 	return s
 }
@@ -99,7 +116,7 @@ func showPeers(c *cli.Context) error {
 	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tVPN IP\tENDPOINT\tPATH\tHANDSHAKE\tRX\tTX")
 	for _, p := range peers {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\n", p.NodeName, p.VPNIP, dash(p.Endpoint), p.Path, handshake(p.LatestHandshake), p.RxBytes, p.TxBytes)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\n", shown(p.NodeName), shown(p.VPNIP), dash(p.Endpoint), p.Path, handshake(p.LatestHandshake), p.RxBytes, p.TxBytes)
 	}
 	return tw.Flush()
 }

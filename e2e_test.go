@@ -193,7 +193,8 @@ func TestBinaryEndToEnd(t *testing.T) {
 		got <- r
 	}()
 	removed := time.Now()
-	if out, err := wire(t, "server", "node", "remove", "--state-dir", dir, "beta"); err != nil || !strings.Contains(out, "removed beta") {
+	// Names are unique in any case, and so removal matches in any case.
+	if out, err := wire(t, "server", "node", "remove", "--state-dir", dir, "BeTa"); err != nil || !strings.Contains(out, "removed beta") {
 		t.Fatalf("node remove: %v %s", err, out)
 	}
 	delta := <-got
@@ -274,6 +275,9 @@ func TestServerErrors(t *testing.T) {
 		{[]string{"server", "--state-dir", dir, "--listen", "127.0.0.1:0"}, "damaged"},
 		{[]string{"server", "--state-dir", t.TempDir(), "--subnet", "10.99.0.1/16"}, "host bits"},
 		{[]string{"server", "key", "create", "--state-dir", t.TempDir(), "--ttl", "0s"}, "--ttl"},
+		{[]string{"server", "key", "create", "--state-dir", t.TempDir(), "--ttl", "1ns"}, "want a duration from 1m"},
+		{[]string{"server", "key", "create", "--state-dir", t.TempDir(), "--ttl", "59s"}, "want a duration from 1m"},
+		{[]string{"server", "key", "create", "--state-dir", t.TempDir(), "--ttl", "8761h"}, "want a duration from 1m"},
 		{[]string{"server", "nodes", "--state-dir", t.TempDir()}, "no wire server state"},
 		{[]string{"server", "node", "remove", "--state-dir", t.TempDir()}, "usage"},
 		{[]string{"server", "node", "remove", "beta", "--state-dir", dir}, "options go before the argument"},

@@ -431,7 +431,7 @@ func (d *Daemon) wgPeer(p api.Peer) (wg.Peer, error) {
 // else its public address and STUN-discovered port.
 func (d *Daemon) endpoint(p api.Peer) netip.AddrPort {
 	if p.PublicIP == d.publicIP && p.LANIP != "" {
-		if ip, err := netip.ParseAddr(p.LANIP); err == nil {
+		if ip, err := netip.ParseAddr(p.LANIP); err == nil && ip.Zone() == "" {
 			return netip.AddrPortFrom(ip, uint16(p.Port))
 		}
 	}

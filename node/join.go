@@ -180,8 +180,8 @@ func lanIP(serverURL string) string {
 	}
 	defer conn.Close()
 	ap, err := netip.ParseAddrPort(conn.LocalAddr().String())
-	if err != nil || ap.Addr().IsLoopback() {
-		return ""
+	if err != nil || ap.Addr().IsLoopback() || ap.Addr().Zone() != "" {
+		return "" // a zone (link-local) names an interface of ours, useless to peers
 	}
 	return ap.Addr().Unmap().String()
 }

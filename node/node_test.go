@@ -25,6 +25,7 @@ func TestEndpointChoice(t *testing.T) {
 		{"same NAT but no LAN address known", api.Peer{PublicIP: "203.0.113.11", NATPort: 40002, Port: 51821}, "203.0.113.11:40002"},
 		{"mapping unknown: listen port", api.Peer{PublicIP: "198.51.100.3", Port: 51820}, "198.51.100.3:51820"},
 		{"no address at all", api.Peer{Port: 51820}, "invalid AddrPort"},
+		{"same NAT, LAN address with a zone: not ours to use", api.Peer{PublicIP: "203.0.113.11", NATPort: 40002, Port: 51821, LANIP: "fe80::1%\x1b[2J"}, "203.0.113.11:40002"},
 	}
 	for _, tt := range tests {
 		if got := d.endpoint(tt.peer).String(); got != tt.want {

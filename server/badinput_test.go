@@ -1,8 +1,14 @@
 package server_test
 
 import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -44,6 +50,11 @@ func TestBadInput(t *testing.T) {
 		{"port too big", "POST", "/register", `{` + strings.Replace(valid, `"port":51820`, `"port":70000`, 1) + `}`, 400, "port 70000"},
 		{"negative nat_port", "POST", "/register", `{` + strings.Replace(valid, `"nat_port":1`, `"nat_port":-1`, 1) + `}`, 400, "nat_port"},
 		{"bad lan_ip", "POST", "/register", `{` + valid + `,"lan_ip":"999.1.1.1"}`, 400, "lan_ip"},
+		{"lan_ip with a zone", "POST", "/register", `{` + valid + `,"lan_ip":"fe80::1%eth0"}`, 400, "without a zone"},
+		{"lan_ip with 60 KB of zone", "POST", "/register", `{` + valid + `,"lan_ip":"fe80::1%` + strings.Repeat(`\u001b[2J`, 6000) + `"}`, 400, `fe80::1%\x1b[2J`},
+		{"wait past int64 seconds", "GET", "/peers?since=0&wait=9223372036854775807", ``, 200, ""},
+		{"wait past uint64 seconds", "GET", "/peers?since=0&wait=99999999999999999999999", ``, 200, ""},
+		{"negative wait", "GET", "/peers?since=0&wait=-5", ``, 400, "wait"},
 		{"bad join key", "POST", "/register", `{` + valid + `,"join_key":"letmein"}`, 400, "join_key"},
 		{"bad punch ip", "POST", "/punch", `{"from_vpn_ip":"x","to_vpn_ip":"10.99.0.1"}`, 400, "from_vpn_ip"},
 		{"bad wait", "GET", "/peers?since=0&wait=soon", ``, 400, "wait"},
@@ -61,7 +72,10 @@ func TestBadInput(t *testing.T) {
 			var e api.Error
 			body, _ := io.ReadAll(resp.Body)
 			if err := json.Unmarshal(body, &e); err != nil || resp.StatusCode != tt.code || !strings.Contains(e.Error, tt.want) {
-				t.Errorf("got %d %s; want %d with an error naming %q", resp.StatusCode, body, tt.code, tt.want)
+				t.Errorf("got %d %.300s; want %d with an error naming %q", resp.StatusCode, body, tt.code, tt.want)
+			}
+			if strings.ContainsAny(e.Error, "\x1b\x07") || len(e.Error) > 1024 {
+				t.Errorf("the error echoes what was sent raw or whole: %q", e.Error)
 			}
 		})
 	}
@@ -90,5 +104,32 @@ func TestSlowClientTimedOut(t *testing.T) {
 	_, err = tc.Read(make([]byte, 1))
 	if err == nil || time.Since(start) > 10*time.Second {
 		t.Fatalf("stalled client: read returned %v after %v; want the server to hang up within ~5s", err, time.Since(start))
+	}
+}
+
+// Node keys are ed25519, as documented; a client certificate with another
+// kind of key neither enrols nor authenticates.
+func TestOnlyEd25519NodeKeys(t *testing.T) {
+	env := servertest.Start(t, "")
+	k := env.Key(t, true)
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	for _, key := range []crypto.Signer{ec, rsaKey} {
+		cert, err := api.SelfSigned(key, "wire-node")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := servertest.Node{Cert: cert, WGKey: servertest.NewNode(t).WGKey}
+		c := env.Client(t, &n)
+		name := fmt.Sprintf("%T", key)[1:4]
+		if _, err := c.Register(ctx, register(name, n, &k)); statusCode(err) != http.StatusUnauthorized || !contains(err, "ed25519") {
+			t.Errorf("%T node key: enrol err = %v, want 401 that says ed25519", key, err)
+		}
+		if _, err := c.Status(ctx); statusCode(err) != http.StatusUnauthorized {
+			t.Errorf("%T node key: /status err = %v, want 401", key, err)
+		}
+	}
+	if st, _ := env.Admin(t).Status(ctx); st.Total != 0 {
+		t.Errorf("%d nodes enrolled", st.Total)
 	}
 }

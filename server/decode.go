@@ -84,8 +84,10 @@ func checkRegister(req api.RegisterRequest) error {
 		return badf("nat_port %d: want 0 (unknown) to 65535", req.NATPort)
 	}
 	if req.LANIP != "" {
-		if _, err := netip.ParseAddr(req.LANIP); err != nil {
-			return badf("lan_ip %q is not an IP address", clip(req.LANIP))
+		// A plain address: peers dial it, and print it. A zone names an
+		// interface of the sender's, meaningless to them.
+		if a, err := netip.ParseAddr(req.LANIP); err != nil || a.Zone() != "" {
+			return badf("lan_ip %q: want an IPv4 or IPv6 address without a zone", clip(req.LANIP))
 		}
 	}
 	if req.JoinKey != "" {
@@ -115,7 +117,8 @@ func parsePunch(body []byte, strict bool) (api.PunchRequest, error) {
 	return req, nil
 }
 
-// clip shortens what a client sent before it is echoed in an error.
+// clip shortens what a client sent before it is echoed in an error (with
+// %q, which escapes what a terminal would act on).
 func clip(s string) string {
 	if len(s) > 64 {
 		return s[:64] + "…"

@@ -2,6 +2,7 @@ package server
 
 import (
 	"crypto/subtle"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -75,7 +76,10 @@ func (s *Server) identify(r *http.Request) (caller, error) {
 		}
 		return caller{}, errors.New("wrong admin token")
 	}
-	pin := clientPin(r)
+	pin, err := clientPin(r)
+	if err != nil {
+		return caller{}, err
+	}
 	if pin == "" {
 		return caller{}, errors.New("credentials required: a node's certificate or the admin token (Authorization: Bearer, from admin.token in the server's state dir)")
 	}
@@ -86,11 +90,18 @@ func (s *Server) identify(r *http.Request) (caller, error) {
 	return caller{node: n}, nil
 }
 
-func clientPin(r *http.Request) string {
+// clientPin is the pin of the node key the client presented, "" if it
+// presented none. Node keys are ed25519, as wire up makes them and the
+// README documents; other kinds are refused rather than enrolled.
+func clientPin(r *http.Request) (string, error) {
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
-		return ""
+		return "", nil
 	}
-	return api.PinOf(r.TLS.PeerCertificates[0]).String()
+	cert := r.TLS.PeerCertificates[0]
+	if cert.PublicKeyAlgorithm != x509.Ed25519 {
+		return "", fmt.Errorf("the client certificate has a %v key: node keys are ed25519 (wire up makes one, node.key)", cert.PublicKeyAlgorithm)
+	}
+	return api.PinOf(cert).String(), nil
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
@@ -123,7 +134,11 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 	}
 	e := enrolment{req: req, publicIP: s.clientIP(r).String()}
 	if !s.cfg.Open {
-		if e.pin = clientPin(r); e.pin == "" {
+		if e.pin, err = clientPin(r); err != nil {
+			httpError(w, http.StatusUnauthorized, "%v", err)
+			return
+		}
+		if e.pin == "" {
 			httpError(w, http.StatusUnauthorized, "present the node's TLS certificate (wire up does this)")
 			return
 		}
@@ -198,14 +213,19 @@ func parseWait(s string) (time.Duration, error) {
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil {
-		secs, nerr := strconv.Atoi(s)
-		if nerr != nil {
-			return 0, badf("wait %q: want a duration such as 25s", clip(s))
+		secs, nerr := strconv.ParseUint(s, 10, 64) // the seed's plain seconds
+		if nerr != nil && !errors.Is(nerr, strconv.ErrRange) {
+			return 0, badf("wait %q: want a duration such as 25s, or seconds", clip(s))
 		}
-		d = time.Duration(secs) * time.Second
+		// Any number of seconds over the cap is the cap; multiplying
+		// first could overflow into a negative duration.
+		d = api.MaxWait
+		if nerr == nil && secs < uint64(api.MaxWait/time.Second) {
+			d = time.Duration(secs) * time.Second
+		}
 	}
 	if d < 0 {
-		return 0, badf("wait %q: want a positive duration", s)
+		return 0, badf("wait %q: want a positive duration", clip(s))
 	}
 	return min(d, api.MaxWait), nil
 }

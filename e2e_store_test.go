@@ -2,12 +2,18 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/wire-mesh/wire/api"
+	"github.com/wire-mesh/wire/server/servertest"
 )
 
 // TestStateDirNotWritable: an intact store that this user may not write,
@@ -92,4 +98,56 @@ func sharedTempDir(t *testing.T) string {
 		}
 	}
 	return dir
+}
+
+// TestConnectionFloodLowFileLimit: a server with few file descriptors
+// stays reachable while an attacker holds more idle connections than the
+// limit allows, and its enrolled nodes stay served.
+func TestConnectionFloodLowFileLimit(t *testing.T) {
+	if _, err := exec.LookPath("prlimit"); err != nil {
+		t.Skip("prlimit (util-linux) not installed")
+	}
+	dir := t.TempDir()
+	k := newKey(t, dir)
+	cmd := exec.Command("prlimit", "--nofile=256:256", wireBin, "server", "--state-dir", dir,
+		"--listen", "127.0.0.1:0", "--stun-listen", "127.0.0.1:0", "--relay-listen", "127.0.0.1:0")
+	srv := startServerCmd(t, cmd)
+	n := servertest.NewNode(t)
+	c := nodeClient(t, srv.url, k, &n)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := c.Register(ctx, joinReq("node", n, &k)); err != nil {
+		t.Fatal(err)
+	}
+	host := strings.TrimPrefix(srv.url, "https://")
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for i := range 600 { // more than the 256 descriptors the server has
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 5, byte(i/200), byte(i%200+1))}, Timeout: time.Second}
+		conn, err := d.Dial("tcp", host)
+		if err != nil {
+			continue // the kernel's backlog may be full for a moment
+		}
+		held = append(held, conn)
+	}
+	for i := range 16 {
+		hctx, hcancel := context.WithTimeout(ctx, 3*time.Second)
+		anon, _ := api.NewClient(api.ClientConfig{URL: srv.url, Pin: k.Pin})
+		_, err := anon.Health(hctx)
+		hcancel()
+		anon.CloseIdle()
+		if err != nil {
+			t.Errorf("/health %d with %d connections held: %v", i, len(held), err)
+		}
+		hctx, hcancel = context.WithTimeout(ctx, 3*time.Second)
+		_, err = c.Register(hctx, joinReq("node", n, nil))
+		hcancel()
+		if err != nil {
+			t.Errorf("heartbeat %d with %d connections held: %v", i, len(held), err)
+		}
+	}
 }

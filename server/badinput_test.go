@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bufio"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -131,5 +132,65 @@ func TestOnlyEd25519NodeKeys(t *testing.T) {
 	}
 	if st, _ := env.Admin(t).Status(ctx); st.Total != 0 {
 		t.Errorf("%d nodes enrolled", st.Total)
+	}
+}
+
+// rawRequest sends bytes over a TLS connection to the server and returns
+// the status and body of its answer.
+func rawRequest(t *testing.T, env *servertest.Env, req string) (int, string, string) {
+	t.Helper()
+	c, err := tls.Dial("tcp", env.Addr().String(), api.PinnedTLS(env.Identity().Pin, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, req)
+	method, _, _ := strings.Cut(req, " ") // a HEAD's answer has no body
+	resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: method})
+	if err != nil {
+		t.Fatalf("%q: %v", req, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header.Get("Content-Type"), string(body)
+}
+
+// Where wire's handler sees the request, the answer is JSON, also for
+// paths net/http's ServeMux would redirect or answer in plain text; where
+// net/http answers before wire sees it, it answers as the README says.
+func TestFramingAnswers(t *testing.T) {
+	env := servertest.Start(t, "")
+	for _, tt := range []struct {
+		name, req string
+		code      int
+		want      string // in a JSON error; "" for net/http's own plain answers
+	}{
+		{"double slash", "GET //health HTTP/1.1\r\nHost: x\r\n\r\n", 404, "did you mean /health?"},
+		{"dot segment", "GET /./health HTTP/1.1\r\nHost: x\r\n\r\n", 404, "did you mean /health?"},
+		{"dot-dot segment", "GET /x/../status HTTP/1.1\r\nHost: x\r\n\r\n", 404, "did you mean /status?"},
+		{"trailing slash", "GET /health/ HTTP/1.1\r\nHost: x\r\n\r\n", 404, "did you mean /health?"},
+		{"OPTIONS *", "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", 404, "no such endpoint"},
+		{"CONNECT", "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", 404, "no such endpoint"},
+		{"HEAD", "HEAD /register HTTP/1.1\r\nHost: x\r\n\r\n", 405, ""},
+		// net/http's own answers, before any handler: documented.
+		{"unsupported Transfer-Encoding", "POST /register HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501, ""},
+		{"bad protocol version", "GET /health HTTP/9.9\r\nHost: x\r\n\r\n", 505, ""},
+		{"no Host", "GET /health HTTP/1.1\r\n\r\n", 400, ""},
+		{"malformed request line", "GET\r\n\r\n", 400, ""},
+		{"header over 16 KiB", "GET /health HTTP/1.1\r\nHost: x\r\nX: " + strings.Repeat("a", 20<<10) + "\r\n\r\n", 431, ""},
+	} {
+		code, ctype, body := rawRequest(t, env, tt.req)
+		if code != tt.code {
+			t.Errorf("%s: %d %s, want %d", tt.name, code, body, tt.code)
+			continue
+		}
+		if tt.want == "" {
+			continue
+		}
+		var e api.Error
+		if ctype != "application/json" || json.Unmarshal([]byte(body), &e) != nil || !strings.Contains(e.Error, tt.want) {
+			t.Errorf("%s: %d %s %q, want JSON saying %q", tt.name, code, ctype, body, tt.want)
+		}
 	}
 }

@@ -7,10 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -24,31 +24,48 @@ type caller struct {
 	admin bool
 }
 
-// Handler returns the HTTP API.
+// Handler returns the HTTP API. Every answer it gives is JSON: paths are
+// matched exactly, with no redirects to cleaned paths, and a handler's
+// panic becomes a 500.
 func (s *Server) Handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc(api.PathHealth, s.only(http.MethodGet, s.handleHealth))
-	mux.HandleFunc(api.PathIP, s.only(http.MethodGet, s.handleIP))
-	mux.HandleFunc(api.PathRegister, s.only(http.MethodPost, s.handleRegister))
-	mux.HandleFunc(api.PathPeers, s.only(http.MethodGet, s.authed(s.handlePeers)))
-	mux.HandleFunc(api.PathStatus, s.only(http.MethodGet, s.authed(s.handleStatus)))
-	mux.HandleFunc(api.PathPunch, s.only(http.MethodPost, s.authed(s.handlePunch)))
-	mux.HandleFunc(api.PathRelay, s.only(http.MethodPost, s.authed(s.handleRelay)))
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		httpError(w, http.StatusNotFound, "no such endpoint: %s", r.URL.Path)
-	})
-	return mux
-}
-
-func (s *Server) only(method string, h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != method {
-			w.Header().Set("Allow", method)
-			httpError(w, http.StatusMethodNotAllowed, "%s %s: use %s", r.Method, r.URL.Path, method)
+	routes := map[string]route{
+		api.PathHealth:   {http.MethodGet, s.handleHealth},
+		api.PathIP:       {http.MethodGet, s.handleIP},
+		api.PathRegister: {http.MethodPost, s.handleRegister},
+		api.PathPeers:    {http.MethodGet, s.authed(s.handlePeers)},
+		api.PathStatus:   {http.MethodGet, s.authed(s.handleStatus)},
+		api.PathPunch:    {http.MethodPost, s.authed(s.handlePunch)},
+		api.PathRelay:    {http.MethodPost, s.authed(s.handleRelay)},
+	}
+	return s.guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rt, ok := routes[r.URL.Path]
+		if !ok {
+			notFound(w, r, routes)
 			return
 		}
-		h(w, r)
+		if r.Method != rt.method {
+			w.Header().Set("Allow", rt.method)
+			httpError(w, http.StatusMethodNotAllowed, "%s %s: use %s", r.Method, r.URL.Path, rt.method)
+			return
+		}
+		rt.h(w, r)
+	}))
+}
+
+// route is an endpoint: the one method it answers, and its handler.
+type route struct {
+	method string
+	h      http.HandlerFunc
+}
+
+func notFound(w http.ResponseWriter, r *http.Request, routes map[string]route) {
+	if clean := path.Clean("/" + r.URL.Path); clean != r.URL.Path {
+		if _, ok := routes[clean]; ok {
+			httpError(w, http.StatusNotFound, "no such endpoint: %q (did you mean %s?)", r.URL.Path, clean)
+			return
+		}
 	}
+	httpError(w, http.StatusNotFound, "no such endpoint: %q", r.URL.Path)
 }
 
 type authedHandler func(w http.ResponseWriter, r *http.Request, c caller)
@@ -326,15 +343,4 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
 	json.NewEncoder(w).Encode(v)
-}
-
-// errorLog routes net/http's own complaints (TLS handshake failures from
-// scanners and the like) to the server's logger at debug level.
-func errorLog(l *slog.Logger) *slogWriter { return &slogWriter{l} }
-
-type slogWriter struct{ l *slog.Logger }
-
-func (w *slogWriter) Write(p []byte) (int, error) {
-	w.l.Debug(strings.TrimSpace(string(p)), "from", "net/http")
-	return len(p), nil
 }

@@ -3,6 +3,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -43,6 +44,13 @@ type Config struct {
 	TrustedProxies []netip.Prefix
 	// SeedStateFile is a meshpop-wire state.json to import once.
 	SeedStateFile string
+	// MaxConns caps the HTTP connections (default: what the open-file
+	// limit allows), MaxConnsPerIP those from one address that have not
+	// shown an enrolled node's key (DefaultMaxConnsPerIP), and UnauthIdle
+	// is how long such a connection may idle (DefaultUnauthIdle).
+	MaxConns      int
+	MaxConnsPerIP int
+	UnauthIdle    time.Duration
 	Version       string
 	Logger        *slog.Logger
 	Now           func() time.Time // for tests; time.Now if nil
@@ -56,6 +64,10 @@ type Server struct {
 	store   *Store
 	reg     *registry
 	punches *punches
+	conns   *conns
+
+	stats    stats
+	warnings *warnings
 
 	http      *http.Server
 	ln        net.Listener
@@ -74,7 +86,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, punches: newPunches(cfg.Now)}
+	s := &Server{cfg: cfg, log: cfg.Logger, punches: newPunches(cfg.Now), warnings: newWarnings(cfg.Logger)}
 	if err := s.open(); err != nil {
 		return nil, err
 	}
@@ -156,6 +168,9 @@ func (s *Server) listen() error {
 	}
 	s.relay = relay.NewServer(rconn, s.reg, relay.Options{Logger: s.log})
 	s.relayAddr = rconn.LocalAddr()
+	s.conns = newConns(cmp.Or(s.cfg.MaxConns, defaultMaxConns()), cmp.Or(s.cfg.MaxConnsPerIP, DefaultMaxConnsPerIP),
+		cmp.Or(s.cfg.UnauthIdle, DefaultUnauthIdle), func(pin string) bool { _, ok := s.reg.byPin(pin); return ok })
+	ln = s.conns.listener(ln)
 	if !s.cfg.Open {
 		ln = tls.NewListener(ln, &tls.Config{
 			MinVersion:   tls.VersionTLS13,
@@ -169,10 +184,13 @@ func (s *Server) listen() error {
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      60 * time.Second, // above api.MaxWait
-		IdleTimeout:       120 * time.Second,
+		WriteTimeout:      60 * time.Second,  // above api.MaxWait
+		IdleTimeout:       120 * time.Second, // for nodes; see UnauthIdle
 		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          log.New(errorLog(s.log), "", 0),
+		ErrorLog:          log.New(s.errorLog(), "", 0),
+		ConnState:         s.conns.state,
+		// OPTIONS * is answered by the handler, in JSON, like any path.
+		DisableGeneralOptionsHandler: true,
 	}
 	return nil
 }

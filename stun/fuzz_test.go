@@ -14,7 +14,7 @@ func FuzzParseBindingRequest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		tx, fp, err := ParseBindingRequest(b)
 		checkIs(t, b, err)
-		checkNoAmplification(t, srv, b)
+		checkAmplification(t, srv, b)
 		if err != nil {
 			return
 		}
@@ -60,12 +60,21 @@ var longestSources = []netip.AddrPort{
 	netip.MustParseAddrPort("[2001:db8:ffff:ffff:ffff:ffff:ffff:ffff]:65535"),
 }
 
-// checkNoAmplification checks that the server's answer to b is never larger
-// than b.
-func checkNoAmplification(t *testing.T, srv *Server, b []byte) {
+// checkAmplification checks the bounds on the server's answer to b: a
+// valid request gets a response no larger than MaxResponseLen and 2.2
+// times b; anything else gets nothing, or in Legacy mode a JSON reply no
+// larger than b.
+func checkAmplification(t *testing.T, srv *Server, b []byte) {
+	_, _, err := ParseBindingRequest(b)
 	for _, src := range longestSources {
-		if r := srv.reply(b, src); len(r) > len(b) {
-			t.Errorf("%d-byte reply to %d bytes from %v: %x", len(r), len(b), src, b)
+		r := srv.reply(b, src)
+		switch {
+		case err == nil && (len(r) > MaxResponseLen || 5*len(r) > 11*len(b)):
+			t.Errorf("%d-byte response to a %d-byte request from %v: %x", len(r), len(b), src, b)
+		case err != nil && len(r) > len(b):
+			t.Errorf("%d-byte reply to %d bytes that are no request, from %v: %x", len(r), len(b), src, b)
+		case err != nil && !errors.Is(err, ErrNotSTUN) && r != nil:
+			t.Errorf("a reply to a malformed STUN message (%v) from %v: %x", err, src, b)
 		}
 	}
 }

@@ -22,8 +22,8 @@ const (
 )
 
 // maxDatagram is the read buffer size. Longer datagrams are truncated, which
-// only ever makes them look smaller, so never weakens the no-amplification
-// rule.
+// only ever makes them look smaller: they then fail to parse, and get
+// nothing.
 const maxDatagram = 1500
 
 // readErrorPause keeps a persistent read error from spinning Serve.
@@ -40,8 +40,9 @@ type Options struct {
 	// grow memory without bound.
 	MaxSources int
 	// Legacy answers datagrams that are not STUN with the JSON the seed
-	// server sent, {"ip":"203.0.113.10","port":54321}, under the same
-	// no-amplification rule. Without it they are counted as Malformed.
+	// server sent, {"ip":"203.0.113.10","port":54321}, but only when that
+	// is no larger than the datagram. Without it they are counted as
+	// Malformed.
 	Legacy bool
 	// Logger receives a debug record for each dropped datagram and a
 	// warning for each read error; nil discards.
@@ -56,14 +57,20 @@ type Stats struct {
 	Requests    uint64 // datagrams received
 	Replies     uint64 // replies sent, STUN or JSON
 	Malformed   uint64 // dropped: not a valid Binding request
-	Undersized  uint64 // dropped: the reply would be larger than the request
+	Undersized  uint64 // dropped: a legacy reply would be larger than the datagram
 	RateLimited uint64 // dropped: source over its rate limit
 	Legacy      uint64 // non-STUN datagrams seen in Legacy mode
 }
 
-// Server answers STUN Binding requests with the address they came from. It
-// never sends a reply larger than the datagram that caused it, so it cannot
-// be used to amplify a flood at a spoofed victim.
+// Server answers STUN Binding requests with the address they came from.
+//
+// It bounds what a spoofed request can make it send a victim: a valid
+// request of any size, the bare 20-byte header included, gets the minimal
+// success response (XOR-MAPPED-ADDRESS, and FINGERPRINT only if the request
+// had one): 32 bytes for IPv4 and 44 for IPv6, 8 more with FINGERPRINT,
+// so at most 2.2 times the request's UDP payload (1.35 times its IP
+// packet), and within each source's rate limit. Anything that is not a
+// valid Binding request gets nothing.
 type Server struct {
 	conn   net.PacketConn
 	legacy bool
@@ -148,29 +155,26 @@ func (s *Server) handle(req []byte, from net.Addr) {
 }
 
 // reply returns the answer to req from src, or nil (and counts why) if it
-// gets none. The answer is never longer than req.
+// gets none.
 func (s *Server) reply(req []byte, src netip.AddrPort) []byte {
 	tx, fp, err := ParseBindingRequest(req)
 	if errors.Is(err, ErrNotSTUN) && s.legacy {
 		s.legacyN.Add(1)
-		return s.fit(req, legacyReply(src), src)
+		return s.legacyFit(req, legacyReply(src), src)
 	}
 	if err != nil {
 		s.drop(&s.malformed, err, src)
 		return nil
 	}
-	resp := Response(tx, src, fp)
-	if fp && len(resp) > len(req) {
-		resp = Response(tx, src, false)
-	}
-	return s.fit(req, resp, src)
+	return Response(tx, src, fp)
 }
 
-// fit returns resp if it is no longer than req, else counts it Undersized
-// and returns nil.
-func (s *Server) fit(req, resp []byte, src netip.AddrPort) []byte {
+// legacyFit returns resp if it is no longer than req, else counts it
+// Undersized and returns nil: anything may look like a seed client's
+// datagram, so its answer must never be larger.
+func (s *Server) legacyFit(req, resp []byte, src netip.AddrPort) []byte {
 	if len(resp) > len(req) {
-		s.drop(&s.undersized, "reply larger than request", src)
+		s.drop(&s.undersized, "legacy reply larger than the datagram", src)
 		return nil
 	}
 	return resp

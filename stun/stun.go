@@ -50,8 +50,8 @@ const (
 	software = "wire"
 	// requestLen is the size of Request's messages. It is larger than the
 	// largest response Response makes (52 bytes: IPv6 XOR-MAPPED-ADDRESS and
-	// FINGERPRINT), so a server that never replies with more than it got
-	// can always answer us in full.
+	// FINGERPRINT), so that even a server that never replies with more than
+	// it got (as wire's once did, and some others do) can answer us in full.
 	requestLen = 64
 )
 
@@ -115,12 +115,16 @@ func ParseBindingRequest(b []byte) (TxID, bool, error) {
 	return m.tx, m.fingerprint, nil
 }
 
+// MaxResponseLen is the size of the largest response Response makes: an
+// IPv6 XOR-MAPPED-ADDRESS and FINGERPRINT.
+const MaxResponseLen = 52
+
 // Response returns a Binding success response for transaction tx telling the
 // client its address is addr, in an XOR-MAPPED-ADDRESS; with fingerprint it
 // also carries FINGERPRINT. IPv4-mapped IPv6 addresses are sent as IPv4. It
 // is 32 bytes for IPv4 and 44 for IPv6, plus 8 with FINGERPRINT.
 func Response(tx TxID, addr netip.AddrPort, fingerprint bool) []byte {
-	b := appendHeader(make([]byte, 0, 52), typeBindingSuccess, tx)
+	b := appendHeader(make([]byte, 0, MaxResponseLen), typeBindingSuccess, tx)
 	b = appendAttr(b, attrXorMappedAddress, xorAddress(tx, addr))
 	if fingerprint {
 		b = appendFingerprint(b)

@@ -208,3 +208,45 @@ func openRaw(t *testing.T, dir string) *sql.DB {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// A node's own registrations may overlap (a client that retries, two
+// heartbeats that change its name): they all succeed, as one node.
+func TestOverlappingRegistrationsOfOneNode(t *testing.T) {
+	env := servertest.Start(t, "")
+	k := env.Key(t, true)
+	n := servertest.NewNode(t)
+	errs := make(chan error, 20)
+	ips := make(chan string, 10)
+	for range 10 {
+		go func() {
+			resp, err := env.Client(t, &n).Register(ctx, register("twin", n, &k))
+			errs <- err
+			ips <- resp.VPNIP
+		}()
+	}
+	for range 10 {
+		if err := <-errs; err != nil {
+			t.Errorf("an overlapping enrolment: %v", err)
+		}
+		if ip := <-ips; ip == "" {
+			t.Error("no address")
+		}
+	}
+	renamed := register("twin-renamed", n, nil)
+	renamed.NodeID = "id-twin"
+	for range 10 {
+		go func() {
+			_, err := env.Client(t, &n).Register(ctx, renamed)
+			errs <- err
+		}()
+	}
+	for range 10 {
+		if err := <-errs; err != nil {
+			t.Errorf("an overlapping rename: %v", err)
+		}
+	}
+	st, _ := env.Admin(t).Status(ctx)
+	if st.Total != 1 || st.Nodes[0].NodeName != "twin-renamed" {
+		t.Errorf("status = %+v, want one node, renamed", st)
+	}
+}

@@ -14,6 +14,9 @@ import (
 var (
 	ErrNotEnrolled = errors.New("this node is not enrolled (or was removed): join with a key from `wire server key create`")
 	errForbidden   = errors.New("forbidden")
+	// errEnrolledMeanwhile says a registration's node enrolled while it
+	// was on its way: a retry, or a seed node's first two heartbeats.
+	errEnrolledMeanwhile = errors.New("enrolled meanwhile")
 )
 
 // enrolment is what a registration carries besides the request.
@@ -30,8 +33,29 @@ type enrolment struct {
 // Nothing is written to the store under r.mu, which the long-polls and the
 // relay's token lookups need: a write that changes what peers see is
 // reserved under the lock (the names, keys and address it takes), made
-// outside it, and then committed under it or undone.
+// outside it, and then committed under it or undone. A registration that
+// finds the same node's earlier one still writing (a retry, or a seed
+// node's heartbeats overlapping its first) waits for it and starts again.
 func (r *registry) register(ctx context.Context, e enrolment) (record, error) {
+	for range 3 { // each round waits for a write that was in flight
+		rec, err := r.registerOnce(ctx, e)
+		var busy *inFlight
+		switch {
+		case errors.As(err, &busy):
+			select {
+			case <-busy.done:
+			case <-ctx.Done():
+				return record{}, ctx.Err()
+			}
+		case errors.Is(err, errEnrolledMeanwhile):
+		default:
+			return rec, err
+		}
+	}
+	return record{}, &ErrConflict{Field: "node_id"}
+}
+
+func (r *registry) registerOnce(ctx context.Context, e enrolment) (record, error) {
 	if n, ok := r.known(e); ok {
 		return r.refresh(ctx, n, e)
 	}
@@ -47,6 +71,12 @@ func (r *registry) register(ctx context.Context, e enrolment) (record, error) {
 	}
 	return r.enrol(ctx, e)
 }
+
+// inFlight says that a registration of the same node is writing to the
+// store; done closes when it has ended, one way or the other.
+type inFlight struct{ done <-chan struct{} }
+
+func (e *inFlight) Error() string { return "a registration of this node is in flight" }
 
 // known returns the node a registration is the heartbeat of, if any: the
 // node with the caller's TLS key, or in --open mode (where whoever knows a
@@ -105,17 +135,20 @@ func (r *registry) enrol(ctx context.Context, e enrolment) (record, error) {
 // reserveNew checks that rec's id, name, WireGuard key and TLS key are
 // free, takes them and an address for it, and fills in rec.VPNIP. If rec
 // claims a node imported from an --open server, it returns that node.
-func (r *registry) reserveNew(rec *record) (reservation, *node, error) {
+func (r *registry) reserveNew(rec *record) (*reservation, *node, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	old, exists := r.nodes[rec.NodeID]
+	if exists && old.NodeKey == rec.NodeKey {
+		return nil, nil, errEnrolledMeanwhile // by an earlier request of its own
+	}
+	if res := r.held[reserved{reservedID, rec.NodeID}]; res != nil {
+		return nil, nil, &inFlight{res.done} // then see who it was
+	}
 	if err := r.checkFree(old, *rec); err != nil {
 		return nil, nil, err
 	}
 	if !exists {
-		if r.heldByOther(reservedID, rec.NodeID, "") {
-			return nil, nil, &ErrConflict{Field: "node_id"}
-		}
 		addr, err := r.alloc.allocate(rec.NodeID)
 		if err != nil {
 			return nil, nil, err
@@ -153,22 +186,30 @@ func claimable(old *node, rec record) error {
 }
 
 // checkFree says whether rec's name, WireGuard key and TLS key are free
-// for the node self (nil for a new node): neither held by another node nor
-// reserved by another registration in flight.
+// for the node self (nil for a new node): held by no other node, and by no
+// registration in flight. One of the same node's own in flight is waited
+// for (an *inFlight error).
 func (r *registry) checkFree(self *node, rec record) error {
-	selfID := ""
-	if self != nil {
-		selfID = self.NodeID
-	}
-	if n, ok := r.byName[strings.ToLower(rec.NodeName)]; (ok && n != self) || r.heldByOther(reservedName, strings.ToLower(rec.NodeName), selfID) {
-		return &ErrConflict{Field: "node_name"}
-	}
-	if n, ok := r.byWG[rec.WGPublicKey]; (ok && n != self) || r.heldByOther(reservedWG, rec.WGPublicKey, selfID) {
-		return &ErrConflict{Field: "wg_public_key"}
-	}
-	if rec.NodeKey != "" {
-		if n, ok := r.byKey[rec.NodeKey]; (ok && n != self) || r.heldByOther(reservedKey, rec.NodeKey, selfID) {
-			return &ErrConflict{Field: "node_key"}
+	for _, c := range []struct {
+		field string
+		index map[string]*node
+		v     reserved
+	}{
+		{"node_name", r.byName, reserved{reservedName, strings.ToLower(rec.NodeName)}},
+		{"wg_public_key", r.byWG, reserved{reservedWG, rec.WGPublicKey}},
+		{"node_key", r.byKey, reserved{reservedKey, rec.NodeKey}},
+	} {
+		if c.v.value == "" {
+			continue
+		}
+		if n, ok := c.index[c.v.value]; ok && n != self {
+			return &ErrConflict{Field: c.field}
+		}
+		if res := r.held[c.v]; res != nil {
+			if res.owner == rec.NodeID {
+				return &inFlight{res.done}
+			}
+			return &ErrConflict{Field: c.field}
 		}
 	}
 	return nil
@@ -218,7 +259,7 @@ func (r *registry) refresh(ctx context.Context, n *node, e enrolment) (record, e
 // reserveIdentity checks a heartbeat's name and WireGuard key. If either
 // changed, it reserves them and returns the record to write; otherwise the
 // reservation is nil.
-func (r *registry) reserveIdentity(n *node, req api.RegisterRequest) (reservation, record, error) {
+func (r *registry) reserveIdentity(n *node, req api.RegisterRequest) (*reservation, record, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	next := n.record
@@ -248,47 +289,38 @@ const (
 	reservedKey
 )
 
-// holding is who holds a reserved value, and how many of that node's
-// registrations in flight do.
-type holding struct {
-	owner string // node_id
-	count int
-}
-
 // reservation is what one registration in flight holds until its store
-// write ends.
-type reservation []reserved
+// write ends: values that no other registration may take meanwhile.
+type reservation struct {
+	owner  string // node_id
+	values []reserved
+	done   chan struct{} // closed when it ends
+}
 
 // reserve takes rec's id, name, WireGuard key and TLS key for the node
 // with node_id owner. Callers hold r.mu and have checked they are free.
-func (r *registry) reserve(owner string, rec record) reservation {
-	var res reservation
+func (r *registry) reserve(owner string, rec record) *reservation {
+	res := &reservation{owner: owner, done: make(chan struct{})}
 	for _, v := range []reserved{
 		{reservedID, rec.NodeID}, {reservedName, strings.ToLower(rec.NodeName)},
 		{reservedWG, rec.WGPublicKey}, {reservedKey, rec.NodeKey},
 	} {
-		if v.value != "" {
-			r.held[v] = holding{owner: owner, count: r.held[v].count + 1}
-			res = append(res, v)
+		if v.value != "" && r.held[v] == nil {
+			r.held[v] = res
+			res.values = append(res.values, v)
 		}
 	}
 	return res
 }
 
-// unreserve gives back what reserve took. Callers hold r.mu.
-func (r *registry) unreserve(res reservation) {
-	for _, v := range res {
-		if h := r.held[v]; h.count > 1 {
-			r.held[v] = holding{owner: h.owner, count: h.count - 1}
-		} else {
-			delete(r.held, v)
-		}
+// unreserve gives back what reserve took, and wakes whoever waits for it.
+// Callers hold r.mu.
+func (r *registry) unreserve(res *reservation) {
+	if res == nil {
+		return
 	}
-}
-
-// heldByOther says whether a registration in flight of a node other than
-// self (a node_id; "" for a new node) holds a value.
-func (r *registry) heldByOther(kind reservedKind, value, self string) bool {
-	h, ok := r.held[reserved{kind, value}]
-	return ok && h.owner != self
+	for _, v := range res.values {
+		delete(r.held, v)
+	}
+	close(res.done)
 }

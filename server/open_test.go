@@ -150,3 +150,25 @@ func TestTrustedProxy(t *testing.T) {
 		t.Errorf("trusted proxy: ip = %v, want the last hop 198.51.100.7", m)
 	}
 }
+
+// A seed node's registrations may overlap (a retry, a restart): the first
+// enrols it, the others are its heartbeats, never an error.
+func TestOpenModeConcurrentRegistrations(t *testing.T) {
+	env := servertest.Start(t, "", servertest.Open)
+	body := `{"node_id":"a1b2c3d4e5f60718293a4b5c6d7e8f90","node_name":"node1","wg_public_key":"` + servertest.NewNode(t).WGKey + `","port":51820}`
+	codes := make(chan int, 20)
+	for range 20 {
+		go func() {
+			code, _ := call(t, "POST", env.URL()+"/register", body)
+			codes <- code
+		}()
+	}
+	for range 20 {
+		if code := <-codes; code != 200 {
+			t.Errorf("a concurrent registration got %d", code)
+		}
+	}
+	if _, st := call(t, "GET", env.URL()+"/status", ""); st["total"] != 1.0 {
+		t.Errorf("status = %v, want one node", st)
+	}
+}

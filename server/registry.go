@@ -57,8 +57,8 @@ type registry struct {
 	byName  map[string]*node
 	byWG    map[string]*node
 	alloc   *allocator
-	held    map[reserved]holding // by registrations whose store write is in flight
-	commits uint64               // nodes added so far, see node.added
+	held    map[reserved]*reservation // by registrations whose store write is in flight
+	commits uint64                    // nodes added so far, see node.added
 
 	counts counts  // read without r.mu, by the public /health
 	tokens *tokens // the relay's, under a lock of their own
@@ -83,7 +83,7 @@ func newRegistry(store *Store, prefix netip.Prefix, now func() time.Time) *regis
 		byName:  make(map[string]*node),
 		byWG:    make(map[string]*node),
 		alloc:   newAllocator(prefix),
-		held:    make(map[reserved]holding),
+		held:    make(map[reserved]*reservation),
 		tokens:  newTokens(),
 	}
 }

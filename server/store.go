@@ -214,6 +214,9 @@ func conflictError(err error) error {
 // Claim gives a node imported from an --open server (one without a key)
 // its key, spending a use of the join key, in one transaction.
 func (s *Store) Claim(ctx context.Context, r record, key *api.JoinKey, now time.Time) error {
+	if key == nil {
+		return errors.New("claiming a node needs a join key")
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err

@@ -116,6 +116,22 @@ func TestConnectionFlood(t *testing.T) {
 	if st := env.Stats(); st.ConnsEvicted == 0 {
 		t.Errorf("stats = %+v: nothing counted as evicted", st)
 	}
+	// Once the attacker lets go, nothing stays counted: the count follows
+	// every connection to its end, handshakes that never finished too.
+	for _, c := range append(held, mine...) {
+		c.Close()
+	}
+	c.CloseIdle()
+	var open int
+	for range 100 {
+		if open = env.Stats().ConnsOpen; open == 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if open != 0 {
+		t.Errorf("%d connections still counted after every client closed", open)
+	}
 }
 
 // A connection that showed no node's key is closed soon once idle; a

@@ -53,6 +53,11 @@ type Daemon struct {
 	relay     relayState
 	down      chan struct{}
 	downOnce  sync.Once
+
+	// reapply asks the reconciler, the one goroutine that configures the
+	// engine once Run has started, to apply the current state; requests
+	// made while it applies fold into one more round.
+	reapply chan struct{}
 }
 
 // Options of a daemon.
@@ -79,6 +84,7 @@ func New(o Options) (*Daemon, error) {
 	d := &Daemon{
 		dir: o.Dir, log: o.Logger, newEngine: o.NewEngine, cfg: cfg, keys: keys, client: client,
 		peers: loadPeers(o.Dir), endpoints: map[string]netip.AddrPort{}, paths: map[string]*path{}, down: make(chan struct{}),
+		reapply: make(chan struct{}, 1),
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
@@ -106,11 +112,13 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		return err
 	}
 	d.engine = e
+	// STUN first: kernel WireGuard takes the port at the first Set, and no
+	// query can be sent from it after that.
+	d.discover(ctx)
 	if err := d.apply(); err != nil {
 		e.Close()
 		return err
 	}
-	d.discover(ctx)
 	if err := d.register(ctx); err != nil && !d.isUnreachable(err) {
 		e.Close()
 		return err
@@ -134,7 +142,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	for _, loop := range []func(context.Context){d.pollPeers, d.heartbeat, d.rediscover, d.choosePaths, d.keepRelay} {
+	for _, loop := range []func(context.Context){d.reconcile, d.pollPeers, d.heartbeat, d.rediscover, d.choosePaths, d.keepRelay} {
 		wg.Add(1)
 		go func() { defer wg.Done(); loop(ctx) }()
 	}
@@ -235,6 +243,14 @@ func (d *Daemon) discover(ctx context.Context) bool {
 	}
 	d.log.Info("public mapping of the WireGuard port", "was", d.mapped, "now", mapped)
 	d.mapped = mapped
+	if d.cfg.NATPort != int(mapped.Port()) {
+		// Kept for when STUN cannot be asked: kernel WireGuard holds the
+		// port from the first Set on.
+		d.cfg.NATPort = int(mapped.Port())
+		if err := d.cfg.Save(d.dir); err != nil {
+			d.log.Warn("saving the NAT mapping", "err", err)
+		}
+	}
 	return true
 }
 
@@ -317,9 +333,7 @@ func (d *Daemon) pollPeers(ctx context.Context) {
 		}
 		backoff = time.Second
 		if d.merge(resp) {
-			if err := d.apply(); err != nil {
-				d.log.Error("configuring WireGuard", "err", err)
-			}
+			d.changed()
 		}
 	}
 }
@@ -362,7 +376,34 @@ func (d *Daemon) merge(resp api.PeersResponse) bool {
 	return true
 }
 
-// apply declares the WireGuard config for the current peer map.
+// changed asks the reconciler to apply the current state. It never waits:
+// a request while one is pending is the same request.
+func (d *Daemon) changed() {
+	select {
+	case d.reapply <- struct{}{}:
+	default:
+	}
+}
+
+// reconcile is the engine's one owner while the daemon runs: it applies
+// the state as it is when a change was asked for, one Set at a time, so
+// that an older snapshot can never be applied after a newer one (three
+// loops change the state: the peer poll, path choice and the relay).
+func (d *Daemon) reconcile(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.reapply:
+			if err := d.apply(); err != nil {
+				d.log.Error("configuring WireGuard", "err", err)
+			}
+		}
+	}
+}
+
+// apply declares the WireGuard config for the current peer map. Only
+// Start (before the loops run) and the reconciler call it.
 func (d *Daemon) apply() error {
 	addr, err := d.cfg.Address()
 	if err != nil {

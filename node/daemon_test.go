@@ -237,3 +237,78 @@ func TestDownAnswers(t *testing.T) {
 		n.stop() // returns once Run has
 	}
 }
+
+// A peer the admin removes leaves WireGuard for good, even when the
+// removal lands while an older state (one with the peer) is being
+// applied: the engine never ends up with the older one.
+func TestRemovedPeerStaysRemoved(t *testing.T) {
+	probeEvery, probeTimeout = 100*time.Millisecond, 50*time.Millisecond
+	t.Cleanup(func() { probeEvery, probeTimeout = 2*time.Second, 1500*time.Millisecond })
+	env := servertest.Start(t, "")
+	a := startNode(t, env, "", "a", netip.MustParseAddrPort("198.51.100.1:40001"))
+	b := startNode(t, env, "", "b", netip.MustParseAddrPort("198.51.100.2:40002"))
+	a.waitPeers(t, b)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	direct := netip.MustParseAddrPort("127.0.0.1:40002")
+	if _, err := a.engine.Wait(ctx, func(c wg.Config) bool { return len(c.Peers) == 1 && c.Peers[0].Endpoint == direct }); err != nil {
+		t.Fatal(err)
+	}
+
+	// b's direct path fails, so a moves it to the relay: a Set with b in
+	// it, which waits until another Set overlaps it (or 2 s).
+	held := a.engine.HoldNextSet()
+	a.engine.Block(direct, true)
+	select {
+	case <-held:
+	case <-ctx.Done():
+		t.Fatal("a never applied b's path change")
+	}
+	// Meanwhile the admin removes b.
+	store, err := server.OpenStore(env.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.RemoveNode(context.Background(), "b"); err != nil {
+		t.Fatal(err)
+	}
+	store.Close()
+	a.waitPeers(t)
+	time.Sleep(2500 * time.Millisecond) // past the held Set, and some probe rounds
+	if last, _ := a.engine.Last(); len(last.Peers) != 0 {
+		t.Errorf("after the removal the engine has %d peers: an older state was applied last", len(last.Peers))
+	}
+}
+
+// Kernel WireGuard takes the port at the first Set, and STUN cannot be
+// sent from it after that: the node still tells the server its mapping.
+func TestKernelEngineKeepsMapping(t *testing.T) {
+	env := servertest.Start(t, "")
+	dir := t.TempDir()
+	k := env.Key(t, false)
+	if _, err := Join(context.Background(), JoinOptions{Dir: dir, ServerURL: env.URL(), JoinKey: k.String(), Name: "k", Port: 51820, Interface: "wire-k", NodeID: "id-k"}); err != nil {
+		t.Fatal(err)
+	}
+	eng := wgtest.New("wire-k")
+	eng.LikeKernel()
+	mapped := netip.MustParseAddrPort("198.51.100.7:40007")
+	eng.SetDiscover(mapped, nil)
+	d, err := New(Options{Dir: dir, NewEngine: func(string, *slog.Logger) (wg.Engine, error) { return eng, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := d.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { d.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	peers, err := env.Admin(t).Peers(context.Background(), "", 0)
+	if err != nil || len(peers.Peers) != 1 || peers.Peers[0].NATPort != int(mapped.Port()) {
+		t.Fatalf("the server has %+v, %v; want nat_port %d", peers.Peers, err, mapped.Port())
+	}
+	if st := d.Status(context.Background()); st.NATPort != int(mapped.Port()) {
+		t.Errorf("status nat_port = %d, want %d", st.NATPort, mapped.Port())
+	}
+}

@@ -77,7 +77,11 @@ func Join(ctx context.Context, o JoinOptions) (Config, error) {
 	if h.STUNPort != 0 {
 		cfg.STUNPort = h.STUNPort
 	}
-	req := cfg.registerRequest(keys, discoverBeforeUp(ctx, u, cfg))
+	mapped := discoverBeforeUp(ctx, u, cfg)
+	if mapped.IsValid() {
+		cfg.NATPort = int(mapped.Port()) // what the daemon says while STUN cannot tell it
+	}
+	req := cfg.registerRequest(keys, mapped)
 	if key != nil {
 		req.JoinKey = key.String()
 	}

@@ -70,9 +70,7 @@ func (d *Daemon) probeAll(ctx context.Context) {
 	close(changed)
 	for c := range changed {
 		if c {
-			if err := d.apply(); err != nil {
-				d.log.Error("configuring WireGuard", "err", err)
-			}
+			d.changed()
 			return
 		}
 	}

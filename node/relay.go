@@ -117,8 +117,6 @@ func (d *Daemon) setRelay(up, unsupported bool) {
 	d.mu.Unlock()
 	if changed {
 		d.log.Info("relay", "up", up)
-		if err := d.apply(); err != nil {
-			d.log.Error("configuring WireGuard", "err", err)
-		}
+		d.changed()
 	}
 }

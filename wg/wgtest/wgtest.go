@@ -38,6 +38,9 @@ type Engine struct {
 	blocked map[netip.AddrPort]bool
 	noProbe bool
 	relay   *relay.Conn
+	hold    chan struct{} // the next Set waits, see HoldNextSet
+	kernel  bool          // no Discover after the first Set, see LikeKernel
+	bound   bool
 }
 
 var _ wg.Engine = (*Engine)(nil)
@@ -53,6 +56,17 @@ func New(name string) *Engine {
 // A nonzero ListenPort becomes the port.
 func (e *Engine) Set(cfg wg.Config) error {
 	e.mu.Lock()
+	if h := e.hold; h != nil {
+		e.hold = nil
+		changed := e.changed
+		e.mu.Unlock()
+		close(h)
+		select { // a Set that overlaps this one goes first
+		case <-changed:
+		case <-time.After(2 * time.Second):
+		}
+		e.mu.Lock()
+	}
 	defer e.mu.Unlock()
 	if e.closed {
 		return fmt.Errorf("wgtest: %s is closed: %w", e.name, net.ErrClosed)
@@ -61,12 +75,32 @@ func (e *Engine) Set(cfg wg.Config) error {
 		return e.setErr
 	}
 	e.configs = append(e.configs, clone(cfg))
+	e.bound = true
 	if cfg.ListenPort != 0 {
 		e.port = cfg.ListenPort
 	}
 	close(e.changed)
 	e.changed = make(chan struct{})
 	return nil
+}
+
+// HoldNextSet makes the next call of Set wait, once called, until another
+// call has recorded its Config, or 2 s, before recording its own: the
+// order in which a caller whose Sets overlap would apply an older state
+// last. The channel closes when that call starts to wait.
+func (e *Engine) HoldNextSet() <-chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.hold = make(chan struct{})
+	return e.hold
+}
+
+// LikeKernel makes Discover fail after the first Set, as kernel
+// WireGuard's does: WireGuard then holds the port STUN would be sent from.
+func (e *Engine) LikeKernel() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.kernel = true
 }
 
 // FailSet makes Set fail with err from now on; nil makes it work again.
@@ -208,6 +242,9 @@ func (e *Engine) Discover(ctx context.Context, server netip.AddrPort) (netip.Add
 	e.mu.Lock()
 	e.queried = append(e.queried, server)
 	mapped, err := e.mapped, e.stunErr
+	if e.kernel && e.bound {
+		err = fmt.Errorf("wgtest: %s holds its port like kernel WireGuard: %w", e.name, errors.ErrUnsupported)
+	}
 	e.mu.Unlock()
 	switch {
 	case err != nil:

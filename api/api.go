@@ -14,6 +14,7 @@ const (
 	PathHealth   = "/health"
 	PathPunch    = "/punch"
 	PathRelay    = "/relay"
+	PathOffline  = "/offline"
 )
 
 // Online is how recent a heartbeat must be for a node to count as online.
@@ -127,6 +128,11 @@ type PunchResponse struct {
 type RelayResponse struct {
 	Port  int    `json:"relay_port"`
 	Token []byte `json:"token"` // base64 in JSON
+}
+
+// OK is the answer of requests that return nothing else (POST /offline).
+type OK struct {
+	OK bool `json:"ok"`
 }
 
 // Error is the body of every 4xx and 5xx response.

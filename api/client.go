@@ -115,6 +115,14 @@ func (c *Client) Relay(ctx context.Context) (RelayResponse, error) {
 	return resp, c.do(ctx, http.MethodPost, PathRelay, struct{}{}, &resp)
 }
 
+// Offline tells the server that this node is going down (wire down): it
+// leaves the online set now, rather than when its heartbeats stop. Its
+// next heartbeat brings it back.
+func (c *Client) Offline(ctx context.Context) error {
+	var resp OK
+	return c.do(ctx, http.MethodPost, PathOffline, struct{}{}, &resp)
+}
+
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
 	var rd io.Reader
 	if body != nil {

@@ -81,7 +81,7 @@ func (d *Daemon) controlHandler() http.Handler {
 		reply(w, http.StatusOK, d.Status(r.Context()))
 	})
 	mux.HandleFunc("GET /v1/peers", func(w http.ResponseWriter, r *http.Request) {
-		reply(w, http.StatusOK, map[string]any{"peers": d.Peers()})
+		reply(w, http.StatusOK, map[string]any{"peers": d.Peers(r.Context())})
 	})
 	mux.HandleFunc("POST /v1/ping", d.handlePing)
 	mux.HandleFunc("POST /v1/down", func(w http.ResponseWriter, r *http.Request) {
@@ -117,7 +117,7 @@ func (d *Daemon) handlePing(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := d.Ping(r.Context(), req.Target, req.Count, timeout)
 	switch {
-	case errors.Is(err, ErrUnknownPeer):
+	case errors.Is(err, ErrUnknownPeer), errors.Is(err, ErrPeerOffline):
 		reply(w, http.StatusNotFound, errorBody{err.Error()})
 	case err != nil:
 		reply(w, http.StatusInternalServerError, errorBody{err.Error()})

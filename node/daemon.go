@@ -154,7 +154,19 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	cancel()
 	wg.Wait()
+	d.goOffline() // after the loops: no heartbeat may follow it
 	return nil
+}
+
+// goOffline tells the server this node is going down, so that its peers
+// drop it within a second rather than when its heartbeats stop; a node
+// that cannot tell it (a crash, no server) ages out as before.
+func (d *Daemon) goOffline() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := d.client.Offline(ctx); err != nil {
+		d.log.Info("could not tell the server this node goes offline; peers will see it when its heartbeats stop", "err", err)
+	}
 }
 
 // Down stops Run.

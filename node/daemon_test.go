@@ -2,11 +2,13 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -310,5 +312,43 @@ func TestKernelEngineKeepsMapping(t *testing.T) {
 	}
 	if st := d.Status(context.Background()); st.NATPort != int(mapped.Port()) {
 		t.Errorf("status nat_port = %d, want %d", st.NATPort, mapped.Port())
+	}
+}
+
+// wire down tells the server: peers drop the node within a second, and
+// see it offline, rather than online for five minutes.
+func TestDownTellsServer(t *testing.T) {
+	env := servertest.Start(t, "")
+	a := startNode(t, env, "", "a", netip.MustParseAddrPort("198.51.100.1:40001"))
+	b := startNode(t, env, "", "b", netip.MustParseAddrPort("198.51.100.2:40002"))
+	a.waitPeers(t, b)
+	if ps := a.Peers(context.Background()); len(ps) != 1 || ps[0].Status != "online" || ps[0].LastSeenAgo < 0 {
+		t.Errorf("a's peers = %+v, want b online as the server says", ps)
+	}
+
+	downAt := time.Now()
+	b.Down()
+	b.stop()
+	a.waitPeers(t)
+	if lag := time.Since(downAt); lag > 1500*time.Millisecond {
+		t.Errorf("a dropped b %v after wire down, want within a second", lag)
+	}
+	st := a.Status(context.Background())
+	if len(st.Peers) != 1 || st.Peers[0].Status != "offline" || st.Online != 1 || st.Offline != 1 {
+		t.Errorf("a's status after b's wire down = %+v", st)
+	}
+	_, err := a.Ping(context.Background(), "B", 1, time.Second)
+	if !errors.Is(err, ErrPeerOffline) || !strings.Contains(err.Error(), "b (") {
+		t.Errorf("ping b after its wire down: %v, want it called offline", err)
+	}
+
+	// b comes back: its first heartbeat puts it in the mesh again.
+	b = startNode(t, env, b.dir, "b", netip.MustParseAddrPort("198.51.100.2:40002"))
+	a.waitPeers(t, b)
+
+	// While the server is away, peers' status is unknown, not online.
+	env.Stop()
+	if ps := a.Peers(context.Background()); len(ps) != 1 || ps[0].Status != "unknown" || ps[0].LastSeenAgo != -1 {
+		t.Errorf("a's peers without a server = %+v, want b unknown", ps)
 	}
 }

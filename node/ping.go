@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"golang.org/x/net/icmp"
@@ -29,15 +30,22 @@ type PingReply struct {
 	RTTMs float64 `json:"rtt_ms"`
 }
 
-// ErrUnknownPeer says a ping target is neither a peer's name nor address.
-var ErrUnknownPeer = errors.New("no such peer")
+// Errors of Ping that callers branch on.
+var (
+	// ErrUnknownPeer says a ping target is neither a peer's name nor
+	// address.
+	ErrUnknownPeer = errors.New("no such peer")
+	// ErrPeerOffline says a ping target is a node of the mesh that is not
+	// online, so not a peer of this node's WireGuard.
+	ErrPeerOffline = errors.New("offline")
+)
 
 // Ping sends count ICMP echo requests over the tunnel to a peer named by
 // name or VPN address, a second apart, each waiting up to timeout.
 func (d *Daemon) Ping(ctx context.Context, target string, count int, timeout time.Duration) (PingResult, error) {
 	p, ok := d.resolve(target)
 	if !ok {
-		return PingResult{}, fmt.Errorf("%w %q (see wire peers)", ErrUnknownPeer, target)
+		return PingResult{}, d.whyNotPeer(ctx, target)
 	}
 	res := PingResult{Target: target, NodeName: p.NodeName, VPNIP: p.VPNIP, Replies: []PingReply{}}
 	conn, err := icmp.ListenPacket("ip4:icmp", d.cfg.VPNIP)
@@ -103,4 +111,18 @@ func (d *Daemon) pathTo(wgKey string) string {
 		}
 	}
 	return PathNone
+}
+
+// whyNotPeer says why target is not a peer: a node that is offline (the
+// server still lists it), or no node at all.
+func (d *Daemon) whyNotPeer(ctx context.Context, target string) error {
+	srv, err := d.serverStatus(ctx)
+	if err == nil {
+		for _, n := range srv.Nodes {
+			if strings.EqualFold(n.NodeName, target) || n.VPNIP == target {
+				return fmt.Errorf("%s (%s) is %w: last seen %s ago", n.NodeName, n.VPNIP, ErrPeerOffline, time.Duration(n.LastSeenAgo)*time.Second)
+			}
+		}
+	}
+	return fmt.Errorf("%w %q (see wire status)", ErrUnknownPeer, target)
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/wire-mesh/wire/api"
@@ -60,10 +61,7 @@ const (
 // Status gathers the node's view: the server's node list (if it answers
 // within a moment) joined with WireGuard's live state.
 func (d *Daemon) Status(ctx context.Context) Status {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	srv, err := d.client.Status(ctx)
-	d.setReachable(err)
+	srv, err := d.serverStatus(ctx)
 	live := d.live()
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -107,15 +105,33 @@ func (d *Daemon) Status(ctx context.Context) Status {
 	return st
 }
 
-// Peers lists the peers WireGuard is configured with.
-func (d *Daemon) Peers() []PeerStatus {
+// serverStatus asks the server for its node list, giving it a moment.
+func (d *Daemon) serverStatus(ctx context.Context) (api.Status, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	srv, err := d.client.Status(ctx)
+	d.setReachable(err)
+	return srv, err
+}
+
+// Peers lists the peers WireGuard is configured with, with the server's
+// view of each (online, offline, or unknown while it cannot be reached).
+func (d *Daemon) Peers(ctx context.Context) []PeerStatus {
+	srv, err := d.serverStatus(ctx)
+	seen := map[string]api.NodeStatus{}
+	for _, n := range srv.Nodes {
+		seen[n.NodeName] = n
+	}
 	live := d.live()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	out := []PeerStatus{}
 	for _, p := range d.peers {
 		ps := d.peerStatus(p, live)
-		ps.Status = "online"
+		ps.Status, ps.LastSeenAgo = "unknown", -1
+		if n, ok := seen[p.NodeName]; ok && err == nil {
+			ps.Status, ps.LastSeenAgo = n.Status, n.LastSeenAgo
+		}
 		out = append(out, ps)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].NodeName < out[j].NodeName })
@@ -187,7 +203,7 @@ func (d *Daemon) resolve(target string) (api.Peer, bool) {
 	defer d.mu.Unlock()
 	addr, aerr := netip.ParseAddr(target)
 	for _, p := range d.peers {
-		if p.NodeName == target || (aerr == nil && p.VPNIP == addr.String()) {
+		if strings.EqualFold(p.NodeName, target) || (aerr == nil && p.VPNIP == addr.String()) {
 			return p, true
 		}
 	}

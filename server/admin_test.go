@@ -250,3 +250,39 @@ func TestOverlappingRegistrationsOfOneNode(t *testing.T) {
 		t.Errorf("status = %+v, want one node, renamed", st)
 	}
 }
+
+// POST /offline takes the calling node out of the online set at once; its
+// next heartbeat brings it back. Only a node may say it of itself.
+func TestOffline(t *testing.T) {
+	env := servertest.Start(t, "")
+	_, ca, _ := enrol(t, env, "a")
+	nb, cb, _ := enrol(t, env, "b")
+	full, _ := ca.Peers(ctx, "0", 0)
+	if err := cb.Offline(ctx); err != nil {
+		t.Fatal(err)
+	}
+	delta, err := ca.Peers(ctx, full.Version, time.Second)
+	if err != nil || len(delta.Removed) != 1 || delta.Removed[0] != "id-b" {
+		t.Errorf("a's poll after b went offline: %+v, %v", delta, err)
+	}
+	st, _ := env.Admin(t).Status(ctx)
+	if st.Online != 1 || st.Offline != 1 || st.Nodes[1].Status != "offline" {
+		t.Errorf("status = %+v", st)
+	}
+	if h, _ := env.Client(t, nil).Health(ctx); h.Online != 1 || h.Total != 2 {
+		t.Errorf("health = %+v", h)
+	}
+	if _, err := cb.Register(ctx, register("b", nb, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := env.Admin(t).Status(ctx); st.Online != 2 {
+		t.Errorf("after b's heartbeat: %+v", st)
+	}
+	if err := env.Admin(t).Offline(ctx); statusCode(err) != http.StatusForbidden {
+		t.Errorf("the admin saying offline: %v, want 403", err)
+	}
+	stranger := servertest.NewNode(t)
+	if err := env.Client(t, &stranger).Offline(ctx); statusCode(err) != http.StatusUnauthorized {
+		t.Errorf("an unenrolled key saying offline: %v, want 401", err)
+	}
+}

@@ -36,6 +36,7 @@ func (s *Server) Handler() http.Handler {
 		api.PathStatus:   {http.MethodGet, s.authed(s.handleStatus)},
 		api.PathPunch:    {http.MethodPost, s.authed(s.handlePunch)},
 		api.PathRelay:    {http.MethodPost, s.authed(s.handleRelay)},
+		api.PathOffline:  {http.MethodPost, s.authed(s.handleOffline)},
 	}
 	return s.guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rt, ok := routes[r.URL.Path]
@@ -218,6 +219,9 @@ func (s *Server) handlePeers(w http.ResponseWriter, r *http.Request, c caller) {
 		case <-timer.C:
 			writeJSON(w, http.StatusOK, resp)
 			return
+		case <-s.stopping:
+			writeJSON(w, http.StatusOK, resp) // nothing changed yet: the same version
+			return
 		case <-r.Context().Done():
 			return
 		}
@@ -282,6 +286,22 @@ func (s *Server) handleRelay(w http.ResponseWriter, r *http.Request, c caller) {
 	}
 	port := s.relayAddr.(*net.UDPAddr).Port
 	writeJSON(w, http.StatusOK, api.RelayResponse{Port: port, Token: token})
+}
+
+// handleOffline takes the calling node out of the online set at once (wire
+// down), and off the relay; its next heartbeat brings it back.
+func (s *Server) handleOffline(w http.ResponseWriter, r *http.Request, c caller) {
+	if c.node == nil {
+		httpError(w, http.StatusForbidden, "only an enrolled node can say it goes offline")
+		return
+	}
+	addr, err := s.reg.offline(c.node)
+	if err != nil {
+		httpError(w, http.StatusUnauthorized, "%v", err)
+		return
+	}
+	s.relay.Forget(addr)
+	writeJSON(w, http.StatusOK, api.OK{OK: true})
 }
 
 // readBody reads a capped request body, answering the error itself.

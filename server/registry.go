@@ -236,6 +236,21 @@ func (r *registry) reload(recs []record, mark uint64) (gone []netip.Addr, again 
 	return gone, again
 }
 
+// offline takes n out of the online set now, as its going down says, and
+// returns its VPN address.
+func (r *registry) offline(n *node) (netip.Addr, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.nodes[n.NodeID] != n {
+		return netip.Addr{}, ErrNotEnrolled
+	}
+	if n.online {
+		r.setOnline(n, false)
+		r.bump(n)
+	}
+	return netip.ParseAddr(n.VPNIP)
+}
+
 // sweep marks nodes offline whose last heartbeat is older than api.Online.
 func (r *registry) sweep() {
 	r.mu.Lock()

@@ -68,6 +68,7 @@ type Server struct {
 
 	stats    stats
 	warnings *warnings
+	stopping chan struct{} // closed when Run begins to stop
 
 	http      *http.Server
 	ln        net.Listener
@@ -86,7 +87,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, punches: newPunches(cfg.Now), warnings: newWarnings(cfg.Logger)}
+	s := &Server{cfg: cfg, log: cfg.Logger, punches: newPunches(cfg.Now), warnings: newWarnings(cfg.Logger), stopping: make(chan struct{})}
 	if err := s.open(); err != nil {
 		return nil, err
 	}
@@ -245,9 +246,10 @@ func (s *Server) Run(ctx context.Context) error {
 	case err = <-errc:
 		cancel()
 	}
+	close(s.stopping) // long-polls answer now; their clients poll again elsewhere or later
 	shut, stop := context.WithTimeout(context.Background(), 2*time.Second)
 	defer stop()
-	s.http.Shutdown(shut) // long-polls end with their clients' retries
+	s.http.Shutdown(shut)
 	s.http.Close()
 	s.wg.Wait()
 	s.flush(context.Background())

@@ -41,6 +41,9 @@ func showStatus(c *cli.Context) error {
 		reach = "  (server unreachable: showing cached peers)"
 	}
 	fmt.Fprintf(w, "wire status  %s%s\n", shown(st.ServerURL), reach)
+	if st.Removed {
+		fmt.Fprintf(w, "  %s\n", st.Advice)
+	}
 	fmt.Fprintf(w, "  %d online / %d offline / %d total\n\n", st.Online, st.Offline, st.Total)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "  ●\t%s\t%s\t%s\tthis node\t%s\t\n", st.NodeName, st.VPNIP, endpoint(st.PublicIP, st.NATPort), st.Engine)

@@ -30,13 +30,7 @@ func TestPeerStringsEscaped(t *testing.T) {
 	mux.HandleFunc("POST /v1/ping", func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(node.PingResult{NodeName: evil, VPNIP: "10.99.0.2", Path: "direct", Sent: 1, Received: 1, Replies: []node.PingReply{{Seq: 1}}})
 	})
-	ln, err := net.Listen("unix", filepath.Join(dir, node.SocketFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: mux}
-	go srv.Serve(ln)
-	defer srv.Close()
+	fakeDaemon(t, dir, mux)
 
 	for _, args := range [][]string{{"peers"}, {"status"}, {"ping", "--count", "1"}} {
 		args := append(args, "--state-dir", dir)
@@ -62,5 +56,33 @@ func TestPeerStringsEscaped(t *testing.T) {
 	}
 	if bytes.ContainsAny([]byte(out), "\x1b\x07") {
 		t.Errorf("wire peers --json printed a raw escape")
+	}
+}
+
+// fakeDaemon answers the control API on dir's socket with mux, until the
+// test ends: a daemon whose answers the test chooses.
+func fakeDaemon(t *testing.T, dir string, mux *http.ServeMux) {
+	t.Helper()
+	ln, err := net.Listen("unix", filepath.Join(dir, node.SocketFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+}
+
+// TestStatusSaysRemoved: a node its admin removed says so in wire status,
+// with how to join again.
+func TestStatusSaysRemoved(t *testing.T) {
+	dir := t.TempDir()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(node.Status{NodeName: "me", VPNIP: "10.99.0.1", ServerReachable: true, Removed: true, Advice: node.ErrRemoved.Error()})
+	})
+	fakeDaemon(t, dir, mux)
+	out, err := wire(t, "status", "--state-dir", dir)
+	if err != nil || !strings.Contains(out, "this node was removed from the mesh") || !strings.Contains(out, "wire up --server URL --join KEY") {
+		t.Errorf("wire status of a removed node: %v\n%s", err, out)
 	}
 }

@@ -41,8 +41,8 @@ func statusChecks(st node.Status) []node.Check {
 			"cannot reach "+st.ServerURL, "check that wire server runs there and that its port is reachable from here"),
 		check("interface", st.Interface != "", "interface "+st.Interface+" is up",
 			"no interface", "sudo wire down, then sudo wire up"),
-		check("registered", st.VPNIP != "", fmt.Sprintf("registered as %s (%s)", st.NodeName, st.VPNIP),
-			"not registered", "sudo wire up --server URL --join KEY"),
+		check("registered", st.VPNIP != "" && !st.Removed, fmt.Sprintf("registered as %s (%s)", st.NodeName, st.VPNIP),
+			"not registered: the server does not know this node (it was removed)", "sudo wire down, then sudo wire up --server URL --join KEY (a new key from wire server key create)"),
 		check("stun", st.PublicIP != "" && st.NATPort != 0, fmt.Sprintf("STUN mapping %s:%d", st.PublicIP, st.NATPort),
 			"no STUN mapping", "allow UDP to the server's STUN port; until then peers may need the relay"),
 	}

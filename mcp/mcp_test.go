@@ -224,7 +224,7 @@ func TestToolsAgainstNode(t *testing.T) {
 		t.Errorf("wire_peers on a lone node: %+v", peers.Peers)
 	}
 
-	var who map[string]string
+	var who map[string]any
 	call(t, cs, "wire_whoami", nil, &who)
 	keys, err := node.LoadKeys(dir)
 	if err != nil {
@@ -232,7 +232,7 @@ func TestToolsAgainstNode(t *testing.T) {
 	}
 	fp, _ := wiremcp.Fingerprint(keys.WG.PublicKey().String())
 	if who["node_name"] != "a" || who["vpn_ip"] != cfg.VPNIP || who["wg_public_key"] != keys.WG.PublicKey().String() ||
-		len(who["fingerprint"]) != 8 || who["fingerprint"] != fp || who["server_url"] != env.URL() {
+		len(fp) != 8 || who["fingerprint"] != fp || who["server_url"] != env.URL() || who["enrolled"] != true {
 		t.Errorf("wire_whoami: %+v", who)
 	}
 

@@ -17,6 +17,8 @@ type Identity struct {
 	WGPublicKey string `json:"wg_public_key"`
 	Fingerprint string `json:"fingerprint" jsonschema:"the first 8 hex digits of the SHA-256 of the WireGuard public key"`
 	ServerURL   string `json:"server_url"`
+	Enrolled    bool   `json:"enrolled" jsonschema:"false once the server has said it does not know this node (its admin removed it)"`
+	Advice      string `json:"advice,omitempty" jsonschema:"what to do when the node is not enrolled"`
 }
 
 func (s *Server) whoami(ctx context.Context, _ *sdk.CallToolRequest, _ NoInput) (*sdk.CallToolResult, Identity, error) {
@@ -28,7 +30,8 @@ func (s *Server) whoami(ctx context.Context, _ *sdk.CallToolRequest, _ NoInput) 
 	if err != nil {
 		return nil, Identity{}, err
 	}
-	return nil, Identity{NodeName: st.NodeName, VPNIP: st.VPNIP, WGPublicKey: st.WGPublicKey, Fingerprint: fp, ServerURL: st.ServerURL}, nil
+	return nil, Identity{NodeName: st.NodeName, VPNIP: st.VPNIP, WGPublicKey: st.WGPublicKey, Fingerprint: fp, ServerURL: st.ServerURL,
+		Enrolled: !st.Removed, Advice: st.Advice}, nil
 }
 
 // Fingerprint is the first 8 hex digits of the SHA-256 of a base64

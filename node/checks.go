@@ -59,7 +59,11 @@ func serverCheck(ctx context.Context, cfg Config, dir string) Check {
 	if err != nil {
 		return Check{Name: "server", Finding: err.Error(), Fix: "check that wire server runs there and that TCP " + cfg.ServerURL + " is reachable from here"}
 	}
-	return Check{Name: "server", OK: true, Finding: fmt.Sprintf("%s answers (version %s, %d nodes online)", cfg.ServerURL, h.Version, h.Online)}
+	if _, err := client.Status(ctx); isRemoved(err) {
+		return Check{Name: "server", Finding: fmt.Sprintf("%s answers, but does not know this node: it was removed from the mesh", cfg.ServerURL),
+			Fix: "sudo wire down, then sudo wire up --server " + cfg.ServerURL + " --join KEY (a new key from wire server key create)"}
+	}
+	return Check{Name: "server", OK: true, Finding: fmt.Sprintf("%s answers and knows this node (version %s, %d nodes online)", cfg.ServerURL, h.Version, h.Online)}
 }
 
 func daemonCheck(ctx context.Context, dir string) Check {

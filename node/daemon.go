@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"sync"
 	"time"
@@ -48,6 +49,7 @@ type Daemon struct {
 	told      netip.AddrPort // the mapping the server last accepted
 	pollStop  context.CancelFunc
 	reachable bool                      // the last call to the server worked
+	removed   bool                      // the server said it does not know this node
 	endpoints map[string]netip.AddrPort // as last applied, by node_id
 	paths     map[string]*path          // by node_id
 	relay     relayState
@@ -187,9 +189,8 @@ func (d *Daemon) register(ctx context.Context) error {
 	resp, err := d.client.Register(ctx, req)
 	d.setReachable(err)
 	if err != nil {
-		var se *api.StatusError
-		if errors.As(err, &se) && se.Code == 401 {
-			return fmt.Errorf("the server no longer knows this node (%s): join again with --join KEY", se.Message)
+		if isRemoved(err) {
+			return fmt.Errorf("%w (the server said: %w)", ErrRemoved, err)
 		}
 		return err
 	}
@@ -204,11 +205,32 @@ func (d *Daemon) register(ctx context.Context) error {
 	return nil
 }
 
+// ErrRemoved says the server does not know this node: its admin removed
+// it (or the server's state was lost).
+var ErrRemoved = errors.New("this node was removed from the mesh: the server no longer knows its key. " +
+	"To join again: sudo wire down, then sudo wire up --server URL --join KEY, with a new key from wire server key create")
+
+// isRemoved says whether err is the server's answer for a node it does
+// not know.
+func isRemoved(err error) bool {
+	var se *api.StatusError
+	return errors.As(err, &se) && se.Code == http.StatusUnauthorized
+}
+
+// setReachable records what a call to the server said of it, and of this
+// node's enrolment.
 func (d *Daemon) setReachable(err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var se *api.StatusError
 	d.reachable = err == nil || errors.As(err, &se)
+	switch {
+	case err == nil:
+		d.removed = false
+	case isRemoved(err) && !d.removed:
+		d.removed = true
+		d.log.Warn("the server does not know this node any more", "err", err)
+	}
 }
 
 func (d *Daemon) heartbeat(ctx context.Context) {
@@ -336,10 +358,13 @@ func (d *Daemon) pollPeers(ctx context.Context) {
 			if errors.Is(err, context.Canceled) {
 				continue // reconnect() asked for a fresh poll
 			}
+			if isRemoved(err) {
+				backoff = max(backoff, heartbeatEvery) // until someone rejoins it
+			}
 			if ctx.Err() == nil {
 				d.log.Debug("peer poll failed", "err", err, "retry_in", backoff)
 				sleep(ctx, backoff)
-				backoff = min(2*backoff, 10*time.Second)
+				backoff = min(2*backoff, max(backoff, 10*time.Second))
 			}
 			continue
 		}

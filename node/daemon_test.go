@@ -352,3 +352,51 @@ func TestDownTellsServer(t *testing.T) {
 		t.Errorf("a's peers without a server = %+v, want b unknown", ps)
 	}
 }
+
+// A node the admin removes is told: its status, its checks and so MCP say
+// that it was removed and how to join again.
+func TestRemovedNodeIsTold(t *testing.T) {
+	env := servertest.Start(t, "")
+	a := startNode(t, env, "", "a", netip.MustParseAddrPort("198.51.100.1:40001"))
+	b := startNode(t, env, "", "b", netip.MustParseAddrPort("198.51.100.2:40002"))
+	a.waitPeers(t, b)
+	if st := b.Status(context.Background()); st.Removed || st.Advice != "" {
+		t.Fatalf("status before the removal: removed %v, %q", st.Removed, st.Advice)
+	}
+	store, err := server.OpenStore(env.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.RemoveNode(context.Background(), "b"); err != nil {
+		t.Fatal(err)
+	}
+	store.Close()
+	var st Status
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if st = b.Status(context.Background()); st.Removed {
+			break
+		}
+	}
+	if !st.Removed || !strings.Contains(st.Advice, "removed") || !strings.Contains(st.Advice, "wire up --server URL --join KEY") {
+		t.Errorf("b's status after its removal: removed %v, advice %q", st.Removed, st.Advice)
+	}
+	var server Check
+	for _, c := range Checks(context.Background(), b.dir) {
+		if c.Name == "server" {
+			server = c
+		}
+	}
+	if server.OK || !strings.Contains(server.Finding, "removed") || !strings.Contains(server.Fix, "--join KEY") {
+		t.Errorf("wire install's server check: %+v", server)
+	}
+	// A restart of the removed node's daemon fails with the same advice.
+	b.stop()
+	eng := wgtest.New("wire-b")
+	d, err := New(Options{Dir: b.dir, NewEngine: func(string, *slog.Logger) (wg.Engine, error) { return eng, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(context.Background()); !errors.Is(err, ErrRemoved) {
+		t.Errorf("starting a removed node: %v, want ErrRemoved", err)
+	}
+}

@@ -16,21 +16,25 @@ import (
 
 // Status is what `wire status --json` prints and `wire_status` returns.
 type Status struct {
-	NodeName        string       `json:"node_name"`
-	VPNIP           string       `json:"vpn_ip"`
-	PublicIP        string       `json:"public_ip"`
-	NATPort         int          `json:"nat_port"`
-	ServerURL       string       `json:"server_url"`
-	ServerReachable bool         `json:"server_reachable"`
-	Interface       string       `json:"interface"`
-	Engine          string       `json:"engine"`
-	ListenPort      int          `json:"listen_port"`
-	WGPublicKey     string       `json:"wg_public_key"`
-	Relay           string       `json:"relay"` // up, down or unsupported
-	Total           int          `json:"total"`
-	Online          int          `json:"online"`
-	Offline         int          `json:"offline"`
-	Peers           []PeerStatus `json:"peers"`
+	NodeName        string `json:"node_name"`
+	VPNIP           string `json:"vpn_ip"`
+	PublicIP        string `json:"public_ip"`
+	NATPort         int    `json:"nat_port"`
+	ServerURL       string `json:"server_url"`
+	ServerReachable bool   `json:"server_reachable"`
+	Interface       string `json:"interface"`
+	Engine          string `json:"engine"`
+	ListenPort      int    `json:"listen_port"`
+	WGPublicKey     string `json:"wg_public_key"`
+	Relay           string `json:"relay"` // up, down or unsupported
+	// Removed says the server does not know this node any more (its
+	// admin removed it); Advice then says how to join again.
+	Removed bool         `json:"removed"`
+	Advice  string       `json:"advice,omitempty"`
+	Total   int          `json:"total"`
+	Online  int          `json:"online"`
+	Offline int          `json:"offline"`
+	Peers   []PeerStatus `json:"peers"`
 }
 
 // PeerStatus is one other node as this node sees it.
@@ -69,7 +73,10 @@ func (d *Daemon) Status(ctx context.Context) Status {
 		NodeName: d.cfg.NodeName, VPNIP: d.cfg.VPNIP, PublicIP: d.publicIP, NATPort: int(d.mapped.Port()),
 		ServerURL: d.cfg.ServerURL, ServerReachable: d.reachable, Interface: d.engine.Name(), Engine: d.engine.Kind(),
 		ListenPort: d.cfg.ListenPort, WGPublicKey: d.keys.WG.PublicKey().String(), Peers: []PeerStatus{},
-		Relay: d.relay.String(),
+		Relay: d.relay.String(), Removed: d.removed,
+	}
+	if d.removed {
+		st.Advice = ErrRemoved.Error()
 	}
 	byName := map[string]api.Peer{}
 	for _, p := range d.peers {

@@ -38,7 +38,7 @@ func showStatus(c *cli.Context) error {
 	w := c.App.Writer
 	reach := ""
 	if !st.ServerReachable {
-		reach = "  (server unreachable: showing cached peers)"
+		reach = "  (server unreachable: cached peers, online as their tunnels say)"
 	}
 	fmt.Fprintf(w, "wire status  %s%s\n", shown(st.ServerURL), reach)
 	if st.Removed {
@@ -48,11 +48,13 @@ func showStatus(c *cli.Context) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "  ●\t%s\t%s\t%s\tthis node\t%s\t\n", st.NodeName, st.VPNIP, endpoint(st.PublicIP, st.NATPort), st.Engine)
 	for _, p := range st.Peers {
+		// Without the server, a peer's tunnel is what tells: a fresh
+		// handshake (a path other than none) is as good as online.
 		dot := "●"
-		if p.Status != "online" {
+		if p.Status != "online" && (p.Status != "unknown" || p.Path == node.PathNone) {
 			dot = "○"
 		}
-		seen := "?"
+		seen := "cached"
 		if p.LastSeenAgo >= 0 {
 			seen = ago(p.LastSeenAgo)
 		}

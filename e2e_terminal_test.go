@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wire-mesh/wire/node"
 )
@@ -84,5 +85,41 @@ func TestStatusSaysRemoved(t *testing.T) {
 	out, err := wire(t, "status", "--state-dir", dir)
 	if err != nil || !strings.Contains(out, "this node was removed from the mesh") || !strings.Contains(out, "wire up --server URL --join KEY") {
 		t.Errorf("wire status of a removed node: %v\n%s", err, out)
+	}
+}
+
+// TestStatusWithoutServer: while the server cannot be reached, a peer
+// whose tunnel has a fresh handshake shows as up, not as "○ … ?".
+func TestStatusWithoutServer(t *testing.T) {
+	dir := t.TempDir()
+	hs := time.Now().Add(-5 * time.Second)
+	st := node.Status{NodeName: "me", VPNIP: "10.99.0.1", Peers: []node.PeerStatus{
+		{NodeName: "up", VPNIP: "10.99.0.2", Status: "unknown", LastSeenAgo: -1, Path: node.PathDirect, LatestHandshake: &hs},
+		{NodeName: "silent", VPNIP: "10.99.0.3", Status: "unknown", LastSeenAgo: -1, Path: node.PathNone},
+	}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) { json.NewEncoder(w).Encode(st) })
+	fakeDaemon(t, dir, mux)
+	out, err := wire(t, "status", "--state-dir", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(out, "\n")
+	line := func(name string) string {
+		for _, l := range lines {
+			if strings.Contains(l, " "+name+" ") {
+				return l
+			}
+		}
+		return ""
+	}
+	if l := line("up"); !strings.Contains(l, "●") || !strings.Contains(l, "direct") || strings.Contains(l, "?") {
+		t.Errorf("a peer whose tunnel answers: %q", l)
+	}
+	if l := line("silent"); !strings.Contains(l, "○") {
+		t.Errorf("a peer with no handshake: %q", l)
+	}
+	if !strings.Contains(out, "server unreachable") {
+		t.Errorf("wire status does not say the server is unreachable:\n%s", out)
 	}
 }

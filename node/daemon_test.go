@@ -152,8 +152,14 @@ func TestRestartFromCacheWithoutServer(t *testing.T) {
 	if !ok || len(first.Peers) != 1 || first.Peers[0].PublicKey != b.keys.WG.PublicKey() {
 		t.Fatalf("after a restart without the server, the engine has %+v; want b from the cache", first)
 	}
-	if st := again.Status(context.Background()); st.ServerReachable || st.Peers[0].Status != "unknown" {
+	if st := again.Status(context.Background()); st.ServerReachable || st.Peers[0].Status != "unknown" || st.Online != 1 {
 		t.Errorf("status without a server = %+v", st)
+	}
+	// b's tunnel answers: without the server, that is what tells.
+	again.engine.SetPeers([]wg.PeerStatus{{PublicKey: b.keys.WG.PublicKey(), LastHandshake: time.Now().Add(-5 * time.Second), Endpoint: first.Peers[0].Endpoint}})
+	st := again.Status(context.Background())
+	if st.Peers[0].Status != "unknown" || st.Peers[0].Path != PathDirect || st.Online != 2 {
+		t.Errorf("status without a server, b's tunnel up: online %d, b %+v", st.Online, st.Peers[0])
 	}
 }
 

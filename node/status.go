@@ -29,9 +29,12 @@ type Status struct {
 	Relay           string `json:"relay"` // up, down or unsupported
 	// Removed says the server does not know this node any more (its
 	// admin removed it); Advice then says how to join again.
-	Removed bool         `json:"removed"`
-	Advice  string       `json:"advice,omitempty"`
-	Total   int          `json:"total"`
+	Removed bool   `json:"removed"`
+	Advice  string `json:"advice,omitempty"`
+	Total   int    `json:"total"`
+	// Online counts this node and the peers the server says are online;
+	// while it cannot be reached, the peers whose tunnel has a fresh
+	// handshake.
 	Online  int          `json:"online"`
 	Offline int          `json:"offline"`
 	Peers   []PeerStatus `json:"peers"`
@@ -102,10 +105,10 @@ func (d *Daemon) Status(ctx context.Context) Status {
 	st.Total = len(st.Peers) + 1
 	st.Online = 1
 	for _, p := range st.Peers {
-		switch p.Status {
-		case "online":
+		switch {
+		case p.Status == "online", p.Status == "unknown" && p.Path != PathNone: // without the server, the tunnel tells
 			st.Online++
-		case "offline":
+		case p.Status == "offline":
 			st.Offline++
 		}
 	}

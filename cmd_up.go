@@ -33,7 +33,7 @@ func nodeStateDir(c *cli.Context, reading bool) (string, error) {
 		return d, nil
 	}
 	if os.Geteuid() == 0 {
-		return "/etc/wire", nil
+		return node.RootDir, nil
 	}
 	home, err := os.UserHomeDir()
 	if err != nil {
@@ -41,7 +41,7 @@ func nodeStateDir(c *cli.Context, reading bool) (string, error) {
 	}
 	dir := filepath.Join(home, ".wire")
 	if _, err := os.Stat(filepath.Join(dir, node.SocketFile)); reading && err != nil {
-		return "/etc/wire", nil
+		return node.RootDir, nil
 	}
 	return dir, nil
 }
@@ -61,6 +61,7 @@ func upCommand() *cli.Command {
 			&cli.StringFlag{Name: "name", Aliases: []string{"n"}, Usage: "this node's name (default: the hostname)"},
 			&cli.IntFlag{Name: "port", Aliases: []string{"p"}, Usage: "WireGuard listen port", Value: node.DefaultPort},
 			&cli.StringFlag{Name: "interface", Usage: "interface name (one per node on a host)", Value: defaultInterface},
+			&cli.StringFlag{Name: "node-id", Usage: "this node's id at the server, when joining (default: a hash of the host and the state dir; the seed's sha256(hostname + MAC) in the default state dir)"},
 			&cli.StringFlag{Name: "engine", Usage: "WireGuard engine: auto, kernel or userspace", Value: "auto"},
 			nodeStateDirFlag(),
 			&cli.BoolFlag{Name: "foreground", Usage: "run the daemon in this process (for service managers and tests)"},
@@ -103,7 +104,7 @@ func upConfig(c *cli.Context, dir string) (node.Config, error) {
 		defer cancel()
 		return node.Join(ctx, node.JoinOptions{
 			Dir: dir, ServerURL: c.String("server"), JoinKey: c.String("join"), Name: c.String("name"),
-			Port: c.Int("port"), Interface: c.String("interface"),
+			Port: c.Int("port"), Interface: c.String("interface"), NodeID: c.String("node-id"),
 		})
 	}
 	cfg, err := node.LoadConfig(dir)

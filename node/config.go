@@ -200,11 +200,37 @@ func trimSpace(b []byte) []byte {
 // characters, from the first interface (by name) with a hardware address.
 func NodeID() string {
 	host, _ := os.Hostname()
-	return hashID(host, firstMAC())
+	return hashID(host + firstMAC())
 }
 
-func hashID(host, mac string) string {
-	sum := sha256.Sum256([]byte(host + mac))
+// NodeIDFor is the node_id of the node whose state dir is dir. The seed's
+// hash named a host, not a node: two nodes on one host (one per network
+// namespace, each with its own state dir and interface) would get the same
+// one. A node in a default state dir (/etc/wire, ~/.wire) keeps the seed's
+// node_id, so that nodes migrating from it keep their records; any other
+// state dir is part of the hash.
+func NodeIDFor(dir string) string {
+	abs, err := filepath.Abs(dir)
+	if err != nil || isDefaultDir(abs) {
+		return NodeID()
+	}
+	host, _ := os.Hostname()
+	return hashID(host + firstMAC() + "\x00" + abs)
+}
+
+func isDefaultDir(dir string) bool {
+	if dir == RootDir {
+		return true
+	}
+	home, err := os.UserHomeDir()
+	return err == nil && dir == filepath.Join(home, ".wire")
+}
+
+// RootDir is a root node's state dir, as the seed's.
+const RootDir = "/etc/wire"
+
+func hashID(s string) string {
+	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])[:32]
 }
 

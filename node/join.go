@@ -8,12 +8,16 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"regexp"
 	"strconv"
 	"time"
 
 	"github.com/wire-mesh/wire/api"
 	"github.com/wire-mesh/wire/stun"
 )
+
+// nodeIDPattern is what the server accepts as a node_id.
+var nodeIDPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 
 // JoinOptions are `wire up`'s first-time flags.
 type JoinOptions struct {
@@ -23,7 +27,7 @@ type JoinOptions struct {
 	Name      string // default: the hostname
 	Port      int    // WireGuard listen port
 	Interface string
-	NodeID    string // default: the seed's sha256(hostname + MAC)
+	NodeID    string // default: NodeIDFor(Dir)
 }
 
 // Join enrols this node with a server and saves its config. Nothing is
@@ -47,6 +51,9 @@ func Join(ctx context.Context, o JoinOptions) (Config, error) {
 	case u.Scheme == "https":
 		return Config{}, errors.New("joining needs a join key: pass --join KEY (from `wire server key create` on the server)")
 	}
+	if o.NodeID != "" && !nodeIDPattern.MatchString(o.NodeID) {
+		return Config{}, fmt.Errorf("--node-id %q: want 1 to 64 letters, digits, '.', '_' or '-'", o.NodeID)
+	}
 	keys, err := LoadKeys(o.Dir)
 	if err != nil {
 		return Config{}, err
@@ -56,7 +63,7 @@ func Join(ctx context.Context, o JoinOptions) (Config, error) {
 		Interface: o.Interface, STUNPort: defaultSTUNPort(u),
 	}
 	if cfg.NodeID == "" {
-		cfg.NodeID = NodeID()
+		cfg.NodeID = NodeIDFor(o.Dir)
 	}
 	if cfg.NodeName == "" {
 		cfg.NodeName, _ = os.Hostname()

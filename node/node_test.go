@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -94,5 +95,33 @@ func TestDamagedConfig(t *testing.T) {
 	}
 	if _, err := LoadConfig(t.TempDir()); !errors.Is(err, ErrNoConfig) {
 		t.Errorf("no config: %v", err)
+	}
+}
+
+// A node_id names a node, not a host: two nodes on one host, each with its
+// state dir, get two; the default state dir keeps the seed's hash.
+func TestNodeIDPerStateDir(t *testing.T) {
+	if got := NodeIDFor(RootDir); got != NodeID() {
+		t.Errorf("NodeIDFor(%s) = %s, want the seed's %s", RootDir, got, NodeID())
+	}
+	a, b := t.TempDir(), t.TempDir()
+	if NodeIDFor(a) == NodeIDFor(b) || NodeIDFor(a) != NodeIDFor(a) || NodeIDFor(a) == NodeID() {
+		t.Errorf("NodeIDFor gives %s and %s for two dirs (%s for the host)", NodeIDFor(a), NodeIDFor(b), NodeID())
+	}
+	if len(NodeIDFor(a)) != 32 {
+		t.Errorf("NodeIDFor(a) = %q, want 32 hex digits as the seed's", NodeIDFor(a))
+	}
+	// Two nodes on one host join one server without --node-id.
+	env := servertest.Start(t, "")
+	for i, dir := range []string{a, b} {
+		k := env.Key(t, false)
+		_, err := Join(context.Background(), JoinOptions{Dir: dir, ServerURL: env.URL(), JoinKey: k.String(), Name: fmt.Sprint("twin", i), Port: 51820 + i})
+		if err != nil {
+			t.Errorf("node %d on this host: %v", i, err)
+		}
+	}
+	_, err := Join(context.Background(), JoinOptions{Dir: t.TempDir(), ServerURL: env.URL(), JoinKey: env.Key(t, false).String(), NodeID: "../etc"})
+	if err == nil || !strings.Contains(err.Error(), "--node-id") {
+		t.Errorf("a bad --node-id: %v", err)
 	}
 }

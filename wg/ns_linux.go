@@ -6,6 +6,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // namespace is the network namespace an engine lives in. Sockets belong
@@ -47,12 +48,16 @@ func (n namespace) run(fn func() error) error {
 	return <-done
 }
 
-// netlink opens a netlink handle in n, usable from any thread.
+// netlink opens a netlink handle in n, usable from any thread. It speaks
+// NETLINK_ROUTE only (links, addresses, routes): a handle's default also
+// opens XFRM and netfilter sockets, which fail with "protocol not
+// supported" where xfrm_user is a module nobody loads (minimal and cloud
+// images, a VM without modprobe).
 func (n namespace) netlink() (*netlink.Handle, error) {
 	if !n.ok {
-		return netlink.NewHandle()
+		return netlink.NewHandle(unix.NETLINK_ROUTE)
 	}
-	return netlink.NewHandleAt(n.handle)
+	return netlink.NewHandleAt(n.handle, unix.NETLINK_ROUTE)
 }
 
 func (n namespace) close() {

@@ -11,7 +11,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
+
+	"github.com/wire-mesh/wire/internal/connlimit"
 )
 
 // The control API is HTTP on a unix socket in the state dir. Reading
@@ -37,11 +40,19 @@ func (d *Daemon) listen() error {
 	return nil
 }
 
+// controlLimits bound the control socket's connections: its mode is
+// 0666, and idle connections held by any local user must not use up the
+// daemon's file descriptors. Root's are never closed to make room.
+var controlLimits = connlimit.Limits{Total: 128, PerKey: 16, Idle: 5 * time.Second}
+
 // serve answers the control API until ctx ends.
 func (d *Daemon) serve(ctx context.Context) {
+	conns := connlimit.New(controlLimits, byUser, nil)
 	srv := &http.Server{
 		Handler:           d.controlHandler(),
 		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       time.Minute,
+		ConnState:         conns.State,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			uid, err := peerUID(c.(*net.UnixConn))
 			return context.WithValue(ctx, ctxKey{}, uid == 0 && err == nil)
@@ -51,7 +62,7 @@ func (d *Daemon) serve(ctx context.Context) {
 		<-ctx.Done()
 		srv.Close()
 	}()
-	if err := srv.Serve(d.ln); !errors.Is(err, http.ErrServerClosed) {
+	if err := srv.Serve(conns.Listener(d.ln)); !errors.Is(err, http.ErrServerClosed) {
 		d.log.Error("control socket failed; stopping", "err", err)
 		d.Down()
 	}
@@ -68,6 +79,19 @@ func removeStaleSocket(path string) error {
 		return fmt.Errorf("a wire daemon is already running on %s (wire down stops it)", path)
 	}
 	return os.Remove(path)
+}
+
+// byUser counts a control connection by its user, and trusts root.
+func byUser(c net.Conn) (string, bool) {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return "?", false
+	}
+	uid, err := peerUID(uc)
+	if err != nil {
+		return "?", false
+	}
+	return strconv.FormatUint(uint64(uid), 10), uid == 0
 }
 
 func isRoot(r *http.Request) bool {

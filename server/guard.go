@@ -79,9 +79,10 @@ type Stats struct {
 
 // Stats returns the server's counters now.
 func (s *Server) Stats() Stats {
+	c := s.conns.Stats()
 	return Stats{
 		Panics: s.stats.panics.Load(), TLSHandshakeErrors: s.stats.tlsErrors.Load(),
-		ConnsOpen: s.conns.open(), ConnsRefused: s.conns.refused.Load(), ConnsEvicted: s.conns.evicted.Load(),
+		ConnsOpen: c.Open, ConnsRefused: c.Refused, ConnsEvicted: c.Evicted,
 	}
 }
 

@@ -3,7 +3,6 @@
 package server
 
 import (
-	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/wire-mesh/wire/api"
+	"github.com/wire-mesh/wire/internal/connlimit"
 	"github.com/wire-mesh/wire/relay"
 	"github.com/wire-mesh/wire/stun"
 )
@@ -64,7 +64,7 @@ type Server struct {
 	store   *Store
 	reg     *registry
 	punches *punches
-	conns   *conns
+	conns   *connlimit.Tracker
 
 	stats    stats
 	warnings *warnings
@@ -169,9 +169,8 @@ func (s *Server) listen() error {
 	}
 	s.relay = relay.NewServer(rconn, s.reg, relay.Options{Logger: s.log})
 	s.relayAddr = rconn.LocalAddr()
-	s.conns = newConns(cmp.Or(s.cfg.MaxConns, defaultMaxConns()), cmp.Or(s.cfg.MaxConnsPerIP, DefaultMaxConnsPerIP),
-		cmp.Or(s.cfg.UnauthIdle, DefaultUnauthIdle), func(pin string) bool { _, ok := s.reg.byPin(pin); return ok })
-	ln = s.conns.listener(ln)
+	s.conns = s.newConns()
+	ln = s.conns.Listener(ln)
 	if !s.cfg.Open {
 		ln = tls.NewListener(ln, &tls.Config{
 			MinVersion:   tls.VersionTLS13,
@@ -189,7 +188,7 @@ func (s *Server) listen() error {
 		IdleTimeout:       120 * time.Second, // for nodes; see UnauthIdle
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          log.New(s.errorLog(), "", 0),
-		ConnState:         s.conns.state,
+		ConnState:         s.conns.State,
 		// OPTIONS * is answered by the handler, in JSON, like any path.
 		DisableGeneralOptionsHandler: true,
 	}

@@ -33,9 +33,11 @@ type Config struct {
 	// Keepalive is the interval between HELLOs in Run (DefaultKeepalive if
 	// zero). It must stay well under the relay's binding timeout.
 	Keepalive time.Duration
-	// Logger receives a warning when a keepalive HELLO goes unanswered;
-	// nil discards.
+	// Logger receives a warning when a keepalive HELLO goes unanswered,
+	// or when the relay says this machine's clock is off; nil discards.
 	Logger *slog.Logger
+	// Clock is this machine's clock (time.Now if nil), for tests.
+	Clock func() time.Time
 }
 
 // Conn is a node's connection to its relay: it sends WireGuard packets to
@@ -60,6 +62,9 @@ type Conn struct {
 	mu      sync.Mutex
 	pending []uint64      // nonces of the HELLOs of the Hello in progress
 	acked   chan struct{} // closed when one of them is acknowledged
+	// skew is how far the relay's clock is ahead of this machine's, as a
+	// HELLO-STALE said: HELLOs are stamped with the relay's time.
+	skew time.Duration
 }
 
 // NewConn returns a Conn that talks to cfg.Relay over pc, and owns pc. The
@@ -74,6 +79,9 @@ func NewConn(pc net.PacketConn, cfg Config) (*Conn, error) {
 	cfg.Relay = unmap(cfg.Relay)
 	cfg.VPNIP = cfg.VPNIP.Unmap()
 	cfg.Keepalive = cmp.Or(cfg.Keepalive, DefaultKeepalive)
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -149,12 +157,52 @@ func (c *Conn) sendHello() error {
 	nonce := binary.BigEndian.Uint64(b[:])
 	c.mu.Lock()
 	c.pending = append(c.pending, nonce)
+	now := c.cfg.Clock().Add(c.skew)
 	c.mu.Unlock()
-	msg := AppendHello(make([]byte, 0, helloLen), c.cfg.VPNIP, c.cfg.Token, time.Now(), nonce)
+	msg := AppendHello(make([]byte, 0, helloLen), c.cfg.VPNIP, c.cfg.Token, now, nonce)
 	if _, err := c.pc.WriteToUDPAddrPort(msg, c.cfg.Relay); err != nil {
 		return fmt.Errorf("relay: send HELLO to %v: %w", c.cfg.Relay, err)
 	}
 	return nil
+}
+
+// control takes in a message from the relay that is not DATA: a HELLO-ACK
+// for Hello, or a HELLO-STALE that says how far off this machine's clock
+// is.
+func (c *Conn) control(b []byte) {
+	if nonce, err := ParseHelloAck(b); err == nil {
+		c.acknowledged(nonce)
+		return
+	}
+	if nonce, relayTime, err := ParseHelloStale(b, c.cfg.Token); err == nil {
+		c.stale(nonce, relayTime)
+	}
+}
+
+// stale takes in a HELLO-STALE: HELLOs from now on carry the relay's time,
+// so that the next one (Hello retransmits soon) is accepted.
+func (c *Conn) stale(nonce uint64, relayTime time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !slices.Contains(c.pending, nonce) {
+		return // not an answer to this round's HELLOs
+	}
+	skew := relayTime.Sub(c.cfg.Clock())
+	if (skew - c.skew).Abs() < time.Second {
+		return
+	}
+	c.skew = skew
+	c.log.Warn("relay: this machine's clock is off from the relay's (the coordination server's); "+
+		"HELLOs now carry the relay's time, but set the clock right (NTP: timedatectl set-ntp true)",
+		"clock", c.cfg.Clock().UTC().Format(time.RFC3339), "relay", relayTime.UTC().Format(time.RFC3339), "off_by", (-skew).Round(time.Second))
+}
+
+// Skew is how far the relay's clock is ahead of this machine's, as the
+// relay last said (zero unless it had to).
+func (c *Conn) Skew() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.skew
 }
 
 // acknowledged takes in a HELLO-ACK.
@@ -219,9 +267,7 @@ func (c *Conn) ReadFrom(buf []byte) (n int, peer netip.Addr, err error) {
 		if peer, payload, err := ParseData(b); err == nil {
 			return copy(buf, payload), peer, nil
 		}
-		if nonce, err := ParseHelloAck(b); err == nil {
-			c.acknowledged(nonce)
-		}
+		c.control(b)
 	}
 }
 
@@ -302,9 +348,7 @@ func (c *Conn) ReadBatch(bufs [][]byte, sizes []int, peers []netip.Addr) (int, e
 				k++
 				continue
 			}
-			if nonce, err := ParseHelloAck(b); err == nil {
-				c.acknowledged(nonce)
-			}
+			c.control(b)
 		}
 		if k > 0 {
 			return k, nil

@@ -8,12 +8,17 @@
 // to the HELLO's source, and forwards DATA addressed to that VPN IP only
 // there. Every datagram starts with the header 'w', 'r', Version, type:
 //
-//	HELLO     header | vpnIP(4) | unixMillis(8) | nonce(8) | mac(16)   node → relay
-//	HELLO-ACK header | nonce(8)                                          relay → node
-//	DATA      header | vpnIP(4) | payload                                both ways
+//	HELLO       header | vpnIP(4) | unixMillis(8) | nonce(8) | mac(16)   node → relay
+//	HELLO-ACK   header | nonce(8)                                          relay → node
+//	HELLO-STALE header | nonce(8) | unixMillis(8) | mac(16)                relay → node
+//	DATA        header | vpnIP(4) | payload                                both ways
 //
 // The mac is HMAC-SHA256(token, header|vpnIP|unixMillis|nonce) cut to 16
-// bytes. In DATA from a node, vpnIP is the destination; the relay rewrites it
+// bytes. The relay answers an authentic HELLO whose timestamp is outside
+// Window of its clock (the node's clock is off) with HELLO-STALE, which
+// carries the relay's time under the same token (its mac covers
+// header|nonce|unixMillis): the node learns how far off it is, and corrects
+// its timestamps by that. HELLO-STALE is shorter than the HELLO it answers. In DATA from a node, vpnIP is the destination; the relay rewrites it
 // to the source's VPN IP and sends the datagram on unchanged in size, so it
 // can never amplify.
 package relay
@@ -36,6 +41,7 @@ const (
 	typeHello    = 1
 	typeHelloAck = 2
 	typeData     = 3
+	typeStale    = 4
 )
 
 const (
@@ -45,6 +51,8 @@ const (
 	helloSignedLen = headerLen + 4 + 8 + 8
 	helloLen       = helloSignedLen + macLen
 	helloAckLen    = headerLen + 8
+	staleSignedLen = headerLen + 8 + 8
+	staleLen       = staleSignedLen + macLen
 	// DataOverhead is how many bytes DATA adds to a WireGuard packet.
 	DataOverhead = headerLen + 4
 	// TokenLen is the length of the tokens the coordination server issues.
@@ -193,6 +201,31 @@ func ParseHelloAck(b []byte) (uint64, error) {
 		return 0, err
 	}
 	return binary.BigEndian.Uint64(b[headerLen:]), nil
+}
+
+// AppendHelloStale appends to dst the answer to an authentic HELLO with
+// nonce whose timestamp is outside Window of the relay's clock, now,
+// authenticated with the node's token.
+func AppendHelloStale(dst []byte, token []byte, nonce uint64, now time.Time) []byte {
+	start := len(dst)
+	dst = binary.BigEndian.AppendUint64(appendHeader(dst, typeStale), nonce)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(now.UnixMilli()))
+	mac := helloMAC(token, dst[start:])
+	return append(dst, mac[:]...)
+}
+
+// ParseHelloStale checks that b is a HELLO-STALE made with token, and
+// returns the nonce it answers and the relay's time.
+func ParseHelloStale(b []byte, token []byte) (uint64, time.Time, error) {
+	if err := expect(b, typeStale, staleLen, false); err != nil {
+		return 0, time.Time{}, err
+	}
+	want := helloMAC(token, b[:staleSignedLen])
+	if !hmac.Equal(want[:], b[staleSignedLen:]) {
+		return 0, time.Time{}, fmt.Errorf("%w: HELLO-STALE", ErrBadMAC)
+	}
+	nonce := binary.BigEndian.Uint64(b[headerLen:])
+	return nonce, time.UnixMilli(int64(binary.BigEndian.Uint64(b[headerLen+8:]))), nil
 }
 
 // AppendData appends to dst a DATA message carrying payload. From a node,

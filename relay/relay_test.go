@@ -168,3 +168,26 @@ func TestIs(t *testing.T) {
 		}
 	}
 }
+
+// HELLO-STALE is shorter than the HELLO it answers, so the relay never
+// amplifies with it, and carries the relay's time under the node's token:
+// one made with another token is refused.
+func TestHelloStale(t *testing.T) {
+	tok, other := token(ipA), token(ipB)
+	now := time.UnixMilli(1764000000123)
+	b := AppendHelloStale(nil, tok, 42, now)
+	if len(b) >= helloLen {
+		t.Errorf("HELLO-STALE is %d bytes, the HELLO %d: it must be shorter", len(b), helloLen)
+	}
+	nonce, at, err := ParseHelloStale(b, tok)
+	if err != nil || nonce != 42 || !at.Equal(now) {
+		t.Errorf("ParseHelloStale = %d, %v, %v", nonce, at, err)
+	}
+	if _, _, err := ParseHelloStale(b, other); !errors.Is(err, ErrBadMAC) {
+		t.Errorf("with another token: %v, want ErrBadMAC", err)
+	}
+	b[len(b)-1] ^= 1
+	if _, _, err := ParseHelloStale(b, tok); !errors.Is(err, ErrBadMAC) {
+		t.Errorf("tampered: %v, want ErrBadMAC", err)
+	}
+}

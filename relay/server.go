@@ -93,6 +93,7 @@ type Stats struct {
 	Received       uint64 // datagrams read
 	HellosOK       uint64 // HELLOs accepted and answered
 	HellosBad      uint64 // HELLOs refused: unknown node, bad mac, stale, replayed, table full
+	HellosStale    uint64 // of those, authentic but stale: answered with HELLO-STALE
 	Forwarded      uint64 // DATA datagrams forwarded
 	ForwardedBytes uint64 // their bytes, relay header included
 	Malformed      uint64 // dropped: not a relay message node → relay
@@ -120,7 +121,7 @@ type Server struct {
 	udp    *net.UDPConn
 	out    *outbox // batch being built, if Serve reads batches
 
-	received, hellosOK, hellosBad, forwarded, forwardedBytes atomic.Uint64
+	received, hellosOK, hellosBad, hellosStale, forwarded, forwardedBytes atomic.Uint64
 	malformed, unbound, noRoute, rateLimited                 atomic.Uint64
 }
 
@@ -275,6 +276,7 @@ func (s *Server) Stats() Stats {
 		Received:       s.received.Load(),
 		HellosOK:       s.hellosOK.Load(),
 		HellosBad:      s.hellosBad.Load(),
+		HellosStale:    s.hellosStale.Load(),
 		Forwarded:      s.forwarded.Load(),
 		ForwardedBytes: s.forwardedBytes.Load(),
 		Malformed:      s.malformed.Load(),
@@ -374,13 +376,21 @@ func (s *Server) hello(b []byte, from netip.AddrPort, now time.Time) {
 	s.hellosOK.Add(1)
 }
 
-// check verifies h and binds its VPN IP to from.
+// check verifies h and binds its VPN IP to from. An authentic HELLO from
+// a node whose clock is off gets a HELLO-STALE with the relay's time, no
+// larger than the HELLO, sent only because its mac proved the token.
 func (s *Server) check(h Hello, from netip.AddrPort, now time.Time) error {
 	token, ok := s.tokens.Token(h.VPNIP)
 	if !ok {
 		return fmt.Errorf("relay: no token for %v", h.VPNIP)
 	}
 	if err := h.Verify(token, now); err != nil {
+		if errors.Is(err, ErrStale) {
+			s.hellosStale.Add(1)
+			if _, werr := s.conn.WriteToUDPAddrPort(AppendHelloStale(make([]byte, 0, staleLen), token, h.Nonce, now), from); werr != nil {
+				s.log.Debug("relay: HELLO-STALE failed", "to", from, "err", werr)
+			}
+		}
 		return err
 	}
 	return s.table.bind(h, from, now)

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -118,7 +120,14 @@ type client struct {
 // from it until the test ends. It does not say HELLO.
 func (r *testRelay) dial(t *testing.T, ip netip.Addr, token []byte) *client {
 	t.Helper()
-	conn, err := NewConn(listen(t), Config{Relay: r.addr, VPNIP: ip, Token: token})
+	return r.dialConfig(t, Config{Relay: r.addr, VPNIP: ip, Token: token})
+}
+
+// dialConfig is dial with a Config of the test's.
+func (r *testRelay) dialConfig(t *testing.T, cfg Config) *client {
+	t.Helper()
+	ip := cfg.VPNIP
+	conn, err := NewConn(listen(t), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,9 +337,27 @@ func TestBadHellosCounted(t *testing.T) {
 	} {
 		conn.WriteToUDPAddrPort(b, r.addr)
 	}
-	want := Stats{Received: 7, HellosBad: 3, Malformed: 4}
+	want := Stats{Received: 7, HellosBad: 3, HellosStale: 1, Malformed: 4}
 	if diff := cmp.Diff(want, r.waitStats(t, 7)); diff != "" {
 		t.Errorf("Stats (-want +got):\n%s", diff)
+	}
+	// Only the stale HELLO, whose mac proved the token, is answered: with
+	// a HELLO-STALE, shorter than it.
+	conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	buf := make([]byte, 1500)
+	var answers []int
+	for {
+		n, _, err := conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			break
+		}
+		if _, _, err := ParseHelloStale(buf[:n], token(ipA)); err != nil {
+			t.Errorf("an answer that is not a HELLO-STALE for a: %x", buf[:n])
+		}
+		answers = append(answers, n)
+	}
+	if len(answers) != 1 || answers[0] >= helloLen {
+		t.Errorf("answers to bad HELLOs: %v bytes; want one, shorter than a HELLO", answers)
 	}
 }
 
@@ -567,3 +594,42 @@ func benchmarkForward(b *testing.B, size int) {
 	<-readDone
 	b.ReportMetric(100*float64(received)/float64(b.N), "%delivered")
 }
+
+// A node whose clock is off is told by the relay, with the relay's time
+// under its token, warns about its clock, and corrects its HELLOs.
+func TestClockSkewCorrected(t *testing.T) {
+	r := startServer(t, noLimits)
+	var log strings.Builder
+	var logMu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		logMu.Lock()
+		defer logMu.Unlock()
+		return log.Write(p)
+	}), nil))
+	slow := func() time.Time { return time.Now().Add(-5 * time.Minute) }
+	a := r.dialConfig(t, Config{Relay: r.addr, VPNIP: ipA, Token: token(ipA), Clock: slow, Logger: logger})
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if err := a.Hello(ctx); err != nil {
+		t.Fatalf("HELLO from a node 5 minutes behind: %v", err)
+	}
+	if skew := a.Skew(); (skew - 5*time.Minute).Abs() > 2*time.Second {
+		t.Errorf("skew = %v, want about 5m", skew)
+	}
+	logMu.Lock()
+	logged := log.String()
+	logMu.Unlock()
+	if !strings.Contains(logged, "level=WARN") || !strings.Contains(logged, "clock") || !strings.Contains(logged, "off_by=-5m0s") {
+		t.Errorf("log:\n%s\nwant a warning about this machine's clock", logged)
+	}
+	if st := r.Stats(); st.HellosStale != 1 || st.HellosOK != 1 {
+		t.Errorf("stats = %+v, want one stale HELLO answered, then one accepted", st)
+	}
+	b := r.join(t, ipB)
+	a.send(t, ipB, "on time")
+	b.expect(t, packet{ipA, "on time"})
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -122,7 +122,7 @@ type Server struct {
 	out    *outbox // batch being built, if Serve reads batches
 
 	received, hellosOK, hellosBad, hellosStale, forwarded, forwardedBytes atomic.Uint64
-	malformed, unbound, noRoute, rateLimited                 atomic.Uint64
+	malformed, unbound, noRoute, rateLimited                              atomic.Uint64
 }
 
 // NewServer returns a Server that will relay on conn once Serve runs. The

@@ -17,7 +17,7 @@ func downCommand() *cli.Command {
 }
 
 func runDown(c *cli.Context) error {
-	dir, err := nodeStateDir(c, false)
+	dir, err := nodeStateDir(c, true) // a user's wire down finds root's daemon, which says it needs root
 	if err != nil {
 		return err
 	}

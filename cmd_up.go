@@ -8,10 +8,13 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"github.com/wire-mesh/wire/api"
 	"github.com/wire-mesh/wire/node"
 	"github.com/wire-mesh/wire/service"
 	"github.com/wire-mesh/wire/wg"
@@ -26,24 +29,35 @@ func nodeStateDirFlag() cli.Flag {
 }
 
 // nodeStateDir is --state-dir, or the default. Commands that only talk to
-// a running daemon (status, peers, ping) fall back from ~/.wire to
-// /etc/wire, so a user reaches the system daemon without sudo.
+// a running daemon (status, peers, ping, and down, whose daemon then says
+// it needs root) fall back from ~/.wire to /etc/wire, so a user reaches the
+// system daemon without sudo.
 func nodeStateDir(c *cli.Context, reading bool) (string, error) {
-	if d := c.String("state-dir"); d != "" {
-		return d, nil
-	}
-	if os.Geteuid() == 0 {
-		return node.RootDir, nil
-	}
 	home, err := os.UserHomeDir()
-	if err != nil {
+	if err != nil && c.String("state-dir") == "" && os.Geteuid() != 0 {
 		return "", fmt.Errorf("no home directory (%v): pass --state-dir", err)
 	}
-	dir := filepath.Join(home, ".wire")
-	if _, err := os.Stat(filepath.Join(dir, node.SocketFile)); reading && err != nil {
-		return node.RootDir, nil
+	hasSocket := func(dir string) bool {
+		_, err := os.Stat(filepath.Join(dir, node.SocketFile))
+		return err == nil
 	}
-	return dir, nil
+	return stateDirFor(c.String("state-dir"), os.Geteuid(), home, reading, hasSocket), nil
+}
+
+// stateDirFor is nodeStateDir's choice: the flag, root's dir for root,
+// else the user's, or root's when reading and the user runs no daemon.
+func stateDirFor(flag string, euid int, home string, reading bool, hasSocket func(string) bool) string {
+	switch {
+	case flag != "":
+		return flag
+	case euid == 0:
+		return node.RootDir
+	}
+	dir := filepath.Join(home, ".wire")
+	if reading && !hasSocket(dir) {
+		return node.RootDir
+	}
+	return dir
 }
 
 func upCommand() *cli.Command {
@@ -80,8 +94,7 @@ func runUp(c *cli.Context) error {
 		return err
 	}
 	if st, err := node.NewClient(dir).Status(c.Context); err == nil {
-		fmt.Fprintf(c.App.Writer, "wire is already up: %s %s on %s\n", st.NodeName, st.VPNIP, st.Interface)
-		return nil
+		return alreadyUp(c, dir, st)
 	}
 	cfg, err := upConfig(c, dir)
 	if err != nil {
@@ -90,15 +103,84 @@ func runUp(c *cli.Context) error {
 	if c.Bool("foreground") {
 		return runDaemon(c, dir)
 	}
-	return startDaemon(c, dir, cfg)
+	if err := startDaemon(c, dir, cfg); err != nil {
+		// The node is enrolled and its config saved: the same command, or
+		// plain wire up, tries again. Until then it is not in the mesh.
+		node.Offline(c.Context, dir)
+		return err
+	}
+	return nil
+}
+
+// alreadyUp answers wire up on a node whose daemon runs: fine if every
+// flag given says what already is, an error naming the ones that differ
+// otherwise. Flags are never ignored silently.
+func alreadyUp(c *cli.Context, dir string, st node.Status) error {
+	var differ []string
+	same := func(flag, have string, equal func(a, b string) bool) {
+		if c.IsSet(flag) && !equal(c.String(flag), have) {
+			differ = append(differ, fmt.Sprintf("--%s %s (it runs with %s)", flag, c.String(flag), have))
+		}
+	}
+	exact := func(a, b string) bool { return a == b }
+	same("server", st.ServerURL, func(a, b string) bool {
+		u, err := api.ParseServerURL(a)
+		return err == nil && u.String() == b
+	})
+	same("name", st.NodeName, strings.EqualFold)
+	same("port", strconv.Itoa(st.ListenPort), exact)
+	same("interface", st.Interface, exact)
+	same("engine", st.Engine, func(a, b string) bool { return a == wg.KindAuto || a == b })
+	if c.IsSet("node-id") {
+		differ = append(differ, "--node-id (only for joining)")
+	}
+	if c.IsSet("join") {
+		if err := joinKeyFits(c.String("join"), dir); err != nil {
+			return err
+		}
+	}
+	if st.Removed {
+		differ = append(differ, "this node was removed from its mesh")
+	}
+	if len(differ) > 0 {
+		return fmt.Errorf("wire is already up as %s (%s on %s), and not as asked: %s. To change it: sudo wire down, then sudo wire up with those flags",
+			st.NodeName, st.VPNIP, st.Interface, strings.Join(differ, "; "))
+	}
+	note := ""
+	if c.IsSet("join") {
+		note = " (already joined: the join key was not used)"
+	}
+	fmt.Fprintf(c.App.Writer, "wire is already up: %s %s on %s%s\n", st.NodeName, st.VPNIP, st.Interface, note)
+	return nil
+}
+
+// joinKeyFits checks a join key given to a node that is up: it must be a
+// key, and one for the server this node is joined to.
+func joinKeyFits(key, dir string) error {
+	k, err := api.ParseJoinKey(key)
+	if err != nil {
+		return fmt.Errorf("--join: %w", err)
+	}
+	cfg, err := node.LoadConfig(dir)
+	if err != nil {
+		return err
+	}
+	if k.Pin.String() != cfg.ServerPin {
+		return fmt.Errorf("--join: the key is for another server than %s, which this node is joined to; to move it: sudo wire down, then sudo wire up --server URL --join KEY", cfg.ServerURL)
+	}
+	return nil
 }
 
 // upConfig joins (with --server) or loads the saved config, applying the
-// flags the user set.
+// flags the user set. What this machine must have for the node to run is
+// checked first, before a join spends its key.
 func upConfig(c *cli.Context, dir string) (node.Config, error) {
 	if c.IsSet("server") || c.IsSet("join") {
 		if !c.IsSet("server") {
 			return node.Config{}, errors.New("--join needs --server URL too")
+		}
+		if err := node.Preflight(c.String("engine"), c.String("interface"), c.Int("port")); err != nil {
+			return node.Config{}, err
 		}
 		ctx, cancel := context.WithTimeout(c.Context, 15*time.Second)
 		defer cancel()
@@ -124,6 +206,9 @@ func upConfig(c *cli.Context, dir string) (node.Config, error) {
 	}
 	if cfg.Interface == "" {
 		cfg.Interface = defaultInterface
+	}
+	if err := node.Preflight(c.String("engine"), cfg.Interface, cfg.ListenPort); err != nil {
+		return cfg, err
 	}
 	if changed {
 		return cfg, cfg.Save(dir)
@@ -161,7 +246,7 @@ func startDaemon(c *cli.Context, dir string, cfg node.Config) error {
 	if err != nil {
 		return err
 	}
-	exited := make(chan error, 1)
+	exited := make(chan string, 1)
 	if service.Available() {
 		if err := node.InstallService(c.Context, bin, dir); err != nil {
 			return err
@@ -175,7 +260,13 @@ func startDaemon(c *cli.Context, dir string, cfg node.Config) error {
 		if err != nil {
 			return err
 		}
-		go func() { _, err := p.Wait(); exited <- err }()
+		go func() {
+			if st, err := p.Wait(); err != nil {
+				exited <- err.Error()
+			} else {
+				exited <- st.String() // "exit status 1"
+			}
+		}()
 	}
 	ctx, cancel := context.WithTimeout(c.Context, 30*time.Second)
 	defer cancel()

@@ -152,8 +152,11 @@ func (c *Client) reachError(err error) error {
 	if errors.Is(err, ErrPinMismatch) {
 		return fmt.Errorf("server %s: %w", c.base, ErrPinMismatch)
 	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, context.Canceled) {
 		return err
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("server %s did not answer in time (%w): is it running, reachable from here, and is that its port?", c.base, err)
 	}
 	var uerr *url.Error
 	if errors.As(err, &uerr) {

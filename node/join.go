@@ -196,3 +196,24 @@ func lanIP(serverURL string) string {
 	}
 	return ap.Addr().Unmap().String()
 }
+
+// Offline tells the server that the node in dir is not running, as the
+// daemon does when it stops: for a wire up that enrolled but could not
+// start the daemon, so that peers do not see a node that is not there.
+func Offline(ctx context.Context, dir string) error {
+	cfg, err := LoadConfig(dir)
+	if err != nil {
+		return err
+	}
+	keys, err := LoadKeys(dir)
+	if err != nil {
+		return err
+	}
+	client, err := cfg.client(keys)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	return client.Offline(ctx)
+}

@@ -68,8 +68,9 @@ func Detach(bin string, args []string, dir string) (*os.Process, error) {
 	return cmd.Process, nil
 }
 
-// WaitUp waits until the daemon answers with its status, or exits.
-func WaitUp(ctx context.Context, dir string, exited <-chan error) (Status, error) {
+// WaitUp waits until the daemon answers with its status, or exits (exited
+// says how, when it was started detached).
+func WaitUp(ctx context.Context, dir string, exited <-chan string) (Status, error) {
 	c := NewClient(dir)
 	for {
 		st, err := c.Status(ctx)
@@ -78,12 +79,30 @@ func WaitUp(ctx context.Context, dir string, exited <-chan error) (Status, error
 		}
 		select {
 		case <-ctx.Done():
-			return Status{}, errors.New("the daemon did not come up in time: " + LastLogLine(dir))
-		case err := <-exited:
-			return Status{}, fmt.Errorf("the daemon exited (%v): %s", err, LastLogLine(dir))
+			return Status{}, fmt.Errorf("the daemon did not come up in time; it last said: %s", lastWords(dir))
+		case how := <-exited:
+			return Status{}, fmt.Errorf("the daemon exited (%s): %s", how, lastWords(dir))
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// lastWords is what the daemon last logged, its fatal error if it failed:
+// in the journal under systemd, else in its log file.
+func lastWords(dir string) string {
+	line := ""
+	if service.Available() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		line = service.LastLog(ctx, Service("", dir))
+	}
+	if line == "" {
+		line = LastLogLine(dir)
+	}
+	if line == "" {
+		return "nothing (see " + filepath.Join(dir, LogFile) + ")"
+	}
+	return strings.TrimPrefix(line, "wire: ") // one "wire: " is the CLI's
 }
 
 // LastLogLine is the daemon log's last line, which holds its fatal error.

@@ -3,8 +3,10 @@ package service
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -66,4 +68,11 @@ func bootout(ctx context.Context, target string) error {
 // loaded says whether launchd knows the job.
 func loaded(ctx context.Context, target string) bool {
 	return exec.CommandContext(ctx, "launchctl", "print", target).Run() == nil
+}
+
+// LastLog is the last line the service logged, from its log file.
+func LastLog(_ context.Context, s Spec) string {
+	b, _ := os.ReadFile(s.LogPath)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return lines[len(lines)-1]
 }

@@ -21,3 +21,6 @@ func Install(context.Context, Spec) error { return ErrUnavailable }
 
 // Stop does nothing: there is no service manager to stop.
 func Stop(context.Context, string) bool { return false }
+
+// LastLog is what the service last logged: nothing, with no service.
+func LastLog(context.Context, Spec) string { return "" }

@@ -55,7 +55,7 @@ func Install(ctx context.Context, s Spec) error {
 	}
 	// A unit that does not start must not replace one that did (or leave
 	// a restart loop behind): say why, and put back what was there.
-	if why := lastLog(ctx, s); why != "" {
+	if why := LastLog(ctx, s); why != "" {
 		err = fmt.Errorf("%w\n  %s said: %s", err, s.Name, why)
 	}
 	return fmt.Errorf("%w\n  %s", err, rollback(ctx, s, old, hadOld, wasActive))
@@ -97,8 +97,8 @@ func rollback(ctx context.Context, s Spec, old []byte, hadOld, wasActive bool) s
 	return "the previous unit is back and running"
 }
 
-// lastLog is the last line the service logged, from the journal.
-func lastLog(ctx context.Context, s Spec) string {
+// LastLog is the last line the service logged, from the journal.
+func LastLog(ctx context.Context, s Spec) string {
 	out, err := exec.CommandContext(ctx, "journalctl", "-u", s.Unit(), "-n", "1", "-o", "cat", "-q", "--no-pager").Output()
 	if err != nil {
 		return ""

@@ -12,7 +12,7 @@ func downCommand() *cli.Command {
 		Name:   "down",
 		Usage:  "remove the interface and stop the daemon",
 		Flags:  []cli.Flag{nodeStateDirFlag()},
-		Action: runDown,
+		Action: noArgs(runDown),
 	}
 }
 

@@ -12,7 +12,7 @@ func installCommand() *cli.Command {
 		Name:   "install",
 		Usage:  "check the platform (WireGuard, TUN, privileges, server, service) and say what is missing",
 		Flags:  []cli.Flag{nodeStateDirFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
-		Action: runInstall,
+		Action: noArgs(runInstall),
 	}
 }
 

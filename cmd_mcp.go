@@ -15,7 +15,7 @@ func mcpCommand() *cli.Command {
 		Description: "Speaks MCP (JSON-RPC, one message a line) on stdin and stdout; logs go to stderr.\n" +
 			`Claude Desktop: {"command": "wire", "args": ["mcp"]}, or the wire-mcp symlink.`,
 		Flags:  []cli.Flag{nodeStateDirFlag(), &cli.BoolFlag{Name: "debug", Usage: "log debug messages"}},
-		Action: runMCP,
+		Action: noArgs(runMCP),
 	}
 }
 

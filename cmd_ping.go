@@ -30,22 +30,45 @@ func runPing(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := node.NewClient(dir).Ping(c.Context, node.PingRequest{Target: target, Count: c.Int("count")})
-	if err != nil {
-		return err
-	}
+	req := node.PingRequest{Target: target, Count: c.Int("count")}
+	var res node.PingResult
 	if c.Bool("json") {
+		if res, err = node.NewClient(dir).Ping(c.Context, req); err != nil {
+			return err
+		}
 		if err := printJSON(c.App.Writer, res); err != nil {
 			return err
 		}
 	} else {
-		for _, r := range res.Replies {
-			fmt.Fprintf(c.App.Writer, "reply from %s (%s) via %s: seq=%d time=%.2f ms\n", shown(res.NodeName), shown(res.VPNIP), res.Path, r.Seq, r.RTTMs)
+		// As ping does: each reply as it comes, and where it came from.
+		printed := 0
+		each := func(r node.PingReply) {
+			printed++
+			if r.Lost {
+				fmt.Fprintf(c.App.Writer, "no reply from %s: seq=%d\n", shown(target), r.Seq)
+				return
+			}
+			fmt.Fprintf(c.App.Writer, "reply from %s: seq=%d time=%.2f ms%s\n", shown(target), r.Seq, r.RTTMs, via(r.Endpoint))
 		}
-		fmt.Fprintf(c.App.Writer, "%d sent, %d received\n", res.Sent, res.Received)
+		if res, err = node.NewClient(dir).PingStream(c.Context, req, each); err != nil {
+			return err
+		}
+		if printed == 0 { // a daemon that does not stream
+			for _, r := range res.Replies {
+				each(r)
+			}
+		}
+		fmt.Fprintf(c.App.Writer, "%s (%s), path %s: %d sent, %d received\n", shown(res.NodeName), shown(res.VPNIP), res.Path, res.Sent, res.Received)
 	}
 	if res.Received == 0 {
-		return fmt.Errorf("no reply from %s (%s): path %s", shown(res.NodeName), res.VPNIP, res.Path)
+		return fmt.Errorf("no reply from %s (%s): path %s", shown(res.NodeName), shown(res.VPNIP), res.Path)
 	}
 	return nil
+}
+
+func via(endpoint string) string {
+	if endpoint == "" {
+		return ""
+	}
+	return " via " + shown(endpoint)
 }

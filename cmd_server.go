@@ -55,7 +55,7 @@ func serverCommand() *cli.Command {
 		Description: "Serves the HTTP API on TCP 8787 (TLS; nodes pin its key through their join key),\n" +
 			"STUN on UDP 8788 and the relay on UDP 8789. Create join keys with `wire server key create`.",
 		Flags:  serverFlags(),
-		Action: runServer,
+		Action: noArgs(runServer),
 		Subcommands: []*cli.Command{
 			keyCommand(),
 			nodesCommand(),
@@ -129,9 +129,6 @@ func parsePrefixes(ss []string) ([]netip.Prefix, error) {
 }
 
 func runServer(c *cli.Context) error {
-	if c.Args().Present() {
-		return fmt.Errorf("server: unexpected argument %q (see wire server --help)", c.Args().First())
-	}
 	dir, err := serverStateDir(c)
 	if err != nil {
 		return err
@@ -208,12 +205,36 @@ func keyCommand() *cli.Command {
 			Usage: "create a join key; it is printed once, as the last line",
 			Flags: []cli.Flag{
 				stateDirFlag(),
-				&cli.BoolFlag{Name: "reusable", Usage: "admit any number of nodes until it expires (default: one node)"},
-				&cli.DurationFlag{Name: "ttl", Usage: "how long the key is valid", Value: 24 * time.Hour},
+				&cli.BoolFlag{Name: "reusable", Usage: "admit any number of nodes until it expires, not just one"},
+				&cli.StringFlag{Name: "ttl", Usage: "how long the key is valid: 30m, 24h, 7d (1m to 365d)", Value: "24h"},
 			},
-			Action: createKey,
+			Action: noArgs(createKey),
 		}},
 	}
+}
+
+// parseTTL reads --ttl: a Go duration (90m, 24h) or whole days (7d), from
+// minTTL to maxTTL.
+func parseTTL(s string) (time.Duration, error) {
+	var ttl time.Duration
+	var err error
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		var n int
+		n, err = strconv.Atoi(days)
+		ttl = time.Duration(n) * 24 * time.Hour
+		if n > 10*365 {
+			ttl = maxTTL + 1
+		}
+	} else {
+		ttl, err = time.ParseDuration(s)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("--ttl %q: want a duration such as 30m, 24h or 7d", s)
+	}
+	if ttl < minTTL || ttl > maxTTL {
+		return 0, fmt.Errorf("--ttl %s: want a duration from 1m to 365d", s)
+	}
+	return ttl, nil
 }
 
 // A key lives long enough to be copied to a node, and is never forever
@@ -224,9 +245,9 @@ const (
 )
 
 func createKey(c *cli.Context) error {
-	ttl := c.Duration("ttl")
-	if ttl < minTTL || ttl > maxTTL {
-		return fmt.Errorf("--ttl %s: want a duration from 1m to 8760h (a year)", ttl)
+	ttl, err := parseTTL(c.String("ttl"))
+	if err != nil {
+		return err
 	}
 	dir, err := serverStateDir(c)
 	if err != nil {
@@ -259,7 +280,7 @@ func nodesCommand() *cli.Command {
 		Name:   "nodes",
 		Usage:  "list the enrolled nodes",
 		Flags:  []cli.Flag{stateDirFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
-		Action: listNodes,
+		Action: noArgs(listNodes),
 	}
 }
 

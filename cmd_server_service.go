@@ -28,14 +28,11 @@ func installServiceCommand() *cli.Command {
 			&cli.BoolFlag{Name: "print", Usage: "print the unit (or plist) to stdout and change nothing"},
 			&cli.StringFlag{Name: "format", Usage: "with --print: systemd or launchd (default: this system's)"},
 		),
-		Action: installService,
+		Action: noArgs(installService),
 	}
 }
 
 func installService(c *cli.Context) error {
-	if c.Args().Present() {
-		return fmt.Errorf("install-service: unexpected argument %q (see wire server install-service --help)", c.Args().First())
-	}
 	if c.IsSet("format") && !c.Bool("print") {
 		return errors.New("--format goes with --print: installing uses this system's service manager")
 	}

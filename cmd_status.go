@@ -19,7 +19,7 @@ func statusCommand() *cli.Command {
 		Name:   "status",
 		Usage:  "show the whole network: every node, online or offline, and the path to each",
 		Flags:  []cli.Flag{nodeStateDirFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
-		Action: showStatus,
+		Action: noArgs(showStatus),
 	}
 }
 
@@ -102,7 +102,7 @@ func peersCommand() *cli.Command {
 		Name:   "peers",
 		Usage:  "list the peers this node's WireGuard is configured with",
 		Flags:  []cli.Flag{nodeStateDirFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
-		Action: showPeers,
+		Action: noArgs(showPeers),
 	}
 }
 

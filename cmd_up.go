@@ -71,7 +71,7 @@ func upCommand() *cli.Command {
 			"--foreground runs it in this process.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "server", Aliases: []string{"s"}, Usage: "coordination server URL (saved)"},
-			&cli.StringFlag{Name: "join", Aliases: []string{"j"}, Usage: "join key from `wire server key create` (first time only)", EnvVars: []string{"WIRE_JOIN_KEY"}},
+			&cli.StringFlag{Name: "join", Aliases: []string{"j"}, Usage: "join key from 'wire server key create' on the server (first time only)", EnvVars: []string{"WIRE_JOIN_KEY"}},
 			&cli.StringFlag{Name: "name", Aliases: []string{"n"}, Usage: "this node's name (default: the hostname)"},
 			&cli.IntFlag{Name: "port", Aliases: []string{"p"}, Usage: "WireGuard listen port", Value: node.DefaultPort},
 			&cli.StringFlag{Name: "interface", Usage: "interface name (one per node on a host)", Value: defaultInterface},
@@ -81,14 +81,11 @@ func upCommand() *cli.Command {
 			&cli.BoolFlag{Name: "foreground", Usage: "run the daemon in this process (for service managers and tests)"},
 			&cli.BoolFlag{Name: "debug", Usage: "log debug messages"},
 		},
-		Action: runUp,
+		Action: noArgs(runUp),
 	}
 }
 
 func runUp(c *cli.Context) error {
-	if c.Args().Present() {
-		return fmt.Errorf("up: unexpected argument %q (see wire up --help)", c.Args().First())
-	}
 	dir, err := nodeStateDir(c, false)
 	if err != nil {
 		return err

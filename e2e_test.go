@@ -235,8 +235,42 @@ func TestVersionAndHelp(t *testing.T) {
 		{"server", "nodes", "--help"}, {"server", "node", "--help"}, {"server", "node", "remove", "--help"}, {"version", "--help"},
 		{"up", "--help"}, {"status", "--help"}, {"peers", "--help"}, {"ping", "--help"}, {"down", "--help"}, {"install", "--help"},
 	} {
-		if out, err := wire(t, args...); err != nil || !strings.Contains(out, "USAGE") {
+		out, err := wire(t, args...)
+		if err != nil || !strings.Contains(out, "USAGE") {
 			t.Errorf("wire %v: %v\n%s", args, err, out)
+		}
+		// Each option's line reads as written: no backquoted words taken
+		// for its value's name, one default at most.
+		for _, line := range strings.Split(out, "\n") {
+			if strings.Count(line, "(default:") > 1 || strings.Contains(line, "-j wire server") || strings.Contains(line, "default: one node") {
+				t.Errorf("wire %v: %q", args, line)
+			}
+		}
+	}
+}
+
+// Arguments a command does not take, and commands that do not exist, are
+// refused with what to do, never ignored.
+func TestUnexpectedArguments(t *testing.T) {
+	dir := t.TempDir()
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"status", "extra", "--json"}, `status: unexpected argument "extra"`},
+		{[]string{"peers", "--state-dir", dir, "x"}, `peers: unexpected argument "x"`},
+		{[]string{"down", "now"}, `down: unexpected argument "now"`},
+		{[]string{"install", "please"}, `install: unexpected argument "please"`},
+		{[]string{"version", "2"}, `version: unexpected argument "2"`},
+		{[]string{"server", "nodes", "all"}, `server nodes: unexpected argument "all"`},
+		{[]string{"server", "key", "create", "--state-dir", dir, "now"}, `server key create: unexpected argument "now"`},
+		{[]string{"up", "extra"}, `up: unexpected argument "extra"`},
+		{[]string{"bogus"}, "bogus: no such command (see wire --help)"},
+		{[]string{"server", "key", "bogus"}, "bogus: no such command (see wire server key --help)"},
+	} {
+		_, err := wire(t, tt.args...)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("wire %v: %v, want it to say %q", tt.args, err, tt.want)
 		}
 	}
 }
@@ -278,6 +312,8 @@ func TestServerErrors(t *testing.T) {
 		{[]string{"server", "key", "create", "--state-dir", t.TempDir(), "--ttl", "1ns"}, "want a duration from 1m"},
 		{[]string{"server", "key", "create", "--state-dir", t.TempDir(), "--ttl", "59s"}, "want a duration from 1m"},
 		{[]string{"server", "key", "create", "--state-dir", t.TempDir(), "--ttl", "8761h"}, "want a duration from 1m"},
+		{[]string{"server", "key", "create", "--state-dir", t.TempDir(), "--ttl", "366d"}, "want a duration from 1m"},
+		{[]string{"server", "key", "create", "--state-dir", t.TempDir(), "--ttl", "2y"}, "want a duration such as 30m, 24h or 7d"},
 		{[]string{"server", "nodes", "--state-dir", t.TempDir()}, "no wire server state"},
 		{[]string{"server", "node", "remove", "--state-dir", t.TempDir()}, "usage"},
 		{[]string{"server", "node", "remove", "beta", "--state-dir", dir}, "options go before the argument"},

@@ -293,6 +293,17 @@ func TestMeshDirect(t *testing.T) {
 		}
 	}
 
+	// wire ping as a user types it: a peer's name in another case, and
+	// this node's own; each reply printed as it comes, with the endpoint
+	// that answered.
+	out, err := wire(n1.ns, "ping", "--state-dir", n1.dir, "--count", "2", "N2")
+	if err != nil || strings.Count(out, "reply from N2: seq=") != 2 || !strings.Contains(out, " via "+r2.IP.String()+":") || !strings.Contains(out, "path direct") {
+		t.Errorf("wire ping N2 from n1: %v\n%s", err, out)
+	}
+	if out, err := wire(n1.ns, "ping", "--state-dir", n1.dir, "--count", "1", "n1"); err != nil || !strings.Contains(out, "path self") {
+		t.Errorf("wire ping n1 from n1 itself: %v\n%s", err, out)
+	}
+
 	// About 3 MB over the tunnel between the NATed nodes, none of it via
 	// the server.
 	srvBefore, err := m.srvNS.Counters("eth0")
@@ -300,7 +311,7 @@ func TestMeshDirect(t *testing.T) {
 		t.Fatal(err)
 	}
 	wanBefore, _ := r1.Counters("wan")
-	out, err := lab.Run(n1.ns, "ping", "-q", "-n", "-c", "200", "-i", "0.01", "-s", "8000", "-W", "2", n2.vpnIP)
+	out, err = lab.Run(n1.ns, "ping", "-q", "-n", "-c", "200", "-i", "0.01", "-s", "8000", "-W", "2", n2.vpnIP)
 	if m := pingReceived.FindStringSubmatch(out); err != nil || m == nil || atoi(m[1]) < 190 {
 		t.Fatalf("bulk ping from n1 to n2 over the VPN: %v\n%s", err, out)
 	}
@@ -313,6 +324,28 @@ func TestMeshDirect(t *testing.T) {
 	}
 	if srv.RxBytes+srv.TxBytes > 200000 {
 		t.Errorf("the server's interface carried %d bytes while n1 and n2 exchanged 3.2 MB: VPN traffic is going through the server", srv.RxBytes+srv.TxBytes)
+	}
+
+	// n3 goes down: the others see it offline within a second or so, not
+	// online for five minutes.
+	if _, err := wire(n3.ns, "down", "--state-dir", n3.dir); err != nil {
+		t.Fatal(err)
+	}
+	down := time.Now()
+	err = lab.Poll(3*time.Second, 100*time.Millisecond, func() error {
+		st, err := n1.status()
+		if err != nil {
+			return err
+		}
+		if p, ok := st.peer("n3"); !ok || p.Status != "offline" {
+			return fmt.Errorf("n1 sees n3 as %+v", p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Errorf("after wire down on n3: %v", err)
+	} else {
+		t.Logf("n1 saw n3 offline %v after its wire down", time.Since(down).Round(time.Millisecond))
 	}
 }
 

@@ -121,11 +121,21 @@ func (d *Daemon) controlHandler() http.Handler {
 	return mux
 }
 
-// PingRequest is the body of POST /v1/ping.
+// PingRequest is the body of POST /v1/ping. With Stream, the answer is
+// a line of JSON per echo request as it ends ({"reply": PingReply}), then
+// one with the result ({"result": PingResult}) or {"error": "..."}.
 type PingRequest struct {
 	Target    string `json:"target"`
 	Count     int    `json:"count"`
 	TimeoutMs int    `json:"timeout_ms"`
+	Stream    bool   `json:"stream,omitempty"`
+}
+
+// pingLine is a line of a ping stream.
+type pingLine struct {
+	Reply  *PingReply  `json:"reply,omitempty"`
+	Result *PingResult `json:"result,omitempty"`
+	Error  string      `json:"error,omitempty"`
 }
 
 func (d *Daemon) handlePing(w http.ResponseWriter, r *http.Request) {
@@ -139,8 +149,26 @@ func (d *Daemon) handlePing(w http.ResponseWriter, r *http.Request) {
 	if req.TimeoutMs == 0 {
 		timeout = 2 * time.Second
 	}
-	res, err := d.Ping(r.Context(), req.Target, req.Count, timeout)
+	var each func(PingReply)
+	streaming := false
+	enc := json.NewEncoder(w)
+	if req.Stream {
+		each = func(rep PingReply) {
+			if !streaming {
+				w.Header().Set("Content-Type", "application/x-ndjson")
+				w.WriteHeader(http.StatusOK)
+				streaming = true
+			}
+			enc.Encode(pingLine{Reply: &rep})
+			http.NewResponseController(w).Flush()
+		}
+	}
+	res, err := d.Ping(r.Context(), req.Target, req.Count, timeout, each)
 	switch {
+	case streaming && err != nil:
+		enc.Encode(pingLine{Error: err.Error()})
+	case streaming:
+		enc.Encode(pingLine{Result: &res})
 	case errors.Is(err, ErrUnknownPeer), errors.Is(err, ErrPeerOffline):
 		reply(w, http.StatusNotFound, errorBody{err.Error()})
 	case err != nil:
@@ -200,6 +228,41 @@ func (c *Client) Ping(ctx context.Context, req PingRequest) (PingResult, error) 
 	return res, c.do(ctx, http.MethodPost, "/v1/ping", req, &res)
 }
 
+// PingStream pings a peer over the tunnel, and hears of each echo
+// request's outcome as it comes.
+func (c *Client) PingStream(ctx context.Context, req PingRequest, each func(PingReply)) (PingResult, error) {
+	req.Stream = true
+	b, _ := json.Marshal(req)
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://wire/v1/ping", bytes.NewReader(b))
+	if err != nil {
+		return PingResult{}, err
+	}
+	resp, err := c.http.Do(hreq)
+	if err != nil {
+		return PingResult{}, c.reachError(ctx, err)
+	}
+	defer resp.Body.Close()
+	if resp.Header.Get("Content-Type") != "application/x-ndjson" {
+		var res PingResult
+		return res, decodeReply(resp, &res)
+	}
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var line pingLine
+		if err := dec.Decode(&line); err != nil {
+			return PingResult{}, fmt.Errorf("the daemon's ping answer broke off: %w", err)
+		}
+		switch {
+		case line.Reply != nil:
+			each(*line.Reply)
+		case line.Result != nil:
+			return *line.Result, nil
+		default:
+			return PingResult{}, errors.New(line.Error)
+		}
+	}
+}
+
 // Down stops the daemon and removes its interface.
 func (c *Client) Down(ctx context.Context) error {
 	return c.do(ctx, http.MethodPost, "/v1/down", struct{}{}, nil)
@@ -217,12 +280,22 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return fmt.Errorf("%w (no answer on %s): start it with sudo wire up", ErrNotRunning, c.path)
+		return c.reachError(ctx, err)
 	}
 	defer resp.Body.Close()
+	return decodeReply(resp, out)
+}
+
+func (c *Client) reachError(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return fmt.Errorf("%w (no answer on %s): start it with sudo wire up", ErrNotRunning, c.path)
+}
+
+// decodeReply decodes a control API answer into out (which may be nil),
+// or returns the error it carries.
+func decodeReply(resp *http.Response, out any) error {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if resp.StatusCode >= 400 {
 		var e errorBody

@@ -129,6 +129,11 @@ func TestStatusAndPaths(t *testing.T) {
 	if st.NodeName != "a" || st.VPNIP != a.cfg.VPNIP || !st.ServerReachable || st.Online != 3 || len(st.Peers) != 2 {
 		t.Fatalf("status = %+v", st)
 	}
+	// The seed's /status shape is there too: the server's version and its
+	// node list, this node included.
+	if st.Version != "test" || len(st.Nodes) != 3 || st.Nodes[0].NodeName != "a" || st.Nodes[0].Status != "online" {
+		t.Errorf("status version %q, nodes %+v; want the server's", st.Version, st.Nodes)
+	}
 	got := map[string]string{}
 	for _, p := range st.Peers {
 		got[p.NodeName] = fmt.Sprintf("%s/%s/%v", p.Status, p.Path, p.LatestHandshake != nil)
@@ -152,7 +157,8 @@ func TestRestartFromCacheWithoutServer(t *testing.T) {
 	if !ok || len(first.Peers) != 1 || first.Peers[0].PublicKey != b.keys.WG.PublicKey() {
 		t.Fatalf("after a restart without the server, the engine has %+v; want b from the cache", first)
 	}
-	if st := again.Status(context.Background()); st.ServerReachable || st.Peers[0].Status != "unknown" || st.Online != 1 {
+	if st := again.Status(context.Background()); st.ServerReachable || st.Peers[0].Status != "unknown" || st.Online != 1 ||
+		len(st.Nodes) != 2 || st.Nodes[1].NodeName != "b" || st.Nodes[1].Status != "unknown" || st.Version != "" {
 		t.Errorf("status without a server = %+v", st)
 	}
 	// b's tunnel answers: without the server, that is what tells.
@@ -343,7 +349,7 @@ func TestDownTellsServer(t *testing.T) {
 	if len(st.Peers) != 1 || st.Peers[0].Status != "offline" || st.Online != 1 || st.Offline != 1 {
 		t.Errorf("a's status after b's wire down = %+v", st)
 	}
-	_, err := a.Ping(context.Background(), "B", 1, time.Second)
+	_, err := a.Ping(context.Background(), "B", 1, time.Second, nil)
 	if !errors.Is(err, ErrPeerOffline) || !strings.Contains(err.Error(), "b (") {
 		t.Errorf("ping b after its wire down: %v, want it called offline", err)
 	}

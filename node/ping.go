@@ -11,6 +11,9 @@ import (
 
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/wire-mesh/wire/wg"
 )
 
 // PingResult is what `wire ping` prints and `wire_ping` returns.
@@ -24,11 +27,20 @@ type PingResult struct {
 	Replies  []PingReply `json:"replies"`
 }
 
-// PingReply is one echo reply.
+// PingReply is one echo request's outcome.
 type PingReply struct {
 	Seq   int     `json:"seq"`
 	RTTMs float64 `json:"rtt_ms"`
+	// Endpoint is where WireGuard reached the peer as the reply came:
+	// its direct endpoint, or "relay".
+	Endpoint string `json:"endpoint,omitempty"`
+	// Lost says no reply came within the timeout; only a stream of
+	// replies (PingStream) has these, PingResult.Replies does not.
+	Lost bool `json:"lost,omitempty"`
 }
+
+// PathSelf is the path of a ping to this node itself.
+const PathSelf = "self"
 
 // Errors of Ping that callers branch on.
 var (
@@ -41,11 +53,16 @@ var (
 )
 
 // Ping sends count ICMP echo requests over the tunnel to a peer named by
-// name or VPN address, a second apart, each waiting up to timeout.
-func (d *Daemon) Ping(ctx context.Context, target string, count int, timeout time.Duration) (PingResult, error) {
+// name (in any case) or VPN address, or to this node itself, a second
+// apart, each waiting up to timeout; each, if not nil, hears of every
+// request's outcome as it comes.
+func (d *Daemon) Ping(ctx context.Context, target string, count int, timeout time.Duration, each func(PingReply)) (PingResult, error) {
 	p, ok := d.resolve(target)
 	if !ok {
 		return PingResult{}, d.whyNotPeer(ctx, target)
+	}
+	if each == nil {
+		each = func(PingReply) {}
 	}
 	res := PingResult{Target: target, NodeName: p.NodeName, VPNIP: p.VPNIP, Replies: []PingReply{}}
 	conn, err := icmp.ListenPacket("ip4:icmp", d.cfg.VPNIP)
@@ -61,13 +78,37 @@ func (d *Daemon) Ping(ctx context.Context, target string, count int, timeout tim
 		}
 		res.Sent++
 		rtt, err := echo(ctx, conn, dst, id, seq, timeout)
-		if err == nil {
-			res.Received++
-			res.Replies = append(res.Replies, PingReply{Seq: seq, RTTMs: float64(rtt.Microseconds()) / 1000})
+		if err != nil {
+			each(PingReply{Seq: seq, Lost: true})
+			continue
 		}
+		r := PingReply{Seq: seq, RTTMs: float64(rtt.Microseconds()) / 1000, Endpoint: d.endpointOf(p.WGPublicKey)}
+		res.Received++
+		res.Replies = append(res.Replies, r)
+		each(r)
 	}
-	res.Path = d.pathTo(p.WGPublicKey)
+	res.Path = PathSelf
+	if p.VPNIP != d.cfg.VPNIP {
+		res.Path = d.pathTo(p.WGPublicKey)
+	}
 	return res, ctx.Err()
+}
+
+// endpointOf is where WireGuard reaches the peer with key now: its
+// endpoint, or "relay"; "" for this node itself or an unknown key.
+func (d *Daemon) endpointOf(wgKey string) string {
+	key, err := wgtypes.ParseKey(wgKey)
+	if err != nil {
+		return ""
+	}
+	ep := d.live()[key].Endpoint
+	if _, relayed := wg.IsRelayEndpoint(ep); relayed {
+		return PathRelay
+	}
+	if !ep.IsValid() {
+		return ""
+	}
+	return ep.String()
 }
 
 func echo(ctx context.Context, conn *icmp.PacketConn, dst *net.IPAddr, id, seq int, timeout time.Duration) (time.Duration, error) {

@@ -14,19 +14,28 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
-// Status is what `wire status --json` prints and `wire_status` returns.
+// Status is what `wire status --json` prints and `wire_status` returns:
+// the seed's /status shape for the mesh (version, total, online, offline,
+// nodes), and this node's own facts and each peer's path.
 type Status struct {
-	NodeName        string `json:"node_name"`
-	VPNIP           string `json:"vpn_ip"`
-	PublicIP        string `json:"public_ip"`
-	NATPort         int    `json:"nat_port"`
-	ServerURL       string `json:"server_url"`
-	ServerReachable bool   `json:"server_reachable"`
-	Interface       string `json:"interface"`
-	Engine          string `json:"engine"`
-	ListenPort      int    `json:"listen_port"`
-	WGPublicKey     string `json:"wg_public_key"`
-	Relay           string `json:"relay"` // up, down or unsupported
+	// Version is the server's, as its /status says; "" while it cannot be
+	// reached.
+	Version string `json:"version"`
+	// Nodes is the server's node list, this node included, as the seed's
+	// /status has it; while the server cannot be reached, this node and
+	// the cached peers, with status unknown.
+	Nodes           []api.NodeStatus `json:"nodes"`
+	NodeName        string           `json:"node_name"`
+	VPNIP           string           `json:"vpn_ip"`
+	PublicIP        string           `json:"public_ip"`
+	NATPort         int              `json:"nat_port"`
+	ServerURL       string           `json:"server_url"`
+	ServerReachable bool             `json:"server_reachable"`
+	Interface       string           `json:"interface"`
+	Engine          string           `json:"engine"`
+	ListenPort      int              `json:"listen_port"`
+	WGPublicKey     string           `json:"wg_public_key"`
+	Relay           string           `json:"relay"` // up, down or unsupported
 	// Removed says the server does not know this node any more (its
 	// admin removed it); Advice then says how to join again.
 	Removed bool   `json:"removed"`
@@ -86,6 +95,7 @@ func (d *Daemon) Status(ctx context.Context) Status {
 		byName[p.NodeName] = p
 	}
 	if err == nil {
+		st.Version, st.Nodes = srv.Version, srv.Nodes
 		for _, n := range srv.Nodes {
 			if n.NodeName == d.cfg.NodeName {
 				continue
@@ -95,11 +105,14 @@ func (d *Daemon) Status(ctx context.Context) Status {
 			st.Peers = append(st.Peers, ps)
 		}
 	} else {
+		st.Nodes = []api.NodeStatus{{NodeName: st.NodeName, VPNIP: st.VPNIP, PublicIP: st.PublicIP, NATPort: st.NATPort, Status: "online"}}
 		for _, p := range d.peers {
 			ps := d.peerStatus(p, live)
 			ps.Status, ps.LastSeenAgo = "unknown", -1
 			st.Peers = append(st.Peers, ps)
+			st.Nodes = append(st.Nodes, api.NodeStatus{NodeName: p.NodeName, VPNIP: p.VPNIP, PublicIP: p.PublicIP, NATPort: p.NATPort, Status: "unknown", LastSeenAgo: -1})
 		}
+		sort.Slice(st.Nodes, func(i, j int) bool { return st.Nodes[i].NodeName < st.Nodes[j].NodeName })
 	}
 	sort.Slice(st.Peers, func(i, j int) bool { return st.Peers[i].NodeName < st.Peers[j].NodeName })
 	st.Total = len(st.Peers) + 1
@@ -207,11 +220,15 @@ func (r relayState) String() string {
 	return "down"
 }
 
-// resolve finds a peer by name or VPN address.
+// resolve finds a peer by name (in any case) or VPN address, or this node
+// itself.
 func (d *Daemon) resolve(target string) (api.Peer, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	addr, aerr := netip.ParseAddr(target)
+	if strings.EqualFold(target, d.cfg.NodeName) || (aerr == nil && addr.String() == d.cfg.VPNIP) {
+		return api.Peer{NodeID: d.cfg.NodeID, NodeName: d.cfg.NodeName, VPNIP: d.cfg.VPNIP}, true
+	}
 	for _, p := range d.peers {
 		if strings.EqualFold(p.NodeName, target) || (aerr == nil && p.VPNIP == addr.String()) {
 			return p, true

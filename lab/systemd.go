@@ -20,7 +20,8 @@ import (
 // SystemdBox is a machine whose init is systemd, for testing what wire
 // installs as services on the machines that run it. systemd runs as PID 1
 // in namespaces of its own (pid, mount, network, uts, ipc, cgroup), on an
-// overlay of / whose writes go to a tmpfs and vanish with the box, with
+// overlay of / whose writes go to a tmpfs and vanish with the box (the
+// host's own wire state and units are hidden in it), with
 // loopback as its only network, in cgroups made for it, and with the units
 // that would reach past it masked: sysctl and kernel modules (global),
 // udev, and tmpfiles, whose boot-time clean-up would empty a shared /tmp.
@@ -58,6 +59,10 @@ mount -t tmpfs tmpfs "$R/run"
 mount -t tmpfs tmpfs "$R/tmp"
 mkdir -p "$R/usr/local/bin" "$R/etc/systemd/system"
 cp "$2" "$R/usr/local/bin/wire"
+# The host's own wire state and units stay the host's: removed in the
+# overlay, which whites them out in the tmpfs and leaves / as it is.
+rm -rf "$R/etc/wire" "$R/var/lib/wire" "$R/etc/systemd/system/wire.service" "$R/etc/systemd/system/wire-server.service" \
+	"$R"/etc/systemd/system/*.wants/wire.service "$R"/etc/systemd/system/*.wants/wire-server.service
 shift 2
 for unit in "$@"; do ln -sf /dev/null "$R/etc/systemd/system/$unit"; done
 cd "$R"

@@ -38,6 +38,11 @@ func TestServicesUnderSystemd(t *testing.T) {
 		return strings.TrimSpace(out)
 	}
 	run("ip", "link", "set", "lo", "up")
+	// The box is a fresh machine: whatever wire state or units the host
+	// has, none of it is here (a host where the quick start ran has them).
+	if out, err := box.Run(cmdTimeout, "sh", "-c", "ls -d /etc/wire /var/lib/wire /etc/systemd/system/wire*.service 2>/dev/null"); strings.TrimSpace(out) != "" {
+		t.Fatalf("the box sees the host's wire state: %s (%v)", out, err)
+	}
 
 	out := run("wire", "server", "install-service")
 	if !strings.Contains(out, "installed /etc/systemd/system/wire-server.service and started it") {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -410,5 +411,25 @@ func TestRemovedNodeIsTold(t *testing.T) {
 	}
 	if err := d.Start(context.Background()); !errors.Is(err, ErrRemoved) {
 		t.Errorf("starting a removed node: %v, want ErrRemoved", err)
+	}
+}
+
+// A daemon that stops leaves no goroutine behind: not its loops, its
+// control socket's, its relay connection's, nor its network watcher's.
+func TestDaemonLeavesNoGoroutine(t *testing.T) {
+	before := runtime.NumGoroutine()
+	env := servertest.Start(t, "")
+	a := startNode(t, env, "", "a", netip.MustParseAddrPort("198.51.100.1:40001"))
+	b := startNode(t, env, "", "b", netip.MustParseAddrPort("198.51.100.2:40002"))
+	a.waitPeers(t, b)
+	a.Status(context.Background())
+	a.stop()
+	b.stop()
+	env.Stop()
+	for deadline := time.Now().Add(5 * time.Second); runtime.NumGoroutine() > before; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines left, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+		}
 	}
 }

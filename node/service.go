@@ -112,12 +112,21 @@ func LastLogLine(dir string) string {
 	return lines[len(lines)-1]
 }
 
+// serviceRuns says whether the service whose unit (or plist) is at path
+// runs the daemon of the state dir dir: a wire down for another state dir
+// (another node on this host, a test's) must not stop it.
+func serviceRuns(path, dir string) bool {
+	abs, err := filepath.Abs(dir)
+	return err == nil && service.Runs(path, "--state-dir", abs)
+}
+
 // Down takes the node down: it stops the service if that runs the daemon
 // (a root caller only), else asks the daemon through its control socket;
 // the daemon then exits 0, which leaves a service stopped too. It returns
 // what to tell the user. The CLI and MCP both use it.
 func Down(ctx context.Context, c *Client) (string, error) {
-	if os.Geteuid() == 0 && StopService(ctx) {
+	dir := filepath.Dir(c.path)
+	if os.Geteuid() == 0 && serviceRuns(service.Spec{Name: serviceName}.Path(), dir) && StopService(ctx) {
 		return "wire is down (service stopped)", nil
 	}
 	if err := c.Down(ctx); err != nil {

@@ -59,3 +59,33 @@ func TestServiceLaunchd(t *testing.T) {
 		t.Errorf("plist (-want +got):\n%s", diff)
 	}
 }
+
+// wire down stops the service only if it runs this state dir's daemon: a
+// wire down for another node on the host, or a test's, must not stop it.
+func TestServiceRunsDir(t *testing.T) {
+	dir := t.TempDir()
+	unit := filepath.Join(dir, "wire.service")
+	os.WriteFile(unit, []byte(service.Systemd(Service("/usr/local/bin/wire", "/etc/wire"))), 0o644)
+	for _, tt := range []struct {
+		dir  string
+		want bool
+	}{
+		{"/etc/wire", true},
+		{"/etc/wire/", true},
+		{"/etc/wir", false},
+		{"/etc/wire2", false},
+		{dir, false},
+	} {
+		if got := serviceRuns(unit, tt.dir); got != tt.want {
+			t.Errorf("serviceRuns(unit for /etc/wire, %s) = %v, want %v", tt.dir, got, tt.want)
+		}
+	}
+	if serviceRuns(filepath.Join(dir, "none.service"), "/etc/wire") {
+		t.Error("a unit that is not there runs /etc/wire")
+	}
+	plist := filepath.Join(dir, "com.wire-mesh.wire.plist")
+	os.WriteFile(plist, []byte(service.Launchd(Service("/usr/local/bin/wire", "/srv/my node"))), 0o644)
+	if !serviceRuns(plist, "/srv/my node") || serviceRuns(plist, "/srv/my") {
+		t.Error("the plist's state dir is not told apart")
+	}
+}

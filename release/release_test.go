@@ -177,7 +177,11 @@ func TestRelease(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds four release binaries twice")
 	}
-	needTool(t, "git")
+	// Every tool first: the builds take a minute, and a missing tool
+	// found after them wastes it.
+	for _, tool := range []string{"git", "ruby", "tar"} {
+		needTool(t, tool)
+	}
 	a := checkout(t, filepath.Join(t.TempDir(), "a"))
 	b := checkout(t, filepath.Join(t.TempDir(), "somewhere", "else", "wire"))
 	goEnv := strings.Fields(output(t, a, "go", "env", "GOROOT", "GOMODCACHE"))

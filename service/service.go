@@ -8,7 +8,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"time"
 
@@ -63,6 +65,26 @@ func (s Spec) Unit() string { return s.Name + ".service" }
 
 // Label is the launchd label.
 func (s Spec) Label() string { return "com.wire-mesh." + s.Name }
+
+// Runs says whether the unit or property list at path runs its program
+// with args among its arguments, one after the other, as Systemd or
+// Launchd writes them: wire down uses it to stop only the service that
+// runs its own node's state dir.
+func Runs(path string, args ...string) bool {
+	b, err := os.ReadFile(path)
+	if err != nil || len(args) == 0 {
+		return false
+	}
+	words := make([]string, len(args))
+	strs := make([]string, len(args))
+	for i, a := range args {
+		words[i] = regexp.QuoteMeta(strings.ReplaceAll(systemdWord(a), "$", "$$"))
+		strs[i] = regexp.QuoteMeta("<string>" + xmlText(a) + "</string>")
+	}
+	unit := regexp.MustCompile(`(?m)^ExecStart=(.*\s)?` + strings.Join(words, `\s+`) + `(\s|$)`)
+	plist := regexp.MustCompile(strings.Join(strs, `\s*`))
+	return unit.Match(b) || plist.Match(b)
+}
 
 // ErrUnavailable is Install's error where no service manager it knows runs.
 var ErrUnavailable = errors.New("no service manager here: wire installs systemd units on Linux and launchd daemons on macOS")

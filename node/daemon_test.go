@@ -104,14 +104,7 @@ func TestDaemonsFindEachOther(t *testing.T) {
 	b.waitPeers(t, a)
 
 	// b is removed by the admin: a drops it.
-	store, err := server.OpenStore(env.Dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := store.RemoveNode(context.Background(), "b"); err != nil {
-		t.Fatal(err)
-	}
-	store.Close()
+	removeNode(t, env, "b")
 	a.waitPeers(t)
 }
 
@@ -280,14 +273,7 @@ func TestRemovedPeerStaysRemoved(t *testing.T) {
 		t.Fatal("a never applied b's path change")
 	}
 	// Meanwhile the admin removes b.
-	store, err := server.OpenStore(env.Dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := store.RemoveNode(context.Background(), "b"); err != nil {
-		t.Fatal(err)
-	}
-	store.Close()
+	removeNode(t, env, "b")
 	a.waitPeers(t)
 	time.Sleep(2500 * time.Millisecond) // past the held Set, and some probe rounds
 	if last, _ := a.engine.Last(); len(last.Peers) != 0 {
@@ -376,14 +362,7 @@ func TestRemovedNodeIsTold(t *testing.T) {
 	if st := b.Status(context.Background()); st.Removed || st.Advice != "" {
 		t.Fatalf("status before the removal: removed %v, %q", st.Removed, st.Advice)
 	}
-	store, err := server.OpenStore(env.Dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := store.RemoveNode(context.Background(), "b"); err != nil {
-		t.Fatal(err)
-	}
-	store.Close()
+	removeNode(t, env, "b")
 	var st Status
 	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		if st = b.Status(context.Background()); st.Removed {
@@ -431,5 +410,19 @@ func TestDaemonLeavesNoGoroutine(t *testing.T) {
 			buf := make([]byte, 1<<20)
 			t.Fatalf("%d goroutines left, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
 		}
+	}
+}
+
+// removeNode removes a node as the admin does, with wire server node
+// remove on the server's store.
+func removeNode(t *testing.T, env *servertest.Env, name string) {
+	t.Helper()
+	store, err := server.OpenStore(env.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if _, err := store.RemoveNode(context.Background(), name); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -87,5 +88,22 @@ func TestServiceRunsDir(t *testing.T) {
 	os.WriteFile(plist, []byte(service.Launchd(Service("/usr/local/bin/wire", "/srv/my node"))), 0o644)
 	if !serviceRuns(plist, "/srv/my node") || serviceRuns(plist, "/srv/my") {
 		t.Error("the plist's state dir is not told apart")
+	}
+}
+
+// A daemon that exits before it is up is reported once, with how it
+// exited and its last words, not "exited (<nil>): wire: ...".
+func TestWaitUpSaysWhy(t *testing.T) {
+	if service.Available() {
+		t.Skip("this machine runs systemd: the daemon's last words would come from its journal")
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, LogFile), []byte("starting\nwire: UDP port 51820 is in use: pass --port\n"), 0o644)
+	exited := make(chan string, 1)
+	exited <- "exit status 1"
+	_, err := WaitUp(context.Background(), dir, exited)
+	want := "the daemon exited (exit status 1): UDP port 51820 is in use: pass --port"
+	if err == nil || err.Error() != want {
+		t.Errorf("WaitUp = %v, want %q", err, want)
 	}
 }

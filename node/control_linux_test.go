@@ -38,8 +38,9 @@ func dialAs(t *testing.T, uid int, path string, n int) []net.Conn {
 				unix.Close(fd)
 				continue // refused: the daemon closed the oldest
 			}
-			c, err := net.FileConn(os.NewFile(uintptr(fd), "attacker"))
-			unix.Close(fd)
+			f := os.NewFile(uintptr(fd), "attacker") // f owns fd now
+			c, err := net.FileConn(f)                // a dup of it
+			f.Close()
 			if err == nil {
 				out = append(out, c)
 			}

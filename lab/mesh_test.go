@@ -46,9 +46,11 @@ func requireWire(t *testing.T) {
 
 // status is what `wire status --json` prints.
 type status struct {
-	NodeName string       `json:"node_name"`
-	VPNIP    string       `json:"vpn_ip"`
-	Peers    []peerStatus `json:"peers"`
+	NodeName    string       `json:"node_name"`
+	VPNIP       string       `json:"vpn_ip"`
+	WGPublicKey string       `json:"wg_public_key"`
+	Engine      string       `json:"engine"`
+	Peers       []peerStatus `json:"peers"`
 }
 
 type peerStatus struct {

@@ -16,6 +16,7 @@ var tools = []struct{ cmd, pkg string }{
 	{"ip", "iproute2"},
 	{"nft", "nftables"},
 	{"ping", "iputils-ping"},
+	{"wg", "wireguard-tools"},
 }
 
 // Check says why the lab cannot run here, or returns nil: it needs root and

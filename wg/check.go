@@ -30,6 +30,9 @@ func Check(kind, name string, port int) error {
 	if kind != KindKernel {
 		uerr = checkUserspace()
 	}
+	if uerr == nil && (kind == KindUserspace || kerr != nil) {
+		uerr = checkUAPI(name) // the userspace engine it would be
+	}
 	switch {
 	case kind == KindKernel:
 		return kerr

@@ -19,13 +19,16 @@ import (
 )
 
 // userspace is the embedded wireguard-go on a TUN device, configured
-// through its IPC text. It never opens the UAPI socket: that path is not
-// per namespace, and wire needs no outside tool to reach the device.
+// through its IPC text. It serves the standard UAPI socket too, for wg.
 type userspace struct {
 	name string
 	dev  *device.Device
 	bind *stunBind
 	ns   namespace
+	// uapi is the UAPI socket's listener, nil for devices made for tests;
+	// uapiDone closes when its server has stopped.
+	uapi     net.Listener
+	uapiDone chan struct{}
 
 	mu     sync.Mutex
 	port   int // the port the device should listen on
@@ -47,7 +50,19 @@ func newUserspace(opts Options) (*userspace, error) {
 		ns.close()
 		return nil, err
 	}
-	return startUserspace(tdev, nif, conn.NewDefaultBind(), ns, opts)
+	e, err := startUserspace(tdev, nif, conn.NewDefaultBind(), ns, opts)
+	if err != nil {
+		return nil, err
+	}
+	// By the device's own name: macOS picks utunN.
+	ln, err := openUAPI(e.name)
+	if err != nil {
+		e.Close()
+		return nil, err
+	}
+	e.uapi, e.uapiDone = ln, make(chan struct{})
+	go e.serveUAPI(ln)
+	return e, nil
 }
 
 // startUserspace runs wireguard-go on tdev with bind as its sockets, and
@@ -168,6 +183,10 @@ func (e *userspace) Close() error {
 		return nil
 	}
 	e.closed = true
+	if e.uapi != nil {
+		e.uapi.Close() // removes the socket
+		<-e.uapiDone
+	}
 	e.bind.shutdown()
 	e.dev.Close()
 	err := e.state.netif.remove()

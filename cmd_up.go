@@ -220,8 +220,9 @@ func runDaemon(c *cli.Context, dir string) error {
 	}
 	log := slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level}))
 	kind := c.String("engine")
-	d, err := node.New(node.Options{Dir: dir, Logger: log, NewEngine: func(name string, l *slog.Logger) (wg.Engine, error) {
-		return wg.New(wg.Options{Name: name, Kind: kind, Logger: l})
+	d, err := node.New(node.Options{Dir: dir, Logger: log, NewEngine: func(o wg.Options) (wg.Engine, error) {
+		o.Kind = kind
+		return wg.New(o)
 	}})
 	if err != nil {
 		return err

@@ -12,6 +12,14 @@ import (
 	"github.com/wire-mesh/wire/lab"
 )
 
+// Environment of the lab's tests when they run inside the VM (see
+// TestKernelEngineInVM): the wire binary to use, and the engine its
+// nodes run.
+const (
+	binEnv    = "WIRE_LAB_BIN"
+	engineEnv = "WIRE_LAB_ENGINE"
+)
+
 // wireBin is the real wire binary, built once by TestMain; buildErr says
 // why there is none.
 var (
@@ -34,6 +42,10 @@ func TestMain(m *testing.M) {
 		// passing package's output is not shown otherwise.
 		fmt.Fprintf(os.Stderr, "lab: SKIPPING every network lab test: %v\n", err)
 		os.Exit(m.Run()) // each says why too (or fails under CI=true)
+	}
+	if bin := os.Getenv(binEnv); bin != "" { // in the VM: built on the host
+		wireBin = bin
+		os.Exit(m.Run())
 	}
 	dir, err := os.MkdirTemp("", "wire-lab")
 	if err != nil {

@@ -133,16 +133,31 @@ func newKey(t *testing.T, ns *lab.NS, dir string, flags ...string) string {
 // with an interface and state dir of its own; it does not wait.
 func (m *mesh) join(ns *lab.NS, name string) *node {
 	m.t.Helper()
+	return m.joinEngine(ns, name, engineFlag()...)
+}
+
+// joinEngine is join with the given --engine flag, or none (auto).
+func (m *mesh) joinEngine(ns *lab.NS, name string, engine ...string) *node {
+	m.t.Helper()
 	n := &node{name: name, iface: "wire-" + name, dir: m.t.TempDir(), ns: ns}
-	n.proc = lab.Start(m.t, ns, name, wireBin, "up", "--foreground", "--server", serverURL, "--join", m.key,
-		"--name", name, "--interface", n.iface, "--state-dir", n.dir)
+	n.proc = lab.Start(m.t, ns, name, append([]string{wireBin, "up", "--foreground", "--server", serverURL, "--join", m.key,
+		"--name", name, "--interface", n.iface, "--state-dir", n.dir}, engine...)...)
 	return n
 }
 
 // restart starts the node's daemon again from its state dir, without a key.
 func (m *mesh) restart(n *node) {
 	m.t.Helper()
-	n.proc = lab.Start(m.t, n.ns, n.name, wireBin, "up", "--foreground", "--state-dir", n.dir)
+	n.proc = lab.Start(m.t, n.ns, n.name, append([]string{wireBin, "up", "--foreground", "--state-dir", n.dir}, engineFlag()...)...)
+}
+
+// engineFlag is the --engine the lab's nodes run with: the VM's choice, or
+// none (auto).
+func engineFlag() []string {
+	if e := os.Getenv(engineEnv); e != "" {
+		return []string{"--engine", e}
+	}
+	return nil
 }
 
 // up joins a node and waits until its daemon reports its VPN address.

@@ -49,6 +49,12 @@ func TestWgShow(t *testing.T) {
 		}
 	}
 
+	if st1.Engine != "userspace" {
+		// Kernel WireGuard: wg set is the kernel's to allow (root may),
+		// and interfaces are per network namespace, with no shared path.
+		t.Logf("%s engine: wg set and the UAPI socket's path are the kernel's matter, not checked here", st1.Engine)
+		return
+	}
 	// wg set is refused: wire owns the interface's configuration.
 	if out, err := lab.Run(n1.ns, "wg", "set", n1.iface, "peer", st2.WGPublicKey, "remove"); err == nil || !strings.Contains(out, "Operation not permitted") {
 		t.Errorf("wg set on %s: %v\n%s\nwant it refused", n1.iface, err, out)

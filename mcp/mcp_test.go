@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -66,7 +65,7 @@ func startNode(t *testing.T, env *servertest.Env, name string) (string, *node.Da
 	}
 	eng := wgtest.New("wire-" + name)
 	eng.SetDiscover(netip.MustParseAddrPort("198.51.100.1:40001"), nil)
-	d, err := node.New(node.Options{Dir: dir, NewEngine: func(string, *slog.Logger) (wg.Engine, error) { return eng, nil }})
+	d, err := node.New(node.Options{Dir: dir, NewEngine: func(wg.Options) (wg.Engine, error) { return eng, nil }})
 	if err != nil {
 		t.Fatal(err)
 	}

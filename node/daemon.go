@@ -26,8 +26,11 @@ const (
 	Stale = 3 * time.Minute
 )
 
-// NewEngine makes the WireGuard engine; tests replace it with a fake.
-type NewEngine func(name string, log *slog.Logger) (wg.Engine, error)
+// NewEngine makes the WireGuard engine. The daemon gives it the interface
+// name, the listen port from the start (kernel WireGuard's STUN query,
+// before the first Set, is sent from it), the node's private key and its
+// logger. Tests replace it with a fake.
+type NewEngine func(wg.Options) (wg.Engine, error)
 
 // Daemon runs one node.
 type Daemon struct {
@@ -109,7 +112,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 			d.ln.Close()
 		}
 	}()
-	e, err := d.newEngine(d.cfg.Interface, d.log)
+	e, err := d.newEngine(wg.Options{Name: d.cfg.Interface, ListenPort: d.cfg.ListenPort, PrivateKey: &d.keys.WG, Logger: d.log})
 	if err != nil {
 		return err
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/netip"
 	"os"
 	"runtime"
@@ -37,7 +36,7 @@ func startNode(t *testing.T, env *servertest.Env, dir, name string, mapped netip
 	}
 	eng := wgtest.New("wire-" + name)
 	eng.SetDiscover(mapped, nil)
-	d, err := New(Options{Dir: dir, NewEngine: func(string, *slog.Logger) (wg.Engine, error) { return eng, nil }})
+	d, err := New(Options{Dir: dir, NewEngine: func(wg.Options) (wg.Engine, error) { return eng, nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,13 +293,17 @@ func TestKernelEngineKeepsMapping(t *testing.T) {
 	eng.LikeKernel()
 	mapped := netip.MustParseAddrPort("198.51.100.7:40007")
 	eng.SetDiscover(mapped, nil)
-	d, err := New(Options{Dir: dir, NewEngine: func(string, *slog.Logger) (wg.Engine, error) { return eng, nil }})
+	var port int
+	d, err := New(Options{Dir: dir, NewEngine: func(o wg.Options) (wg.Engine, error) { port = o.ListenPort; return eng, nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := d.Start(ctx); err != nil {
 		t.Fatal(err)
+	}
+	if port != 51820 {
+		t.Errorf("the engine was made for port %d, not the configured 51820: its STUN query would map another port", port)
 	}
 	done := make(chan struct{})
 	go func() { d.Run(ctx); close(done) }()
@@ -384,7 +387,7 @@ func TestRemovedNodeIsTold(t *testing.T) {
 	// A restart of the removed node's daemon fails with the same advice.
 	b.stop()
 	eng := wgtest.New("wire-b")
-	d, err := New(Options{Dir: b.dir, NewEngine: func(string, *slog.Logger) (wg.Engine, error) { return eng, nil }})
+	d, err := New(Options{Dir: b.dir, NewEngine: func(wg.Options) (wg.Engine, error) { return eng, nil }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -62,8 +62,21 @@ func newKernel(opts Options) (*kernel, error) {
 		ns.close()
 		return nil, err
 	}
-	if err := l.addWireGuard(opts.MTU); err != nil {
-		l.h.Close() // the link, if any, is not ours
+	err = l.addWireGuard(opts.MTU)
+	if errors.Is(err, errLinkExists) && leftBehind(opts) {
+		// Kernel links outlive their process: this node's own, from a run
+		// that did not stop cleanly (SIGKILL, a crash). Start afresh.
+		opts.Logger.Info("replacing the interface a run of this node left behind", "interface", opts.Name)
+		if err = l.remove(); err == nil {
+			if l, err = openLink(opts.Name, ns); err == nil {
+				err = l.addWireGuard(opts.MTU)
+			}
+		}
+	}
+	if err != nil {
+		if l != nil {
+			l.h.Close() // the link, if any, is not ours
+		}
 		ns.close()
 		return nil, err
 	}
@@ -99,6 +112,21 @@ func startKernel(nif netif, client wgClient, ns namespace, opts Options) (*kerne
 	}
 	e.log.Debug("kernel WireGuard created", "port", e.port)
 	return e, nil
+}
+
+// leftBehind says whether the WireGuard link named opts.Name holds
+// opts.PrivateKey: then it is this node's, and no one else's to lose.
+func leftBehind(opts Options) bool {
+	if opts.PrivateKey == nil {
+		return false
+	}
+	c, err := wgctrl.New()
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	dev, err := c.Device(opts.Name)
+	return err == nil && dev.PrivateKey == *opts.PrivateKey
 }
 
 // freePort returns a UDP port that is free in ns now.

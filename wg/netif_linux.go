@@ -91,6 +91,9 @@ func (l *link) remove() error {
 	return nil
 }
 
+// errLinkExists says an interface of the name is already there.
+var errLinkExists = errors.New("interface already exists")
+
 // addWireGuard creates a kernel WireGuard interface; errNoKernel if the
 // kernel has no wireguard link type.
 func (l *link) addWireGuard(mtu int) error {
@@ -99,7 +102,7 @@ func (l *link) addWireGuard(mtu int) error {
 	case errors.Is(err, unix.EOPNOTSUPP):
 		return fmt.Errorf("wg: %w (creating a wireguard link says %v): load the wireguard module, or use the userspace engine", errNoKernel, err)
 	case errors.Is(err, unix.EEXIST):
-		return fmt.Errorf("wg: interface %s already exists (left by an earlier run? remove it with: ip link del %s)", l.name, l.name)
+		return fmt.Errorf("wg: %w: %s (left by an earlier run? remove it with: ip link del %s)", errLinkExists, l.name, l.name)
 	case err != nil:
 		return fmt.Errorf("wg: create WireGuard interface %s: %w (are you root?)", l.name, err)
 	}

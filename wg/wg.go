@@ -107,6 +107,11 @@ type Options struct {
 	// this port, so a node that discovers before its first Set should fix
 	// it here.
 	ListenPort int
+	// PrivateKey, if set, is the key the engine will be configured with:
+	// a kernel WireGuard link of the same name that has it was left by a
+	// run of this same node that did not stop cleanly, and is replaced
+	// rather than refused. Any other link of that name is refused.
+	PrivateKey *Key
 	// Logger receives the engine's and wireguard-go's messages (debug and
 	// error); nil discards them. Nothing is ever printed.
 	Logger *slog.Logger

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +25,19 @@ type node struct {
 	nif  *fakeNetif
 	key  Key
 	addr netip.Addr
+	// got is what came out of the TUN. A goroutine drains the TUN into it
+	// and drops what does not fit: wireguard-go's receiver blocks on a
+	// TUN write, and removing a peer waits for its receiver, so a stray
+	// packet nobody reads (a ping's retransmission) would hang the test.
+	got       chan []byte
+	stopDrain func()
+}
+
+// Close closes the engine, then stops draining its TUN.
+func (n *node) Close() error {
+	err := n.userspace.Close()
+	n.stopDrain()
+	return err
 }
 
 func newNode(t *testing.T, addr string) *node {
@@ -32,11 +46,28 @@ func newNode(t *testing.T, addr string) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &node{tun: tuntest.NewChannelTUN(), nif: &fakeNetif{}, key: k, addr: netip.MustParseAddr(addr)}
+	n := &node{tun: tuntest.NewChannelTUN(), nif: &fakeNetif{}, key: k, addr: netip.MustParseAddr(addr), got: make(chan []byte, 16)}
 	n.userspace, err = startUserspace(n.tun.TUN(), n.nif, conn.NewDefaultBind(), namespace{}, Options{}.withDefaults())
 	if err != nil {
 		t.Fatal(err)
 	}
+	stop := make(chan struct{})
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		for {
+			select {
+			case b := <-n.tun.Inbound:
+				select {
+				case n.got <- b:
+				default:
+				}
+			case <-stop:
+				return
+			}
+		}
+	}()
+	n.stopDrain = sync.OnceFunc(func() { close(stop); <-drained })
 	t.Cleanup(func() { n.Close() })
 	return n
 }
@@ -73,7 +104,7 @@ func ping(t *testing.T, from, to *node) {
 			t.Fatalf("%v never reached %v through the tunnel", from.addr, to.addr)
 		}
 		select {
-		case got := <-to.tun.Inbound:
+		case got := <-to.got:
 			if !bytes.Equal(got, msg) {
 				t.Fatalf("%v received %x, want %x", to.addr, got, msg)
 			}

@@ -6,6 +6,7 @@ import (
 	"cmp"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -46,6 +47,7 @@ func throughputRows(res results) []row {
 		{"TCP n1 → n2, wire tunnel [1]", gbits(wire.bps), "Gbit/s", runs(res.wire)},
 		{"TCP n1 → n2, stock wireguard-go, same path [2]", gbits(stock.bps), "Gbit/s", runs(res.stock)},
 		{"  wire / stock", ratio(wire.bps, stock.bps), "", perRound(res.wire, res.stock)},
+		kernelRow(),
 		{"TCP n1 → n2, raw path, no tunnel [3]", gbits(raw.bps), "Gbit/s", runs(res.raw)},
 		{"  wire / raw", ratio(wire.bps, raw.bps), "", perRound(res.wire, res.raw)},
 		{"TCP nr1 → nr2, through the relay [10]", gbits(relayed.bps), "Gbit/s", runs(res.relayed)},
@@ -53,6 +55,17 @@ func throughputRows(res results) []row {
 		{"CPU per GB, wire daemons n1 + n2 [4]", seconds(sumTransfers(res.wire).cpuPerGB()), "s/GB", ""},
 		{"CPU per GB, stock wireguard-go n1 + n2 [4]", seconds(sumTransfers(res.stock).cpuPerGB()), "s/GB", ""},
 	}
+}
+
+// kernelRow is the kernel engine's throughput where this machine's kernel
+// has WireGuard; where it has none, what stands instead. Kernel WireGuard
+// runs here only in the VM lab, under QEMU's TCG, whose emulated CPU makes
+// any figure a measure of the emulator, not of WireGuard.
+func kernelRow() row {
+	if _, err := os.Stat("/sys/module/wireguard"); err == nil {
+		return row{"TCP n1 → n2, kernel WireGuard", "-", "", "not measured yet: run the lab with --engine kernel"}
+	}
+	return row{"TCP n1 → n2, kernel WireGuard", "-", "", "not measured: this kernel has no WireGuard, and under the VM lab's TCG emulation a figure would time the emulator"}
 }
 
 func joinRows(res results) []row {

@@ -622,7 +622,7 @@ func TestClockSkewCorrected(t *testing.T) {
 	if !strings.Contains(logged, "level=WARN") || !strings.Contains(logged, "clock") || !strings.Contains(logged, "off_by=-5m0s") {
 		t.Errorf("log:\n%s\nwant a warning about this machine's clock", logged)
 	}
-	if st := r.Stats(); st.HellosStale != 1 || st.HellosOK != 1 {
+	if st := r.waitStats(t, 2); st.HellosStale != 1 || st.HellosOK != 1 { // counted after the answers go
 		t.Errorf("stats = %+v, want one stale HELLO answered, then one accepted", st)
 	}
 	b := r.join(t, ipB)

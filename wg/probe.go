@@ -8,8 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"time"
-
-	"golang.zx2c4.com/wireguard/conn"
 )
 
 // Direct-path probes: a node checks that it can reach a peer's endpoint
@@ -35,16 +33,16 @@ func isProbe(b []byte) bool {
 }
 
 // handleProbe answers a ping, or hands a pong to the Probe waiting for it.
-func (b *stunBind) handleProbe(p []byte, from conn.Endpoint) {
+func (s *sideband) handleProbe(p []byte, from netip.AddrPort) {
 	nonce := binary.BigEndian.Uint64(p[4:])
 	switch p[3] {
 	case probePing:
-		b.send(appendProbe(make([]byte, 0, probeLen), probePong, nonce), from)
+		s.sendTo(appendProbe(make([]byte, 0, probeLen), probePong, nonce), from)
 	case probePong:
-		b.mu.Lock()
-		w, ok := b.probes[nonce]
-		b.mu.Unlock()
-		if ok && endpointAddr(from) == w.to {
+		s.mu.Lock()
+		w, ok := s.probes[nonce]
+		s.mu.Unlock()
+		if ok && from == w.to {
 			select {
 			case w.answer <- struct{}{}:
 			default:
@@ -61,30 +59,26 @@ type probeWait struct {
 
 // probe pings to from the WireGuard port, again after 300 ms, and returns
 // the round-trip time of the first pong.
-func (b *stunBind) probe(ctx context.Context, to netip.AddrPort) (time.Duration, error) {
+func (s *sideband) probe(ctx context.Context, to netip.AddrPort) (time.Duration, error) {
 	to = unmap(to)
-	ep, err := b.ParseEndpoint(to.String())
-	if err != nil {
-		return 0, err
-	}
 	var nb [8]byte
 	rand.Read(nb[:])
 	nonce := binary.BigEndian.Uint64(nb[:])
 	w := probeWait{to: to, answer: make(chan struct{}, 1)}
-	b.mu.Lock()
-	b.probes[nonce] = w
-	b.mu.Unlock()
+	s.mu.Lock()
+	s.probes[nonce] = w
+	s.mu.Unlock()
 	defer func() {
-		b.mu.Lock()
-		delete(b.probes, nonce)
-		b.mu.Unlock()
+		s.mu.Lock()
+		delete(s.probes, nonce)
+		s.mu.Unlock()
 	}()
 	ping := appendProbe(make([]byte, 0, probeLen), probePing, nonce)
 	start := time.Now()
 	retry := time.NewTimer(300 * time.Millisecond)
 	defer retry.Stop()
 	for {
-		if err := b.send(ping, ep); err != nil {
+		if err := s.sendTo(ping, to); err != nil {
 			return 0, err
 		}
 		select {
@@ -92,7 +86,7 @@ func (b *stunBind) probe(ctx context.Context, to netip.AddrPort) (time.Duration,
 			return time.Since(start), nil
 		case <-ctx.Done():
 			return 0, fmt.Errorf("wg: no answer from %v: %w", to, ctx.Err())
-		case <-b.done:
+		case <-s.done:
 			return 0, net.ErrClosed
 		case <-retry.C:
 		}

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/wire-mesh/wire/internal/roottest"
 	"github.com/wire-mesh/wire/server/servertest"
 )
 
@@ -54,12 +55,7 @@ func dialAs(t *testing.T, uid int, path string, n int) []net.Conn {
 // (mode 0666) neither uses up the daemon's file descriptors nor keeps
 // root's wire status and wire down from getting through.
 func TestControlSocketFlood(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("needs root, to connect as root and as another user (CI=true: it must run)")
-		}
-		t.Skip("needs root, to connect as root and as another user")
-	}
+	roottest.Need(t, "to connect as root and as another user")
 	env := servertest.Start(t, "")
 	n := startNode(t, env, "", "a", netip.MustParseAddrPort("198.51.100.1:40001"))
 	for _, d := range []string{filepath.Dir(n.dir), n.dir} { // as /etc/wire is: others may enter

@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/wire-mesh/wire/internal/roottest"
 	"github.com/wire-mesh/wire/server"
 	"github.com/wire-mesh/wire/server/servertest"
 	"github.com/wire-mesh/wire/wg"
@@ -226,12 +226,7 @@ func TestPathWithoutProbes(t *testing.T) {
 // returns once the interface is gone, so that a wire up right after does
 // not race the teardown.
 func TestDownAnswers(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("needs root (wire down does), which CI has")
-		}
-		t.Skip("wire down needs root")
-	}
+	roottest.Need(t, "as wire down does")
 	env := servertest.Start(t, "")
 	for i := range 20 {
 		n := startNode(t, env, "", fmt.Sprintf("n%d", i), netip.MustParseAddrPort("198.51.100.1:40001"))

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/wire-mesh/wire/internal/roottest"
 )
 
 // fakeSystemd points the package at a unit directory of the test's own
@@ -92,23 +94,10 @@ func TestInstallFails(t *testing.T) {
 	}
 }
 
-// needRoot skips a test that needs root, saying why; under CI, where the
-// tests run as root, it fails instead.
-func needRoot(t *testing.T, why string) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("needs root %s (CI=true: it must run)", why)
-	}
-	t.Skipf("needs root %s", why)
-}
-
 // A new unit whose program does not start gives way to the one it was to
 // replace, which runs again; the error says why, from the journal.
 func TestInstallRollsBack(t *testing.T) {
-	needRoot(t, "for a state dir of root's, as the sandboxed service needs")
+	roottest.Need(t, "for a state dir of root's, as the sandboxed service needs")
 	units, asked := fakeSystemd(t, "none")
 	path := filepath.Join(units, "wire-server.service")
 	// This systemctl fails to start a unit that asks for port 9787, as
@@ -172,7 +161,7 @@ func TestInstallWithoutSystemd(t *testing.T) {
 // The sandboxed server runs as root without CAP_DAC_OVERRIDE: a state dir
 // of another user's, or behind one, would fail it in a restart loop.
 func TestInstallSandbox(t *testing.T) {
-	needRoot(t, "to give directories to another user")
+	roottest.Need(t, "to give directories to another user")
 	units, asked := fakeSystemd(t, "none")
 	mine := t.TempDir()
 	if err := os.Chown(mine, 1000, 1000); err != nil {

@@ -22,22 +22,10 @@ import (
 	"golang.org/x/time/rate"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	"github.com/wire-mesh/wire/internal/roottest"
 	"github.com/wire-mesh/wire/stun"
 	"github.com/wire-mesh/wire/wg"
 )
-
-// needRoot skips a test that needs root, unless in CI, which runs as root
-// and where a skip would hide that the test never ran.
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("this test needs root (network namespaces, TUN devices), and CI runs as root")
-	}
-	t.Skip("needs root: creates network namespaces and TUN devices")
-}
 
 // The test's namespaces are named wgt<pid><letter>.
 var ours = regexp.MustCompile(`^wgt([0-9]+)[a-z]$`)
@@ -204,7 +192,7 @@ func privateKey(t *testing.T) wg.Key {
 // Discover reports the WireGuard port as a STUN server in the other
 // namespace sees it, and Close removes the interface.
 func TestNamespaces(t *testing.T) {
-	needRoot(t)
+	roottest.Need(t, "to create network namespaces and TUN devices")
 	removeLeftovers(t)
 	goroutines := runtime.NumGoroutine()
 	a, b := newNetNS(t, prefix()+"a"), newNetNS(t, prefix()+"b")
@@ -372,7 +360,7 @@ func checkGoroutines(t *testing.T, n int) {
 // TestNewKinds checks which engine New makes, and that its errors say
 // what to do.
 func TestNewKinds(t *testing.T) {
-	needRoot(t)
+	roottest.Need(t, "to create network namespaces and TUN devices")
 	removeLeftovers(t)
 	n := newNetNS(t, prefix()+"k")
 	newIn := func(opts wg.Options) (e wg.Engine, err error) {

@@ -19,18 +19,9 @@ import (
 
 // vmScenarios are the lab's tests that run again inside the VM, where the
 // kernel has WireGuard, with every node on --engine kernel.
-//
-// Not among them yet, because the kernel engine cannot send STUN or
-// probes from its port once WireGuard holds it (issue 12 goes on):
-// TestMeshRoaming fails (a node that moves NAT is not reached: its mapping
-// is not rediscovered), TestRelayToDirect fails (a relayed pair stays on
-// the relay when its NAT turns friendly), TestRelayServerKilled fails (a
-// pair whose relay goes away shows "direct" on a handshake older than the
-// change), and TestRelayTopologies passed two runs in three (the fallback
-// to the relay waits for 15 s without a handshake, which under TCG is
-// about all of the 30 s the test allows).
 var vmScenarios = []string{
-	"TestMeshDirect", "TestMeshJoinToPing", "TestMeshServerOutage",
+	"TestMeshDirect", "TestMeshJoinToPing", "TestMeshServerOutage", "TestMeshRoaming",
+	"TestRelayTopologies", "TestRelayToDirect", "TestRelayServerKilled",
 	"TestWgShow", "TestEngineAuto", "TestMixedEngines",
 }
 

@@ -117,8 +117,8 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		return err
 	}
 	d.engine = e
-	// STUN first: kernel WireGuard takes the port at the first Set, and no
-	// query can be sent from it after that.
+	// STUN first: kernel WireGuard takes the port at the first Set, after
+	// which only raw sockets can send from it, and those need CAP_NET_RAW.
 	d.discover(ctx)
 	if err := d.apply(); err != nil {
 		e.Close()
@@ -281,8 +281,8 @@ func (d *Daemon) discover(ctx context.Context) bool {
 	d.log.Info("public mapping of the WireGuard port", "was", d.mapped, "now", mapped)
 	d.mapped = mapped
 	if d.cfg.NATPort != int(mapped.Port()) {
-		// Kept for when STUN cannot be asked: kernel WireGuard holds the
-		// port from the first Set on.
+		// Kept for when STUN cannot be asked: kernel WireGuard without
+		// raw sockets, from the first Set on.
 		d.cfg.NATPort = int(mapped.Port())
 		if err := d.cfg.Save(d.dir); err != nil {
 			d.log.Warn("saving the NAT mapping", "err", err)

@@ -24,7 +24,7 @@ var (
 
 const relayAfter = 3
 
-// An engine that cannot probe (kernel WireGuard owns its port) is judged
+// An engine that cannot probe (kernel WireGuard without raw sockets) is judged
 // by handshakes instead: a peer with no handshake for noHandshake after it
 // was configured goes to the relay, and stays there until its direct
 // endpoint changes (nothing can tell that the old one started working).
@@ -37,7 +37,7 @@ type path struct {
 	fails    int            // failed probes in a row
 	lastOK   time.Time      // last answered probe
 	relayed  bool
-	probeErr bool // the engine cannot probe (kernel)
+	probeErr bool // the engine cannot probe (kernel, no raw sockets)
 }
 
 func (d *Daemon) choosePaths(ctx context.Context) {

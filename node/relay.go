@@ -14,7 +14,7 @@ import (
 // relayState is the daemon's connection to the server's relay.
 type relayState struct {
 	up          bool // the relay answered the last HELLO
-	unsupported bool // the engine cannot relay (kernel WireGuard, for now)
+	unsupported bool // the engine cannot relay
 }
 
 // Relay keepalive: a HELLO every relayEvery, each given relayTimeout; two

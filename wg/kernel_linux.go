@@ -36,10 +36,15 @@ type kernel struct {
 
 	mu     sync.Mutex
 	port   int  // the listen port, given to WireGuard by the first Set
-	bound  bool // WireGuard holds port: STUN cannot use it any more
+	bound  bool // WireGuard holds port: only raw sockets can use it now
 	up     bool // the link is up
 	state  state
 	closed bool
+
+	// raw carries STUN and probes on the port once WireGuard holds it;
+	// nil, with rawErr saying why, where raw sockets cannot be opened.
+	raw    *rawPort
+	rawErr error
 
 	// proxy takes relayed peers' packets between WireGuard and the relay
 	// connection; listening is the port WireGuard has been given (zero
@@ -193,7 +198,38 @@ func (e *kernel) Set(cfg Config) error {
 		}
 		e.up = true
 	}
+	e.moveSideband(cfg.ListenPort)
 	return nil
+}
+
+// moveSideband opens the raw sockets of port, WireGuard's now, unless
+// they are open already. Without them the node still works, but cannot
+// follow a change of NAT or leave the relay on its own.
+func (e *kernel) moveSideband(port int) {
+	if e.raw != nil && int(e.raw.port) == port {
+		return
+	}
+	if e.raw != nil {
+		e.raw.close()
+	}
+	e.raw, e.rawErr = openRawPort(e.ns, uint16(port), e.log)
+	if e.rawErr != nil {
+		e.log.Warn("no STUN or path probes from the WireGuard port, so a change of network is noticed only at restart", "err", e.rawErr)
+	}
+}
+
+// sideband returns the raw port, or why there is none. The caller holds
+// e.mu.
+func (e *kernel) sideband() (*rawPort, error) {
+	switch {
+	case e.closed:
+		return nil, e.errClosed()
+	case !e.bound:
+		return nil, fmt.Errorf("wg: %s has no WireGuard port before its first Set", e.name)
+	case e.raw == nil:
+		return nil, fmt.Errorf("wg: kernel WireGuard on %s holds UDP port %d, and %w: %w", e.name, e.port, e.rawErr, errors.ErrUnsupported)
+	}
+	return e.raw, nil
 }
 
 // proxied returns cfg with the endpoints of relayed peers replaced by
@@ -258,18 +294,24 @@ func peerStatus(p wgtypes.Peer) PeerStatus {
 	return s
 }
 
-// Discover queries server from a plain UDP socket on the listen port,
-// which is free until the first Set gives it to WireGuard. The engine
-// waits for it: a Set meanwhile waits too.
+// Discover queries server from the listen port: from a plain UDP socket
+// until the first Set gives the port to WireGuard (a Set meanwhile waits
+// for it), and through the raw port after.
 func (e *kernel) Discover(ctx context.Context, server netip.AddrPort) (netip.AddrPort, error) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	switch {
-	case e.closed:
+	if e.closed {
+		e.mu.Unlock()
 		return netip.AddrPort{}, e.errClosed()
-	case e.bound:
-		return netip.AddrPort{}, fmt.Errorf("wg: kernel WireGuard on %s holds UDP port %d, so STUN cannot be sent from it: %w", e.name, e.port, errors.ErrUnsupported)
 	}
+	if e.bound {
+		raw, err := e.sideband()
+		e.mu.Unlock()
+		if err != nil {
+			return netip.AddrPort{}, err
+		}
+		return raw.discover(ctx, server)
+	}
+	defer e.mu.Unlock()
 	var c *net.UDPConn
 	err := e.ns.run(func() (err error) {
 		c, err = net.ListenUDP(udpNetwork(server), &net.UDPAddr{Port: e.port})
@@ -289,9 +331,16 @@ func udpNetwork(server netip.AddrPort) string {
 	return "udp6"
 }
 
-// Probe is not possible: the kernel owns the WireGuard port.
-func (e *kernel) Probe(context.Context, netip.AddrPort) (time.Duration, error) {
-	return 0, fmt.Errorf("wg: kernel WireGuard owns its port, so wire cannot probe from it: %w", errors.ErrUnsupported)
+// Probe checks the direct path to a peer's endpoint from the WireGuard
+// port, through the raw port.
+func (e *kernel) Probe(ctx context.Context, to netip.AddrPort) (time.Duration, error) {
+	e.mu.Lock()
+	raw, err := e.sideband()
+	e.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	return raw.probe(ctx, to)
 }
 
 // SetRelay makes c the way to peers with relay endpoints, through their
@@ -323,6 +372,9 @@ func (e *kernel) Close() error {
 	}
 	e.closed = true
 	e.proxy.close()
+	if e.raw != nil {
+		e.raw.close()
+	}
 	err := errors.Join(e.client.Close(), e.state.netif.remove())
 	e.ns.close()
 	return err

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -132,7 +134,8 @@ func TestKernelSetFails(t *testing.T) {
 }
 
 // TestKernelDiscover checks that Discover reports the mapping of the port
-// WireGuard will use, and refuses once WireGuard holds that port.
+// WireGuard will use, before WireGuard holds that port and after (through
+// raw sockets, given the privilege; else it says why not).
 func TestKernelDiscover(t *testing.T) {
 	e, _, _ := newFakeKernel(t, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -145,11 +148,27 @@ func TestKernelDiscover(t *testing.T) {
 	if _, err := e.Discover(ctx, srv); err != nil {
 		t.Errorf("second Discover before Set: %v (was the port left open?)", err)
 	}
+	if _, err := e.Probe(ctx, srv); err == nil {
+		t.Error("Probe before Set succeeded")
+	}
+	// The fake holds no port: a socket holds it, as WireGuard would.
+	held, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: e.Port()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
 	if err := e.Set(Config{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Discover(ctx, srv); !errors.Is(err, errors.ErrUnsupported) {
-		t.Errorf("Discover after Set: %v, want %v", err, errors.ErrUnsupported)
+	got, err = e.Discover(ctx, srv)
+	if os.Geteuid() != 0 {
+		if !errors.Is(err, errors.ErrUnsupported) || !strings.Contains(err.Error(), "CAP_NET_RAW") {
+			t.Errorf("Discover after Set, unprivileged: %v; want %v, saying CAP_NET_RAW is needed", err, errors.ErrUnsupported)
+		}
+		return
+	}
+	if want := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(e.Port())); err != nil || got != want {
+		t.Errorf("Discover after Set = %v, %v; want %v", got, err, want)
 	}
 }
 

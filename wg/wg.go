@@ -63,13 +63,14 @@ type Engine interface {
 	// Discover asks the STUN server for the public address of the
 	// WireGuard port, sending from that port itself so that the mapping a
 	// NAT reports is the one peers can reach. It retransmits until an
-	// answer comes or ctx is done. A kernel engine can only do so before
-	// its first Set; afterwards the error wraps errors.ErrUnsupported.
+	// answer comes or ctx is done. Once WireGuard holds the port, a kernel
+	// engine sends through raw sockets; where it cannot open them, the
+	// error wraps errors.ErrUnsupported.
 	Discover(ctx context.Context, server netip.AddrPort) (netip.AddrPort, error)
 	// Probe checks that to, a peer's direct endpoint, answers on its
 	// WireGuard port, sending from this one (which also opens this side's
-	// NAT towards it); it returns the round-trip time. Kernel engines
-	// cannot: the error wraps errors.ErrUnsupported.
+	// NAT towards it); it returns the round-trip time. A kernel engine
+	// without raw sockets cannot: the error wraps errors.ErrUnsupported.
 	Probe(ctx context.Context, to netip.AddrPort) (time.Duration, error)
 	// SetRelay makes c (nil: none) the way to peers whose endpoint is a
 	// RelayEndpoint. The caller keeps owning c. (Kernel engines reach the

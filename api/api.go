@@ -61,6 +61,10 @@ type Peer struct {
 	Port        int    `json:"port"`
 	NATPort     int    `json:"nat_port"`
 	LANIP       string `json:"lan_ip,omitempty"`
+	// NodeKey is the pin of the node's identity key (see KeyPin), with
+	// which it signs its messages to other nodes. Empty from --open
+	// servers, whose nodes have no identity key.
+	NodeKey string `json:"node_key,omitempty"`
 }
 
 // PeersResponse answers GET /peers. Without ?since= it is the seed's shape:

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
@@ -36,4 +37,14 @@ func ParsePin(s string) (Pin, error) {
 	}
 	copy(p[:], b)
 	return p, nil
+}
+
+// KeyPin is the pin of a public key: what PinOf returns for any
+// certificate of that key.
+func KeyPin(pub crypto.PublicKey) (Pin, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return Pin{}, err
+	}
+	return sha256.Sum256(der), nil
 }

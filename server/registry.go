@@ -29,7 +29,7 @@ type node struct {
 func (n *node) peer() api.Peer {
 	return api.Peer{
 		NodeID: n.NodeID, NodeName: n.NodeName, VPNIP: n.VPNIP, WGPublicKey: n.WGPublicKey,
-		PublicIP: n.PublicIP, Port: n.Port, NATPort: n.NATPort, LANIP: n.LANIP,
+		PublicIP: n.PublicIP, Port: n.Port, NATPort: n.NATPort, LANIP: n.LANIP, NodeKey: n.NodeKey,
 	}
 }
 

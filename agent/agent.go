@@ -1,0 +1,252 @@
+// Package agent carries signed events between the nodes of a mesh, over
+// its tunnels: each node's inbox and outbox, what it knows of its peers'
+// identity keys and how far it trusts them, and pairing.
+package agent
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/wire-mesh/wire/api"
+	"github.com/wire-mesh/wire/event"
+)
+
+// Port is where every node's agent listens, on its VPN address only.
+const Port = 8788
+
+// Trust tiers of a peer.
+const (
+	// Introduced: known through the coordination server, which vouches
+	// for its identity key.
+	Introduced = "introduced"
+	// Verified: paired by a person comparing digits; its key is pinned and
+	// the server can no longer substitute another.
+	Verified = "verified"
+	// Blocked: this node refuses its events.
+	Blocked = "blocked"
+)
+
+// Options configure an Agent.
+type Options struct {
+	// Dir is the node's state dir, where the agent keeps its store.
+	Dir string
+	// Key is the node's identity key.
+	Key ed25519.PrivateKey
+	// Self is this node's VPN address: the agent listens on it and sends
+	// from it, so that peers know who is calling.
+	Self netip.Addr
+	// Interface is the WireGuard interface the listener is bound to ("":
+	// none, for tests on loopback).
+	Interface string
+	// Port is the agent port of this node and its peers (default Port).
+	Port   int
+	Logger *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Agent is one node's side of messaging.
+type Agent struct {
+	opts  Options
+	log   *slog.Logger
+	store *store
+	self  string // this node's identity key, as events carry it
+	http  *http.Client
+
+	mu     sync.Mutex
+	online map[string]api.Peer // by node_id, as the daemon last said
+	byIP   map[netip.Addr]string
+	limits map[string]*limiter // by node_id
+
+	kick chan struct{} // the outbox has work for a peer that came online
+}
+
+// Open opens the agent's store.
+func Open(opts Options) (*Agent, error) {
+	if opts.Port == 0 {
+		opts.Port = Port
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	st, err := openStore(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	a := &Agent{
+		opts: opts, log: opts.Logger, store: st, self: event.EncodeKey(opts.Key.Public().(ed25519.PublicKey)),
+		online: map[string]api.Peer{}, byIP: map[netip.Addr]string{}, limits: map[string]*limiter{},
+		kick: make(chan struct{}, 1),
+	}
+	a.http = &http.Client{Transport: &http.Transport{
+		DialContext: a.dial, MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second,
+	}, Timeout: sendTimeout}
+	return a, nil
+}
+
+// Close closes the store.
+func (a *Agent) Close() error {
+	a.http.CloseIdleConnections()
+	return a.store.close()
+}
+
+// IdentityKey is this node's identity key as events carry it.
+func (a *Agent) IdentityKey() string { return a.self }
+
+// Fingerprint is the pin of this node's identity key: what the
+// coordination server knows the node by.
+func (a *Agent) Fingerprint() string {
+	pin, _ := api.KeyPin(a.opts.Key.Public())
+	return pin.String()
+}
+
+// SetPeers declares the online peers, as the coordination server lists
+// them. Peers it has never seen are remembered, so that events can wait
+// for them while they are offline.
+func (a *Agent) SetPeers(ctx context.Context, peers []api.Peer) {
+	online := make(map[string]api.Peer, len(peers))
+	byIP := make(map[netip.Addr]string, len(peers))
+	var changed, back []api.Peer
+	a.mu.Lock()
+	for _, p := range peers {
+		online[p.NodeID] = p
+		if ip, err := netip.ParseAddr(p.VPNIP); err == nil {
+			byIP[ip] = p.NodeID
+		}
+		old, was := a.online[p.NodeID]
+		if !was || old.NodeName != p.NodeName || old.VPNIP != p.VPNIP || old.NodeKey != p.NodeKey {
+			changed = append(changed, p)
+		}
+		if !was {
+			back = append(back, p)
+		}
+	}
+	a.online, a.byIP = online, byIP
+	a.mu.Unlock()
+	for _, p := range changed {
+		if err := a.remember(ctx, p); err != nil {
+			a.log.Warn("agent: recording a peer", "node", p.NodeName, "err", err)
+		}
+	}
+	if len(back) > 0 {
+		select {
+		case a.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// remember records a peer, and raises the alarm when the server's key for
+// a verified peer is not the pinned one.
+func (a *Agent) remember(ctx context.Context, p api.Peer) error {
+	if err := a.store.savePeer(ctx, peerRow{NodeID: p.NodeID, NodeName: p.NodeName, VPNIP: p.VPNIP, NodeKey: p.NodeKey}); err != nil {
+		return err
+	}
+	row, err := a.store.peer(ctx, p.NodeID)
+	if err != nil || row.PinnedKey == "" {
+		return err
+	}
+	alert := ""
+	if !keyHasPin(row.PinnedKey, p.NodeKey) {
+		alert = fmt.Sprintf("the coordination server now presents another identity key for %s (pin %.12s…) than the one verified by pairing; "+
+			"wire keeps the verified key and refuses the new one for messaging. If %s was re-installed, pair again after checking with its owner; "+
+			"otherwise someone may be impersonating it", p.NodeName, p.NodeKey, p.NodeName)
+		if row.KeyAlert == "" {
+			a.log.Warn("agent: IDENTITY KEY CHANGED for a verified peer; refusing it", "node", p.NodeName, "node_id", p.NodeID,
+				"pinned", row.PinnedKey, "server_pin", p.NodeKey)
+		}
+	}
+	if alert != row.KeyAlert {
+		return a.store.setPeerField(ctx, p.NodeID, "key_alert", alert)
+	}
+	return nil
+}
+
+// keyHasPin says whether pin is the pin of the identity key key.
+func keyHasPin(key, pin string) bool {
+	k, err := event.DecodeKey(key)
+	if err != nil {
+		return false
+	}
+	p, err := api.KeyPin(k)
+	return err == nil && pin != "" && p.String() == pin
+}
+
+// isOnline returns the online peer of that node_id.
+func (a *Agent) isOnline(nodeID string) (api.Peer, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p, ok := a.online[nodeID]
+	return p, ok
+}
+
+// peerAt returns the online peer whose VPN address is ip.
+func (a *Agent) peerAt(ip netip.Addr) (api.Peer, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p, ok := a.online[a.byIP[ip.Unmap()]]
+	return p, ok
+}
+
+// tier is how far this node trusts a peer.
+func tier(p peerRow) string {
+	switch {
+	case p.Blocked:
+		return Blocked
+	case p.PinnedKey != "":
+		return Verified
+	}
+	return Introduced
+}
+
+// trustedKey is the key a peer's events must be signed with: the pinned
+// one once paired, else the one the server vouches for ("" while not
+// learned).
+func trustedKey(p peerRow) string {
+	if p.PinnedKey != "" {
+		return p.PinnedKey
+	}
+	if keyHasPin(p.IdentityKey, p.NodeKey) {
+		return p.IdentityKey
+	}
+	return ""
+}
+
+// acceptsKey says whether key may sign events of peer p, and why not.
+func acceptsKey(p peerRow, key string) error {
+	switch {
+	case p.PinnedKey != "" && key != p.PinnedKey:
+		return fmt.Errorf("%s is verified with another identity key; this one is refused", p.NodeName)
+	case p.PinnedKey != "":
+		return nil
+	case p.NodeKey == "":
+		return fmt.Errorf("the coordination server vouches for no identity key of %s (an --open server): pair with it first", p.NodeName)
+	case !keyHasPin(key, p.NodeKey):
+		return fmt.Errorf("the key is not the identity key the coordination server knows for %s", p.NodeName)
+	}
+	return nil
+}
+
+// dial connects to a peer's agent from this node's VPN address.
+func (a *Agent) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: a.opts.Self.AsSlice()}, Timeout: 5 * time.Second}
+	return d.DialContext(ctx, network, addr)
+}
+
+func (a *Agent) url(p api.Peer, path string) string {
+	return "http://" + net.JoinHostPort(p.VPNIP, fmt.Sprint(a.opts.Port)) + path
+}
+
+// ErrNotAgent says the peer has no agent listening (an older wire).
+var ErrNotAgent = errors.New("the peer's wire does not take messages (no agent on its VPN address: an older version, or it is starting)")

@@ -1,0 +1,254 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/wire-mesh/wire/api"
+	"github.com/wire-mesh/wire/event"
+)
+
+// Verdicts of a send. Each is true when reported: delivered means the
+// peer's daemon said it had stored the event durably; queued means this
+// node's outbox has stored it durably and will deliver it when it can.
+const (
+	Delivered = "delivered"
+	Queued    = "queued"
+	Failed    = "failed"
+)
+
+const (
+	sendTimeout = 10 * time.Second
+	// retryEvery is how often the outbox retries events for peers that
+	// are online but did not answer; a peer coming online is retried at
+	// once.
+	retryEvery = 15 * time.Second
+	// queueFor is how long an event waits for its peer before it fails.
+	queueFor = 7 * 24 * time.Hour
+)
+
+// SendResult is the verdict of a send.
+type SendResult struct {
+	Verdict string `json:"verdict" jsonschema:"delivered (the peer stored it durably), queued (held in this node's outbox until the peer can take it) or failed"`
+	EventID string `json:"event_id,omitempty" jsonschema:"the event's id; empty for an event queued before the peer's identity key is known (it is signed when delivered)"`
+	Peer    string `json:"peer" jsonschema:"the peer's name"`
+	Reason  string `json:"reason,omitempty" jsonschema:"why it was queued or failed"`
+	Seq     int64  `json:"seq,omitempty" jsonschema:"the event's place in this node's outbox (wire_tail with sent shows its state)"`
+}
+
+// ErrSend says a send failed; the error says why.
+var ErrSend = errors.New("send failed")
+
+// Send signs an event and delivers it to a peer (by name, VPN IP or
+// node_id), or queues it if the peer cannot take it now. Input errors
+// (a bad kind, a body too large) and refusals are errors wrapping ErrSend.
+func (a *Agent) Send(ctx context.Context, who, kind string, body json.RawMessage) (SendResult, error) {
+	if err := event.CheckDraft(kind, body); err != nil {
+		return SendResult{}, err
+	}
+	p, err := a.store.peer(ctx, who)
+	if err != nil {
+		return SendResult{}, fmt.Errorf("%w: %w (wire peers lists them)", ErrSend, err)
+	}
+	res := SendResult{Peer: p.NodeName}
+	if p.Blocked {
+		return res, fmt.Errorf("%w: you have blocked %s (wire block --undo %s)", ErrSend, p.NodeName, p.NodeName)
+	}
+	if p.KeyAlert != "" && p.PinnedKey == "" {
+		return res, fmt.Errorf("%w: %s", ErrSend, p.KeyAlert)
+	}
+	draft := stored{NodeID: p.NodeID, Kind: kind, Body: string(body), At: a.opts.Now().UnixMilli()}
+	key, refusal := a.keyFor(ctx, p)
+	switch {
+	case refusal != "":
+		res.Verdict, res.Reason = Failed, refusal
+		return res, fmt.Errorf("%w: %s", ErrSend, refusal)
+	case key != "":
+		if err := a.signDraft(&draft, key); err != nil {
+			return res, err
+		}
+	default:
+		draft.Reason = fmt.Sprintf("%s is offline and its identity key is not known yet: the event is signed and sent when it comes online", p.NodeName)
+	}
+	seq, err := a.store.queue(ctx, draft)
+	if err != nil {
+		return res, fmt.Errorf("%w: this node could not store the event: %w", ErrSend, err)
+	}
+	draft.Seq = seq
+	res.Seq, res.EventID = seq, draft.EventID
+	out := a.attempt(ctx, draft, p)
+	res.Verdict, res.Reason, res.EventID = out.status, out.reason, out.eventID
+	if out.status == Failed {
+		return res, fmt.Errorf("%w: %s", ErrSend, out.reason)
+	}
+	return res, nil
+}
+
+// signDraft makes the draft a signed event to key.
+func (a *Agent) signDraft(d *stored, key string) error {
+	to, err := event.DecodeKey(key)
+	if err != nil {
+		return err
+	}
+	e, err := event.New(a.opts.Key, to, d.Kind, json.RawMessage(d.Body), time.UnixMilli(d.At))
+	if err != nil {
+		return err
+	}
+	raw, _ := json.Marshal(e)
+	d.EventID, d.Raw = e.EventID, string(raw)
+	return nil
+}
+
+// outcome is what one delivery attempt came to.
+type outcome struct{ status, reason, eventID string }
+
+// attempt tries to deliver a stored event once and records the outcome.
+func (a *Agent) attempt(ctx context.Context, d stored, p peerRow) outcome {
+	out := a.deliver(ctx, &d, p)
+	out.eventID = d.EventID
+	if out.status == Queued && time.Since(time.UnixMilli(d.At)) > queueFor {
+		out = outcome{Failed, fmt.Sprintf("%s was not reachable for %v", p.NodeName, queueFor), d.EventID}
+	}
+	if err := a.store.settle(context.WithoutCancel(ctx), d.Seq, out.status, out.reason); err != nil {
+		a.log.Error("agent: recording a delivery", "err", err)
+	}
+	return out
+}
+
+func (a *Agent) deliver(ctx context.Context, d *stored, p peerRow) outcome {
+	online, ok := a.isOnline(p.NodeID)
+	if !ok {
+		return outcome{status: Queued, reason: p.NodeName + " is offline; the event is delivered when it comes back"}
+	}
+	if d.Raw == "" {
+		key, refusal := a.keyFor(ctx, p)
+		switch {
+		case refusal != "":
+			return outcome{status: Failed, reason: refusal}
+		case key == "":
+			return outcome{status: Queued, reason: p.NodeName + " did not say its identity key; retrying"}
+		}
+		if err := a.signDraft(d, key); err != nil {
+			return outcome{Failed, err.Error(), ""}
+		}
+		if err := a.store.sign(ctx, d.Seq, d.EventID, d.Raw); err != nil {
+			return outcome{status: Queued, reason: "storing the signed event: " + err.Error()}
+		}
+	}
+	code, msg, err := a.post(ctx, online, pathEvents, []byte(d.Raw), &deliveryReply{})
+	switch {
+	case err != nil:
+		return outcome{status: Queued, reason: fmt.Sprintf("%s did not answer (%v); retrying", p.NodeName, err)}
+	case code == http.StatusOK:
+		return outcome{status: Delivered}
+	case code == http.StatusTooManyRequests, code == http.StatusServiceUnavailable, code == http.StatusNotFound:
+		return outcome{status: Queued, reason: fmt.Sprintf("%s cannot take it now (%s); retrying", p.NodeName, msg)}
+	}
+	return outcome{status: Failed, reason: fmt.Sprintf("%s refused the event: %s", p.NodeName, msg)}
+}
+
+// post sends a JSON body to a peer's agent. A status other than 200
+// comes back with the peer's error message.
+func (a *Agent) post(ctx context.Context, p api.Peer, path string, body []byte, out any) (int, string, error) {
+	method := http.MethodPost
+	if body == nil {
+		method = http.MethodGet
+	}
+	req, err := http.NewRequestWithContext(ctx, method, a.url(p, path), bytes.NewReader(body))
+	if err != nil {
+		return 0, "", err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusOK {
+		var e api.Error
+		if json.Unmarshal(b, &e) != nil || e.Error == "" {
+			e.Error = resp.Status
+		}
+		return resp.StatusCode, e.Error, nil
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return 0, "", fmt.Errorf("bad answer from %s: %w", p.NodeName, err)
+	}
+	return resp.StatusCode, "", nil
+}
+
+// keyFor returns the identity key to address a peer with: the pinned or
+// already learned one, else the one the peer says, if the coordination
+// server's pin vouches for it. Without one, refusal is the peer's reason
+// when it refused to say (empty when it could not be asked).
+func (a *Agent) keyFor(ctx context.Context, p peerRow) (key, refusal string) {
+	if k := trustedKey(p); k != "" {
+		return k, ""
+	}
+	online, ok := a.isOnline(p.NodeID)
+	if !ok || p.NodeKey == "" {
+		return "", ""
+	}
+	var id identityReply
+	code, msg, err := a.post(ctx, online, pathIdentity, nil, &id)
+	switch {
+	case err != nil:
+		return "", ""
+	case code != http.StatusOK:
+		return "", fmt.Sprintf("%s refused: %s", p.NodeName, msg)
+	case !keyHasPin(id.IdentityKey, online.NodeKey):
+		a.log.Warn("agent: a peer's identity key does not match the server's pin", "node", p.NodeName, "key", id.IdentityKey)
+		return "", fmt.Sprintf("%s's identity key is not the one the coordination server knows for it", p.NodeName)
+	}
+	a.store.setPeerField(ctx, p.NodeID, "identity_key", id.IdentityKey)
+	return id.IdentityKey, ""
+}
+
+// runOutbox retries queued events until ctx ends: at once for a peer that
+// came online, and every retryEvery.
+func (a *Agent) runOutbox(ctx context.Context) {
+	t := time.NewTicker(retryEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-a.kick:
+		}
+		a.flush(ctx)
+	}
+}
+
+// flush tries every queued event once, in order; a peer that fails one is
+// not tried again in this round, so its events stay in order.
+func (a *Agent) flush(ctx context.Context) {
+	queued, err := a.store.queued(ctx, "")
+	if err != nil {
+		a.log.Warn("agent: reading the outbox", "err", err)
+		return
+	}
+	stuck := map[string]bool{}
+	for _, d := range queued {
+		if stuck[d.NodeID] || ctx.Err() != nil {
+			continue
+		}
+		p, err := a.store.peer(ctx, d.NodeID)
+		if err != nil {
+			continue
+		}
+		out := a.attempt(ctx, d, p)
+		if out.status == Queued {
+			stuck[d.NodeID] = true
+		} else {
+			a.log.Info("agent: queued event settled", "peer", p.NodeName, "verdict", out.status, "event_id", out.eventID, "reason", out.reason)
+		}
+	}
+}

@@ -60,7 +60,15 @@ func showStatus(c *cli.Context) error {
 		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", dot, shown(p.NodeName), shown(p.VPNIP), dash(p.PublicIP), seen, p.Path, handshake(p.LatestHandshake))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, p := range st.Peers {
+		if p.KeyAlert != "" {
+			fmt.Fprintf(w, "\nWARNING: %s\n", shown(p.KeyAlert))
+		}
+	}
+	return nil
 }
 
 func handshake(t *time.Time) string {
@@ -119,9 +127,19 @@ func showPeers(c *cli.Context) error {
 		return printJSON(c.App.Writer, map[string]any{"peers": peers})
 	}
 	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tVPN IP\tENDPOINT\tPATH\tHANDSHAKE\tRX\tTX")
+	fmt.Fprintln(tw, "NAME\tVPN IP\tENDPOINT\tPATH\tHANDSHAKE\tRX\tTX\tTIER")
+	var alerts []string
 	for _, p := range peers {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\n", shown(p.NodeName), shown(p.VPNIP), dash(p.Endpoint), p.Path, handshake(p.LatestHandshake), p.RxBytes, p.TxBytes)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", shown(p.NodeName), shown(p.VPNIP), dash(p.Endpoint), p.Path, handshake(p.LatestHandshake), p.RxBytes, p.TxBytes, dash(p.Tier))
+		if p.KeyAlert != "" {
+			alerts = append(alerts, "WARNING: "+shown(p.KeyAlert))
+		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, a := range alerts {
+		fmt.Fprintln(c.App.Writer, a)
+	}
+	return nil
 }

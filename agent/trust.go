@@ -7,7 +7,8 @@ import (
 
 // Trust is what this node holds of a peer's identity.
 type Trust struct {
-	Tier string `json:"tier" jsonschema:"introduced (known through the coordination server), verified (paired by SAS) or blocked"`
+	NodeName string `json:"node_name"`
+	Tier     string `json:"tier" jsonschema:"introduced (known through the coordination server), verified (paired by SAS) or blocked"`
 	// IdentityKey is the key its events must be signed with, once known.
 	IdentityKey string `json:"identity_key,omitempty"`
 	// KeyAlert says the server presented a key other than the pinned one.
@@ -19,7 +20,7 @@ func (a *Agent) Trust(ctx context.Context) (map[string]Trust, error) {
 	rows, err := a.store.peers(ctx)
 	out := make(map[string]Trust, len(rows))
 	for _, p := range rows {
-		out[p.NodeID] = Trust{Tier: tier(p), IdentityKey: trustedKey(p), KeyAlert: p.KeyAlert}
+		out[p.NodeID] = Trust{NodeName: p.NodeName, Tier: tier(p), IdentityKey: trustedKey(p), KeyAlert: p.KeyAlert}
 	}
 	return out, err
 }

@@ -29,34 +29,11 @@ func TestMCPOnLabNodes(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cmd := lab.Command(ctx, n1.ns, wireBin, "mcp", "--state-dir", n1.dir)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
 	progress := make(chan *sdk.ProgressNotificationParams, 64)
 	opts := &sdk.ClientOptions{ProgressNotificationHandler: func(_ context.Context, r *sdk.ProgressNotificationClientRequest) {
 		progress <- r.Params
 	}}
-	cs, err := sdk.NewClient(&sdk.Implementation{Name: "lab", Version: "1"}, opts).Connect(ctx, &sdk.CommandTransport{Command: cmd}, nil)
-	if err != nil {
-		t.Fatalf("connect to wire mcp: %v\n%s", err, stderr.String())
-	}
-	defer cs.Close()
-	call := func(name string, args map[string]any) map[string]any {
-		t.Helper()
-		res, err := cs.CallTool(ctx, &sdk.CallToolParams{Name: name, Arguments: args})
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		if res.IsError {
-			t.Fatalf("%s: tool error: %+v", name, res.Content)
-		}
-		b, _ := json.Marshal(res.StructuredContent)
-		var out map[string]any
-		if err := json.Unmarshal(b, &out); err != nil {
-			t.Fatalf("%s: structured content %s: %v", name, b, err)
-		}
-		return out
-	}
+	cs, call := mcpSession(t, ctx, n1, opts)
 
 	st := call("wire_status", nil)
 	if st["vpn_ip"] != n1.vpnIP || st["engine"] != "userspace" {
@@ -104,6 +81,40 @@ func TestMCPOnLabNodes(t *testing.T) {
 	t.Logf("wire_up over MCP brought n1 back: %v", up["vpn_ip"])
 	m.waitPairs(meshTimeout, n1, n2)
 	t.Cleanup(func() { exec.Command("ip", "netns", "exec", n1.ns.Name, wireBin, "down", "--state-dir", n1.dir).Run() })
+}
+
+// toolCall calls a tool and returns its structured result; a tool error
+// fails the test.
+type toolCall func(name string, args map[string]any) map[string]any
+
+// mcpSession connects the SDK's client to `wire mcp` on a lab node.
+func mcpSession(t *testing.T, ctx context.Context, n *node, opts *sdk.ClientOptions) (*sdk.ClientSession, toolCall) {
+	t.Helper()
+	cmd := lab.Command(ctx, n.ns, wireBin, "mcp", "--state-dir", n.dir)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	cs, err := sdk.NewClient(&sdk.Implementation{Name: "lab", Version: "1"}, opts).Connect(ctx, &sdk.CommandTransport{Command: cmd}, nil)
+	if err != nil {
+		t.Fatalf("connect to wire mcp on %s: %v\n%s", n.name, err, stderr.String())
+	}
+	t.Cleanup(func() { cs.Close() })
+	call := func(name string, args map[string]any) map[string]any {
+		t.Helper()
+		res, err := cs.CallTool(ctx, &sdk.CallToolParams{Name: name, Arguments: args})
+		if err != nil {
+			t.Fatalf("%s on %s: %v", name, n.name, err)
+		}
+		if res.IsError {
+			t.Fatalf("%s on %s: tool error: %+v", name, n.name, res.Content)
+		}
+		b, _ := json.Marshal(res.StructuredContent)
+		var out map[string]any
+		if err := json.Unmarshal(b, &out); err != nil {
+			t.Fatalf("%s on %s: structured content %s: %v", name, n.name, b, err)
+		}
+		return out
+	}
+	return cs, call
 }
 
 // checkProgressAndCancel: a wire_ping with a progress token reports each

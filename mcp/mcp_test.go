@@ -157,9 +157,10 @@ func TestToolsList(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]string{ // tool -> readonly or destructive
+	want := map[string]string{ // tool -> readonly, writes (not destructive) or destructive
 		"wire_status": "ro", "wire_peers": "ro", "wire_ping": "ro", "wire_install": "ro", "wire_diagnose": "ro",
 		"wire_watchdog": "ro", "wire_whoami": "ro", "wire_down": "destructive", "wire_up": "destructive",
+		"wire_init": "writes", "wire_send": "writes", "wire_tail": "ro", "wire_verify": "ro",
 	}
 	got := map[string]bool{}
 	for _, tool := range res.Tools {
@@ -180,6 +181,8 @@ func TestToolsList(t *testing.T) {
 			t.Errorf("%s: readOnlyHint false", tool.Name)
 		case kind == "destructive" && (a.ReadOnlyHint || a.DestructiveHint == nil || !*a.DestructiveHint):
 			t.Errorf("%s: annotations %+v, want destructive", tool.Name, a)
+		case kind == "writes" && (a.ReadOnlyHint || a.DestructiveHint == nil || *a.DestructiveHint):
+			t.Errorf("%s: annotations %+v, want writes but not destructive", tool.Name, a)
 		}
 	}
 	for name := range want {
@@ -510,7 +513,7 @@ func TestRawProtocol20250618(t *testing.T) {
 	var list struct {
 		Tools []struct{ Name string } `json:"tools"`
 	}
-	if m := r.reply(2); m.Error != nil || json.Unmarshal(m.Result, &list) != nil || len(list.Tools) != 9 {
+	if m := r.reply(2); m.Error != nil || json.Unmarshal(m.Result, &list) != nil || len(list.Tools) != 13 {
 		t.Fatalf("tools/list: %+v", m)
 	}
 

@@ -55,6 +55,9 @@ func (s *Server) fetch(ctx context.Context, uri string) (any, error) {
 // notification: the peer set, paths and online states, not timestamps or
 // byte counts. A daemon that does not answer is a state too.
 func (s *Server) essence(ctx context.Context, uri string) string {
+	if peer, ok := inboxPeer(uri); ok {
+		return s.inboxEssence(ctx, peer)
+	}
 	v, err := s.fetch(ctx, uri)
 	if err != nil {
 		return "error: " + err.Error()

@@ -38,6 +38,11 @@ func readOnly() *sdk.ToolAnnotations {
 	return &sdk.ToolAnnotations{ReadOnlyHint: true, OpenWorldHint: new(false)}
 }
 
+// writes is for tools that change state without destroying any.
+func writes(idempotent bool) *sdk.ToolAnnotations {
+	return &sdk.ToolAnnotations{DestructiveHint: new(false), IdempotentHint: idempotent, OpenWorldHint: new(false)}
+}
+
 func destructive() *sdk.ToolAnnotations {
 	return &sdk.ToolAnnotations{DestructiveHint: new(true), IdempotentHint: true, OpenWorldHint: new(false)}
 }
@@ -46,7 +51,7 @@ func (s *Server) addTools() {
 	addTool(s, &sdk.Tool{Name: "wire_status", Annotations: readOnly(),
 		Description: "The whole network: every node, online/offline, VPN IPs, path (direct/relay) and last handshake."}, s.status)
 	addTool(s, &sdk.Tool{Name: "wire_peers", Annotations: readOnly(),
-		Description: "List the peers this node's WireGuard is configured with."}, s.peers)
+		Description: "List the peers this node's WireGuard is configured with, each with its trust tier: introduced (known through the coordination server), verified (paired by SAS), blocked; and key_alert when the server presents another key than the verified one."}, s.peers)
 	addTool(s, &sdk.Tool{Name: "wire_ping", Annotations: readOnly(),
 		Description: "Ping a peer by name or VPN IP over the tunnel, reporting the path and round-trip times."}, s.ping)
 	addTool(s, &sdk.Tool{Name: "wire_down", Annotations: destructive(),
@@ -60,7 +65,10 @@ func (s *Server) addTools() {
 	addTool(s, &sdk.Tool{Name: "wire_watchdog", Annotations: readOnly(),
 		Description: "Peer handshakes, stale connections (no handshake for over 3 minutes) and the service state."}, s.watchdog)
 	addTool(s, &sdk.Tool{Name: "wire_whoami", Annotations: readOnly(),
-		Description: "This node: name, VPN IP, WireGuard public key and its short fingerprint, server URL."}, s.whoami)
+		Description: "This node: name, VPN IP, WireGuard public key and its short fingerprint, server URL, its identity key (which signs its messages) and that key's fingerprint, and whether it is enrolled."}, s.whoami)
+	addTool(s, &sdk.Tool{Name: "wire_init", Annotations: writes(true),
+		Description: "Create this node's identity key if it has none. Idempotent: with an identity already there it changes nothing; it never re-keys or renames (asking for another name is an error that says how to do it deliberately)."}, s.init)
+	s.addMessageTools()
 }
 
 func (s *Server) status(ctx context.Context, _ *sdk.CallToolRequest, _ NoInput) (*sdk.CallToolResult, node.Status, error) {

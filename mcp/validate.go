@@ -4,18 +4,28 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"reflect"
 
 	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
+// schemaOptions make an event body (json.RawMessage, any JSON value) any
+// value in a schema, not the byte array its Go type would say.
+var schemaOptions = &jsonschema.ForOptions{TypeSchemas: map[reflect.Type]*jsonschema.Schema{
+	reflect.TypeFor[json.RawMessage](): {},
+}}
+
 // addTool adds a typed tool and keeps its resolved input schema, so that
 // bad arguments are refused as a protocol error (invalid params) rather
 // than a tool result: the client sent a call the tool cannot take.
 func addTool[In, Out any](s *Server, t *sdk.Tool, h sdk.ToolHandlerFor[In, Out]) {
-	schema, err := jsonschema.For[In](nil)
+	schema, err := jsonschema.For[In](schemaOptions)
 	if err != nil {
+		panic(fmt.Sprintf("tool %s: %v", t.Name, err))
+	}
+	if t.OutputSchema, err = jsonschema.For[Out](schemaOptions); err != nil {
 		panic(fmt.Sprintf("tool %s: %v", t.Name, err))
 	}
 	resolved, err := schema.Resolve(nil)

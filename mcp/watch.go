@@ -26,7 +26,7 @@ func newWatcher(s *Server) *watcher {
 
 func (w *watcher) subscribe(ctx context.Context, req *sdk.SubscribeRequest) error {
 	uri := req.Params.URI
-	if uri != StatusURI && uri != PeersURI {
+	if _, inbox := inboxPeer(uri); uri != StatusURI && uri != PeersURI && !inbox {
 		return sdk.ResourceNotFoundError(uri)
 	}
 	e := w.s.essence(ctx, uri)

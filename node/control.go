@@ -108,6 +108,7 @@ func (d *Daemon) controlHandler() http.Handler {
 		reply(w, http.StatusOK, map[string]any{"peers": d.Peers(r.Context())})
 	})
 	mux.HandleFunc("POST /v1/ping", d.handlePing)
+	d.messageRoutes(mux)
 	mux.HandleFunc("POST /v1/down", func(w http.ResponseWriter, r *http.Request) {
 		if !isRoot(r) {
 			reply(w, http.StatusForbidden, errorBody{"wire down needs root: run it with sudo"})

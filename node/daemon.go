@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wire-mesh/wire/agent"
 	"github.com/wire-mesh/wire/api"
 	"github.com/wire-mesh/wire/wg"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
@@ -51,6 +52,8 @@ type Daemon struct {
 	mapped    netip.AddrPort // the WireGuard port's public mapping
 	told      netip.AddrPort // the mapping the server last accepted
 	pollStop  context.CancelFunc
+	agent     *agent.Agent // nil while messaging is off, for agentErr
+	agentErr  error
 	reachable bool                      // the last call to the server worked
 	removed   bool                      // the server said it does not know this node
 	endpoints map[string]netip.AddrPort // as last applied, by node_id
@@ -117,18 +120,28 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		return err
 	}
 	d.engine = e
+	d.openAgent()
 	// STUN first: kernel WireGuard takes the port at the first Set, after
 	// which only raw sockets can send from it, and those need CAP_NET_RAW.
 	d.discover(ctx)
 	if err := d.apply(); err != nil {
-		e.Close()
+		d.closeAll()
 		return err
 	}
 	if err := d.register(ctx); err != nil && !d.isUnreachable(err) {
-		e.Close()
+		d.closeAll()
 		return err
 	}
+	d.tellAgent(ctx)
 	return nil
+}
+
+// closeAll closes what Start opened, after the loops have stopped.
+func (d *Daemon) closeAll() {
+	d.engine.Close()
+	if d.agent != nil {
+		d.agent.Close()
+	}
 }
 
 // Run serves the control socket and keeps the node in step with the mesh
@@ -142,12 +155,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 	served := make(chan struct{})
 	go func() { d.serve(serveCtx); close(served) }()
 	defer func() { stopServing(); <-served }()
-	defer d.engine.Close()
+	defer d.closeAll()
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	for _, loop := range []func(context.Context){d.reconcile, d.pollPeers, d.heartbeat, d.rediscover, d.choosePaths, d.keepRelay} {
+	for _, loop := range []func(context.Context){d.reconcile, d.pollPeers, d.heartbeat, d.rediscover, d.choosePaths, d.keepRelay, d.serveAgent} {
 		wg.Add(1)
 		go func() { defer wg.Done(); loop(ctx) }()
 	}
@@ -374,6 +387,7 @@ func (d *Daemon) pollPeers(ctx context.Context) {
 		backoff = time.Second
 		if d.merge(resp) {
 			d.changed()
+			d.tellAgent(ctx)
 		}
 	}
 }

@@ -47,6 +47,8 @@ type Status struct {
 	Online  int          `json:"online"`
 	Offline int          `json:"offline"`
 	Peers   []PeerStatus `json:"peers"`
+	// Identity is the node's identity key, with which it signs messages.
+	Identity Identity `json:"identity"`
 }
 
 // PeerStatus is one other node as this node sees it.
@@ -65,6 +67,11 @@ type PeerStatus struct {
 	RxBytes         int64      `json:"rx_bytes"`
 	TxBytes         int64      `json:"tx_bytes"`
 	WGPublicKey     string     `json:"wg_public_key,omitempty"`
+	// Tier is this node's trust in the peer's identity key: introduced,
+	// verified or blocked.
+	Tier string `json:"tier,omitempty"`
+	// KeyAlert says the server presents another key than the verified one.
+	KeyAlert string `json:"key_alert,omitempty"`
 }
 
 // Paths.
@@ -77,6 +84,13 @@ const (
 // Status gathers the node's view: the server's node list (if it answers
 // within a moment) joined with WireGuard's live state.
 func (d *Daemon) Status(ctx context.Context) Status {
+	st := d.status(ctx)
+	d.withTrust(ctx, st.Peers)
+	st.Identity = d.identity()
+	return st
+}
+
+func (d *Daemon) status(ctx context.Context) Status {
 	srv, err := d.serverStatus(ctx)
 	live := d.live()
 	d.mu.Lock()
@@ -140,6 +154,12 @@ func (d *Daemon) serverStatus(ctx context.Context) (api.Status, error) {
 // Peers lists the peers WireGuard is configured with, with the server's
 // view of each (online, offline, or unknown while it cannot be reached).
 func (d *Daemon) Peers(ctx context.Context) []PeerStatus {
+	out := d.peerList(ctx)
+	d.withTrust(ctx, out)
+	return out
+}
+
+func (d *Daemon) peerList(ctx context.Context) []PeerStatus {
 	srv, err := d.serverStatus(ctx)
 	seen := map[string]api.NodeStatus{}
 	for _, n := range srv.Nodes {

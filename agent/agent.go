@@ -61,10 +61,11 @@ type Agent struct {
 	self  string // this node's identity key, as events carry it
 	http  *http.Client
 
-	mu     sync.Mutex
-	online map[string]api.Peer // by node_id, as the daemon last said
-	byIP   map[netip.Addr]string
-	limits map[string]*limiter // by node_id
+	mu      sync.Mutex
+	online  map[string]api.Peer // by node_id, as the daemon last said
+	byIP    map[netip.Addr]string
+	limits  map[string]*limiter // by node_id
+	pairing *pairings
 
 	kick chan struct{} // the outbox has work for a peer that came online
 }
@@ -89,6 +90,7 @@ func Open(opts Options) (*Agent, error) {
 		online: map[string]api.Peer{}, byIP: map[netip.Addr]string{}, limits: map[string]*limiter{},
 		kick: make(chan struct{}, 1),
 	}
+	a.pairing = newPairings(a)
 	a.http = &http.Client{Transport: &http.Transport{
 		DialContext: a.dial, MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second,
 	}, Timeout: sendTimeout}

@@ -31,6 +31,7 @@ var peerLimits = connlimit.Limits{Total: 256, PerKey: 8, Idle: 30 * time.Second}
 // was replaced), so listening is retried.
 func (a *Agent) Serve(ctx context.Context) {
 	go a.runOutbox(ctx)
+	go a.pairing.expire(ctx)
 	warned := false
 	for ctx.Err() == nil {
 		ln, err := a.listen(ctx)
@@ -77,6 +78,7 @@ func (a *Agent) handler() http.Handler {
 		reply(w, http.StatusOK, identityReply{IdentityKey: a.self})
 	}))
 	mux.HandleFunc("POST "+pathEvents, a.fromPeer(a.handleEvent))
+	mux.HandleFunc("POST "+pathPair, a.fromPeer(a.pairing.handle))
 	return mux
 }
 

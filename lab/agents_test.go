@@ -111,6 +111,38 @@ func TestAgentsOverMCP(t *testing.T) {
 		t.Errorf("n2's newest event after coming back: %v", last)
 	}
 	t.Cleanup(func() { wire(n2.ns, "down", "--state-dir", n2.dir) })
+
+	// The two people pair their nodes, each typing the digits the other
+	// reads out; then each node holds the other as verified.
+	offer := call1("wire_pair_initiate", map[string]any{"peer": "n2"})
+	code, _ := offer["code"].(string)
+	joined := call2("wire_pair_join", map[string]any{"code": code})
+	check := call1("wire_pair_check", map[string]any{"session_id": offer["session_id"]})
+	if joined["state"] != "sas_ready" || check["state"] != "sas_ready" || joined["sas"] != check["sas"] {
+		t.Fatalf("pairing: n1 %v, n2 %v; want both sas_ready with the same digits", check, joined)
+	}
+	call1("wire_pair_confirm", map[string]any{"session_id": offer["session_id"], "digits": joined["sas"]})
+	done := call2("wire_pair_confirm", map[string]any{"session_id": offer["session_id"], "digits": check["sas"]})
+	if done["state"] != "done" {
+		t.Fatalf("n2 after both confirmed: %v", done)
+	}
+	for _, side := range []struct {
+		call toolCall
+		peer string
+	}{{call1, "n2"}, {call2, "n1"}} {
+		peers := side.call("wire_peers", nil)["peers"].([]any)
+		if len(peers) != 1 || peers[0].(map[string]any)["tier"] != "verified" {
+			t.Errorf("wire_peers after pairing: %v; want %s verified", peers, side.peer)
+		}
+	}
+	after := call1("wire_send", map[string]any{"peer": "n2", "body": map[string]any{"text": "now verified"}})
+	if after["verdict"] != "delivered" {
+		t.Fatalf("send after pairing: %v", after)
+	}
+	in = call2("wire_tail", map[string]any{"limit": 1})
+	if e := in["events"].([]any)[0].(map[string]any); e["tier"] != "verified" || e["verified"] != true {
+		t.Errorf("n2's newest event after pairing: %v", e)
+	}
 }
 
 // waitStatus waits until n's status shows peer in the given state.

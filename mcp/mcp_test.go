@@ -161,6 +161,7 @@ func TestToolsList(t *testing.T) {
 		"wire_status": "ro", "wire_peers": "ro", "wire_ping": "ro", "wire_install": "ro", "wire_diagnose": "ro",
 		"wire_watchdog": "ro", "wire_whoami": "ro", "wire_down": "destructive", "wire_up": "destructive",
 		"wire_init": "writes", "wire_send": "writes", "wire_tail": "ro", "wire_verify": "ro",
+		"wire_pair_initiate": "writes", "wire_pair_join": "writes", "wire_pair_check": "ro", "wire_pair_confirm": "writes",
 	}
 	got := map[string]bool{}
 	for _, tool := range res.Tools {
@@ -513,7 +514,7 @@ func TestRawProtocol20250618(t *testing.T) {
 	var list struct {
 		Tools []struct{ Name string } `json:"tools"`
 	}
-	if m := r.reply(2); m.Error != nil || json.Unmarshal(m.Result, &list) != nil || len(list.Tools) != 13 {
+	if m := r.reply(2); m.Error != nil || json.Unmarshal(m.Result, &list) != nil || len(list.Tools) != 17 {
 		t.Fatalf("tools/list: %+v", m)
 	}
 

@@ -69,6 +69,7 @@ func (s *Server) addTools() {
 	addTool(s, &sdk.Tool{Name: "wire_init", Annotations: writes(true),
 		Description: "Create this node's identity key if it has none. Idempotent: with an identity already there it changes nothing; it never re-keys or renames (asking for another name is an error that says how to do it deliberately)."}, s.init)
 	s.addMessageTools()
+	s.addPairTools()
 }
 
 func (s *Server) status(ctx context.Context, _ *sdk.CallToolRequest, _ NoInput) (*sdk.CallToolResult, node.Status, error) {

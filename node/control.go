@@ -109,6 +109,7 @@ func (d *Daemon) controlHandler() http.Handler {
 	})
 	mux.HandleFunc("POST /v1/ping", d.handlePing)
 	d.messageRoutes(mux)
+	d.pairRoutes(mux)
 	mux.HandleFunc("POST /v1/down", func(w http.ResponseWriter, r *http.Request) {
 		if !isRoot(r) {
 			reply(w, http.StatusForbidden, errorBody{"wire down needs root: run it with sudo"})

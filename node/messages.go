@@ -247,3 +247,77 @@ func (c *Client) Block(ctx context.Context, peer string, blocked bool) (string, 
 	err := c.do(ctx, http.MethodPost, "/v1/block", BlockRequest{Peer: peer, Blocked: blocked}, &res)
 	return res.Peer, err
 }
+
+// pairRoutes are the control API's pairing endpoints; all need root.
+func (d *Daemon) pairRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /v1/pair", d.withAgent(true, func(w http.ResponseWriter, r *http.Request) {
+		var req PairRequest
+		if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil || (req.Peer == "") == (req.Code == "") {
+			reply(w, http.StatusBadRequest, errorBody{`want {"peer": NAME} to pair, or {"code": CODE} to join`})
+			return
+		}
+		var st agent.PairStatus
+		var err error
+		if req.Peer != "" {
+			st, err = d.agent.Initiate(r.Context(), req.Peer)
+		} else {
+			st, err = d.agent.Join(r.Context(), req.Code)
+		}
+		pairReply(w, st, err)
+	}))
+	mux.HandleFunc("GET /v1/pair/{id}", d.withAgent(true, func(w http.ResponseWriter, r *http.Request) {
+		st, err := d.agent.Check(r.PathValue("id"))
+		pairReply(w, st, err)
+	}))
+	mux.HandleFunc("POST /v1/pair/{id}/confirm", d.withAgent(true, func(w http.ResponseWriter, r *http.Request) {
+		var req PairRequest
+		if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil || req.Digits == "" {
+			reply(w, http.StatusBadRequest, errorBody{`want {"digits": "123456"}: the digits the other side read out`})
+			return
+		}
+		st, err := d.agent.Confirm(r.Context(), r.PathValue("id"), req.Digits)
+		pairReply(w, st, err)
+	}))
+}
+
+// PairRequest is the body of the pairing endpoints.
+type PairRequest struct {
+	Peer   string `json:"peer,omitempty"`
+	Code   string `json:"code,omitempty"`
+	Digits string `json:"digits,omitempty"`
+}
+
+func pairReply(w http.ResponseWriter, st agent.PairStatus, err error) {
+	switch {
+	case err != nil && st.SessionID != "":
+		reply(w, http.StatusOK, st) // the session's state says what happened
+	case err != nil:
+		reply(w, http.StatusBadRequest, errorBody{err.Error()})
+	default:
+		reply(w, http.StatusOK, st)
+	}
+}
+
+// Pair opens a pairing session with a peer.
+func (c *Client) Pair(ctx context.Context, peer string) (agent.PairStatus, error) {
+	var st agent.PairStatus
+	return st, c.do(ctx, http.MethodPost, "/v1/pair", PairRequest{Peer: peer}, &st)
+}
+
+// PairJoin joins the session a code phrase names.
+func (c *Client) PairJoin(ctx context.Context, code string) (agent.PairStatus, error) {
+	var st agent.PairStatus
+	return st, c.do(ctx, http.MethodPost, "/v1/pair", PairRequest{Code: code}, &st)
+}
+
+// PairCheck reads a session's state.
+func (c *Client) PairCheck(ctx context.Context, id string) (agent.PairStatus, error) {
+	var st agent.PairStatus
+	return st, c.do(ctx, http.MethodGet, "/v1/pair/"+url.PathEscape(id), nil, &st)
+}
+
+// PairConfirm gives the digits the person typed.
+func (c *Client) PairConfirm(ctx context.Context, id, digits string) (agent.PairStatus, error) {
+	var st agent.PairStatus
+	return st, c.do(ctx, http.MethodPost, "/v1/pair/"+url.PathEscape(id)+"/confirm", PairRequest{Digits: digits}, &st)
+}

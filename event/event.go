@@ -6,6 +6,7 @@ package event
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -36,8 +37,11 @@ type Event struct {
 	Kind      string          `json:"kind"`
 	Body      json.RawMessage `json:"body"`
 	Timestamp string          `json:"timestamp"`
-	EventID   string          `json:"event_id"`
-	Signature string          `json:"signature"`
+	// Nonce makes two events of the same content and millisecond two
+	// events, not one id (which receivers take as a duplicate).
+	Nonce     string `json:"nonce"`
+	EventID   string `json:"event_id"`
+	Signature string `json:"signature"`
 }
 
 // Errors of Verify, for callers that branch on them.
@@ -47,13 +51,22 @@ var (
 	ErrSignature = errors.New("signature does not verify with the key in from: the event was changed or not signed by that key")
 )
 
-var kindRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._/-]{0,63}$`)
+var (
+	kindRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9._/-]{0,63}$`)
+	nonceRE = regexp.MustCompile(`^[0-9a-f]{16,64}$`)
+)
 
 // New signs an event from key to the identity key to.
 func New(key ed25519.PrivateKey, to ed25519.PublicKey, kind string, body json.RawMessage, now time.Time) (Event, error) {
+	nonce := make([]byte, 16)
+	rand.Read(nonce)
+	return newEvent(key, to, kind, body, now, hex.EncodeToString(nonce))
+}
+
+func newEvent(key ed25519.PrivateKey, to ed25519.PublicKey, kind string, body json.RawMessage, now time.Time, nonce string) (Event, error) {
 	e := Event{
 		From: EncodeKey(key.Public().(ed25519.PublicKey)), To: EncodeKey(to), Kind: kind, Body: body,
-		Timestamp: now.UTC().Format(TimeFormat),
+		Timestamp: now.UTC().Format(TimeFormat), Nonce: nonce,
 	}
 	if err := e.checkFields(); err != nil {
 		return Event{}, err
@@ -98,7 +111,8 @@ func (e Event) Canonical() ([]byte, error) {
 		Kind      string          `json:"kind"`
 		Body      json.RawMessage `json:"body"`
 		Timestamp string          `json:"timestamp"`
-	}{e.From, e.To, e.Kind, e.Body, e.Timestamp})
+		Nonce     string          `json:"nonce"`
+	}{e.From, e.To, e.Kind, e.Body, e.Timestamp, e.Nonce})
 	if err != nil {
 		return nil, fmt.Errorf("event body is not JSON: %w", err)
 	}
@@ -139,6 +153,9 @@ func (e Event) checkFields() error {
 	}
 	if _, err := time.Parse(time.RFC3339Nano, e.Timestamp); err != nil {
 		return fmt.Errorf("timestamp: %w", err)
+	}
+	if !nonceRE.MatchString(e.Nonce) {
+		return errors.New("nonce: want 16 to 64 lowercase hex digits")
 	}
 	return nil
 }

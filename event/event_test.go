@@ -20,21 +20,21 @@ func bobKey() ed25519.PublicKey { return bob.Public().(ed25519.PublicKey) }
 // TestCanonicalForm pins the format: what is hashed and signed is exactly
 // this string, so another implementation can check its own against it.
 func TestCanonicalForm(t *testing.T) {
-	e, err := New(alice, bobKey(), "message", json.RawMessage(`{ "z": 1.50, "a": ["x", "\u00e9"] }`), when)
+	e, err := newEvent(alice, bobKey(), "message", json.RawMessage(`{ "z": 1.50, "a": ["x", "\u00e9"] }`), when, "00112233445566778899aabbccddeeff")
 	if err != nil {
 		t.Fatal(err)
 	}
 	canon, _ := e.Canonical()
-	want := `{"body":{"a":["x","é"],"z":1.5},"from":"` + e.From + `","kind":"message","timestamp":"2026-12-01T15:04:05.678Z","to":"` + e.To + `"}`
+	want := `{"body":{"a":["x","é"],"z":1.5},"from":"` + e.From + `","kind":"message","nonce":"00112233445566778899aabbccddeeff","timestamp":"2026-12-01T15:04:05.678Z","to":"` + e.To + `"}`
 	if string(canon) != want {
 		t.Errorf("canonical form:\n got %s\nwant %s", canon, want)
 	}
 	// Known answers, checked with sha256sum on the string above; Ed25519
 	// signatures are deterministic.
-	if want := "1e28fd1852db007a4e0c7799d80b6e68c2c38a617bafa4597b47e3b1dbc66067"; e.EventID != want {
+	if want := "8baf9d989bcee25fa59ef09ebcc5b7286bf7591837efeaf805238b51e5e4b82c"; e.EventID != want {
 		t.Errorf("event_id = %s, want %s", e.EventID, want)
 	}
-	if want := "/Sp5Fs4+WtMSDENaeDCN6mbN7IdA27CyTzbp3QoupfftXGaZY8EuUJZBPwKHHqeaPTb7u57g3sdCq3oupDpyBA=="; e.Signature != want {
+	if want := "Xer5v2kSJgYZSBizd0jaHworn91s5FQHGuH1FVo2Ctw8wEU+b3CuTAvCugRX8HaOEpQVV4/2QfEc8Q1QqE3TCQ=="; e.Signature != want {
 		t.Errorf("signature = %s, want %s", e.Signature, want)
 	}
 	if err := e.Verify(); err != nil {
@@ -46,10 +46,20 @@ func TestCanonicalForm(t *testing.T) {
 // whitespace, number form) hashes to the same id, so a relay that
 // re-encodes JSON does not break signatures.
 func TestSameMeaningSameID(t *testing.T) {
-	a, _ := New(alice, bobKey(), "message", json.RawMessage(`{"b":1,"a":2e0}`), when)
-	b, _ := New(alice, bobKey(), "message", json.RawMessage("{\n \"a\": 2, \"b\": 1.0}"), when)
+	a, _ := newEvent(alice, bobKey(), "message", json.RawMessage(`{"b":1,"a":2e0}`), when, "0123456789abcdef")
+	b, _ := newEvent(alice, bobKey(), "message", json.RawMessage("{\n \"a\": 2, \"b\": 1.0}"), when, "0123456789abcdef")
 	if a.EventID != b.EventID {
 		t.Errorf("ids differ: %s, %s", a.EventID, b.EventID)
+	}
+}
+
+// TestSameContentTwoEvents: two sends of the same body in the same
+// millisecond are two events (a receiver would drop one as a duplicate).
+func TestSameContentTwoEvents(t *testing.T) {
+	a, _ := New(alice, bobKey(), "message", json.RawMessage(`"ok"`), when)
+	b, _ := New(alice, bobKey(), "message", json.RawMessage(`"ok"`), when)
+	if a.EventID == b.EventID {
+		t.Errorf("two events share the id %s", a.EventID)
 	}
 }
 
@@ -69,6 +79,7 @@ func TestTamperedEventsFail(t *testing.T) {
 		{"kind", func(e *Event) { e.Kind = "claim" }, ErrEventID},
 		{"to", func(e *Event) { e.To = EncodeKey(alice.Public().(ed25519.PublicKey)) }, ErrEventID},
 		{"timestamp", func(e *Event) { e.Timestamp = "2026-12-01T15:04:05.679Z" }, ErrEventID},
+		{"nonce", func(e *Event) { e.Nonce = "ffffffffffffffff" }, ErrEventID},
 		{"from, with the id recomputed", func(e *Event) {
 			e.From = forged.From
 			c, _ := e.Canonical()
@@ -108,6 +119,7 @@ func TestParse(t *testing.T) {
 		{"bad kind", strings.Replace(string(good), `"note/todo"`, `"Note"`, 1), "kind"},
 		{"no body", strings.Replace(string(good), `"body":[1,2],`, ``, 1), "body"},
 		{"bad time", strings.Replace(string(good), e.Timestamp, "yesterday", 1), "timestamp"},
+		{"bad nonce", strings.Replace(string(good), e.Nonce, "XYZ", 1), "nonce"},
 	}
 	for _, tt := range bad {
 		if _, err := Parse([]byte(tt.json)); err == nil || !strings.Contains(err.Error(), tt.want) {

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -66,6 +67,7 @@ type Agent struct {
 	byIP    map[netip.Addr]string
 	limits  map[string]*limiter // by node_id
 	pairing *pairings
+	sending map[string]*sync.Mutex // by node_id: see peerLock
 
 	kick chan struct{} // the outbox has work for a peer that came online
 }
@@ -87,7 +89,7 @@ func Open(opts Options) (*Agent, error) {
 	}
 	a := &Agent{
 		opts: opts, log: opts.Logger, store: st, self: event.EncodeKey(opts.Key.Public().(ed25519.PublicKey)),
-		online: map[string]api.Peer{}, byIP: map[netip.Addr]string{}, limits: map[string]*limiter{},
+		online: map[string]api.Peer{}, byIP: map[netip.Addr]string{}, limits: map[string]*limiter{}, sending: map[string]*sync.Mutex{},
 		kick: make(chan struct{}, 1),
 	}
 	a.pairing = newPairings(a)
@@ -142,37 +144,47 @@ func (a *Agent) SetPeers(ctx context.Context, peers []api.Peer) {
 		}
 	}
 	if len(back) > 0 {
-		select {
-		case a.kick <- struct{}{}:
-		default:
-		}
+		a.kickOutbox()
 	}
 }
 
 // remember records a peer, and raises the alarm when the server's key for
-// a verified peer is not the pinned one.
+// a verified peer is not the pinned one: under the same node_id, or under
+// the name of a verified peer (another node took its name).
 func (a *Agent) remember(ctx context.Context, p api.Peer) error {
-	if err := a.store.savePeer(ctx, peerRow{NodeID: p.NodeID, NodeName: p.NodeName, VPNIP: p.VPNIP, NodeKey: p.NodeKey}); err != nil {
+	if err := a.store.savePeer(ctx, peerRow{NodeID: p.NodeID, NodeName: p.NodeName, VPNIP: p.VPNIP, NodeKey: p.NodeKey}, a.opts.Now()); err != nil {
 		return err
 	}
 	row, err := a.store.peer(ctx, p.NodeID)
-	if err != nil || row.PinnedKey == "" {
+	if err != nil {
 		return err
 	}
+	pinned := row
+	if row.PinnedKey == "" {
+		named, ok, err := a.store.verifiedNamed(ctx, p.NodeName, p.NodeID)
+		if err != nil || !ok {
+			return a.setAlert(ctx, row, "")
+		}
+		pinned = named
+	}
 	alert := ""
-	if !keyHasPin(row.PinnedKey, p.NodeKey) {
+	if !keyHasPin(pinned.PinnedKey, p.NodeKey) {
 		alert = fmt.Sprintf("the coordination server now presents another identity key for %s (pin %.12s…) than the one verified by pairing; "+
 			"wire keeps the verified key and refuses the new one for messaging. If %s was re-installed, pair again after checking with its owner; "+
 			"otherwise someone may be impersonating it", p.NodeName, p.NodeKey, p.NodeName)
 		if row.KeyAlert == "" {
 			a.log.Warn("agent: IDENTITY KEY CHANGED for a verified peer; refusing it", "node", p.NodeName, "node_id", p.NodeID,
-				"pinned", row.PinnedKey, "server_pin", p.NodeKey)
+				"pinned", pinned.PinnedKey, "server_pin", p.NodeKey)
 		}
 	}
-	if alert != row.KeyAlert {
-		return a.store.setPeerField(ctx, p.NodeID, "key_alert", alert)
+	return a.setAlert(ctx, row, alert)
+}
+
+func (a *Agent) setAlert(ctx context.Context, row peerRow, alert string) error {
+	if alert == row.KeyAlert {
+		return nil
 	}
-	return nil
+	return a.store.setPeerField(ctx, row.NodeID, "key_alert", alert)
 }
 
 // keyHasPin says whether pin is the pin of the identity key key.
@@ -191,6 +203,25 @@ func (a *Agent) isOnline(nodeID string) (api.Peer, bool) {
 	defer a.mu.Unlock()
 	p, ok := a.online[nodeID]
 	return p, ok
+}
+
+// find resolves a peer by name (any case), VPN IP or node_id: an online
+// peer first (a name may have had other holders before), else the last
+// one the store knows.
+func (a *Agent) find(ctx context.Context, who string) (peerRow, error) {
+	a.mu.Lock()
+	id := ""
+	for _, p := range a.online {
+		if strings.EqualFold(p.NodeName, who) || p.VPNIP == who || p.NodeID == who {
+			id = p.NodeID
+			break
+		}
+	}
+	a.mu.Unlock()
+	if id != "" {
+		who = id
+	}
+	return a.store.peer(ctx, who)
 }
 
 // peerAt returns the online peer whose VPN address is ip.
@@ -228,6 +259,8 @@ func trustedKey(p peerRow) string {
 // acceptsKey says whether key may sign events of peer p, and why not.
 func acceptsKey(p peerRow, key string) error {
 	switch {
+	case p.PinnedKey == "" && p.KeyAlert != "":
+		return errors.New(p.KeyAlert)
 	case p.PinnedKey != "" && key != p.PinnedKey:
 		return fmt.Errorf("%s is verified with another identity key; this one is refused", p.NodeName)
 	case p.PinnedKey != "":

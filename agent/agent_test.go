@@ -66,18 +66,24 @@ func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
 
 func newNode(t *testing.T, name, ip string, port int, dir string) *testNode {
 	t.Helper()
-	n := newNodeAt(t, name, ip, port, dir)
+	return newNodeClock(t, name, ip, port, dir, nil)
+}
+
+// newNodeClock is newNode with a clock of the test's.
+func newNodeClock(t *testing.T, name, ip string, port int, dir string, now func() time.Time) *testNode {
+	t.Helper()
+	n := newNodeAt(t, name, ip, port, dir, now)
 	t.Cleanup(n.close)
 	return n
 }
 
 // newNodeAt starts an agent and leaves stopping it to the caller.
-func newNodeAt(t *testing.T, name, ip string, port int, dir string) *testNode {
+func newNodeAt(t *testing.T, name, ip string, port int, dir string, now func() time.Time) *testNode {
 	key := keyOf(name)
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	a, err := Open(Options{Dir: dir, Key: key, Self: netip.MustParseAddr(ip), Port: port})
+	a, err := Open(Options{Dir: dir, Key: key, Self: netip.MustParseAddr(ip), Port: port, Now: now})
 	if err != nil {
 		panic(err)
 	}
@@ -250,12 +256,20 @@ func (n *testNode) asPeerOf(other *testNode) api.Peer {
 	return p
 }
 
-func TestRefusals(t *testing.T) {
+// withMallory is alpha and beta, who know each other, and mallory, whom
+// neither knows yet.
+func withMallory(t *testing.T) (a, b, m *testNode) {
+	t.Helper()
 	port := freePort(t, "127.0.0.2", "127.0.0.3", "127.0.0.4")
-	a := newNode(t, "alpha", "127.0.0.2", port, "")
-	b := newNode(t, "beta", "127.0.0.3", port, "")
-	m := newNode(t, "mallory", "127.0.0.4", port, "")
+	a = newNode(t, "alpha", "127.0.0.2", port, "")
+	b = newNode(t, "beta", "127.0.0.3", port, "")
+	m = newNode(t, "mallory", "127.0.0.4", port, "")
 	mesh(t, a, b)
+	return a, b, m
+}
+
+func TestRefusals(t *testing.T) {
+	a, b, m := withMallory(t)
 	m.SetPeers(ctx, []api.Peer{b.asPeer()}) // b does not know m
 	waitListening(t, m)
 
@@ -309,16 +323,30 @@ func TestRefusals(t *testing.T) {
 		}
 		a.Block(ctx, "beta", false)
 	})
-	t.Run("rate limit", func(t *testing.T) {
-		verdicts := map[string]int{}
-		for range eventBurst + 50 {
-			res, _ := a.Send(ctx, "beta", "message", json.RawMessage(`1`))
-			verdicts[res.Verdict]++
+}
+
+// TestRateLimit: past a sender's burst (with no time passing, so no
+// refill), the receiver says "later", and the sender queues.
+func TestRateLimit(t *testing.T) {
+	port := freePort(t, "127.0.0.2", "127.0.0.3")
+	frozen := time.Now()
+	a := newNode(t, "alpha", "127.0.0.2", port, "")
+	b := newNodeClock(t, "beta", "127.0.0.3", port, "", func() time.Time { return frozen })
+	mesh(t, a, b)
+	verdicts := map[string]int{}
+	reasons := map[string]int{}
+	for range eventBurst + 50 {
+		res, err := a.Send(ctx, "beta", "message", json.RawMessage(`1`))
+		verdicts[res.Verdict]++
+		reasons[res.Reason]++
+		if res.Verdict == "" {
+			t.Errorf("no verdict: %v", err)
 		}
-		if verdicts[Queued] == 0 || verdicts[Failed] != 0 {
-			t.Errorf("verdicts of a burst past the limit: %v; want some queued, none failed", verdicts)
-		}
-	})
+	}
+	t.Logf("reasons: %v", reasons)
+	if verdicts[Delivered] != eventBurst || verdicts[Queued] != 50 {
+		t.Errorf("verdicts of a burst past the limit: %v; want %d delivered, the rest queued", verdicts, eventBurst)
+	}
 }
 
 func TestVerifiedKeyChanged(t *testing.T) {
@@ -349,4 +377,75 @@ func TestVerifiedKeyChanged(t *testing.T) {
 	if code != 403 || !strings.Contains(msg, "verified with another identity key") {
 		t.Errorf("impostor's event: %d %q; want refused", code, msg)
 	}
+}
+
+// TestVerifiedNameTaken: after alpha is verified, the server introduces
+// another node (another node_id and key) under alpha's name. It is not
+// taken for alpha: beta raises the alarm, refuses its events and will not
+// send to it.
+func TestVerifiedNameTaken(t *testing.T) {
+	a, b, m := withMallory(t)
+	if err := b.store.pin(ctx, "id-alpha", keyString(a), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	impostor := m.asPeer()
+	impostor.NodeName = "alpha"
+	b.SetPeers(ctx, []api.Peer{impostor})
+	m.SetPeers(ctx, []api.Peer{b.asPeer()})
+	waitListening(t, m)
+
+	trust, _ := b.Trust(ctx)
+	if got := trust["id-mallory"]; got.Tier != Introduced || !strings.Contains(got.KeyAlert, "another identity key for alpha") {
+		t.Errorf("b's trust in the new alpha: %+v", got)
+	}
+	if got := trust["id-alpha"]; got.Tier != Verified || got.IdentityKey != keyString(a) {
+		t.Errorf("b's trust in the real alpha: %+v", got)
+	}
+	if res, err := m.Send(ctx, "beta", "message", json.RawMessage(`"i am alpha"`)); err == nil || !strings.Contains(res.Reason, "another identity key") {
+		t.Errorf("the impostor's send = %+v, %v; want refused", res, err)
+	}
+	if res, err := b.Send(ctx, "alpha", "message", json.RawMessage(`"hi"`)); err == nil || !strings.Contains(err.Error(), "another identity key") {
+		t.Errorf("b's send to the new alpha = %+v, %v; want refused", res, err)
+	}
+	if in, _ := b.Tail(ctx, TailQuery{}); len(in.Events) != 0 {
+		t.Errorf("b took events: %+v", in.Events)
+	}
+}
+
+// TestQueuedInOrderAndExpiry: events queued for an offline peer arrive in
+// the order they were sent; one that waits past queueFor fails, and says
+// why.
+func TestQueuedInOrderAndExpiry(t *testing.T) {
+	port := freePort(t, "127.0.0.2", "127.0.0.3")
+	clock := &fakeClock{now: time.Now()}
+	a := newNodeClock(t, "alpha", "127.0.0.2", port, "", clock.Now)
+	b := newNode(t, "beta", "127.0.0.3", port, "")
+	mesh(t, a, b)
+	a.Send(ctx, "beta", "message", json.RawMessage(`0`)) // learns beta's key
+	a.SetPeers(ctx, nil)
+	for i := 1; i <= 5; i++ {
+		if res, _ := a.Send(ctx, "beta", "message", json.RawMessage(fmt.Sprint(i))); res.Verdict != Queued {
+			t.Fatalf("send %d: %+v", i, res)
+		}
+	}
+	a.SetPeers(ctx, []api.Peer{b.asPeer()})
+	waitFor(t, "the queue drained", func() bool {
+		in, _ := b.Tail(ctx, TailQuery{})
+		return len(in.Events) == 6
+	})
+	in, _ := b.Tail(ctx, TailQuery{})
+	for i, e := range in.Events {
+		if string(e.Body) != fmt.Sprint(i) {
+			t.Errorf("event %d has body %s: out of order", i, e.Body)
+		}
+	}
+
+	a.SetPeers(ctx, nil)
+	res, _ := a.Send(ctx, "beta", "message", json.RawMessage(`"too late"`))
+	clock.add(queueFor + 2*time.Minute)
+	waitFor(t, "the event to expire", func() bool {
+		sent, _ := a.Tail(ctx, TailQuery{Sent: true})
+		last := sent.Events[len(sent.Events)-1]
+		return last.Seq == res.Seq && last.Status == Failed && strings.Contains(last.Reason, "not reachable")
+	})
 }

@@ -45,7 +45,7 @@ type TailResult struct {
 func (a *Agent) Tail(ctx context.Context, q TailQuery) (TailResult, error) {
 	nodeID := ""
 	if q.Peer != "" {
-		p, err := a.store.peer(ctx, q.Peer)
+		p, err := a.find(ctx, q.Peer)
 		if err != nil {
 			return TailResult{}, err
 		}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/wire-mesh/wire/api"
@@ -25,9 +26,8 @@ const (
 
 const (
 	sendTimeout = 10 * time.Second
-	// retryEvery is how often the outbox retries events for peers that
-	// are online but did not answer; a peer coming online is retried at
-	// once.
+	// retryEvery bounds the backoff of the outbox for a peer that is
+	// online but does not answer; a peer coming online is retried at once.
 	retryEvery = 15 * time.Second
 	// queueFor is how long an event waits for its peer before it fails.
 	queueFor = 7 * 24 * time.Hour
@@ -52,7 +52,7 @@ func (a *Agent) Send(ctx context.Context, who, kind string, body json.RawMessage
 	if err := event.CheckDraft(kind, body); err != nil {
 		return SendResult{}, err
 	}
-	p, err := a.store.peer(ctx, who)
+	p, err := a.find(ctx, who)
 	if err != nil {
 		return SendResult{}, fmt.Errorf("%w: %w (wire peers lists them)", ErrSend, err)
 	}
@@ -76,12 +76,25 @@ func (a *Agent) Send(ctx context.Context, who, kind string, body json.RawMessage
 	default:
 		draft.Reason = fmt.Sprintf("%s is offline and its identity key is not known yet: the event is signed and sent when it comes online", p.NodeName)
 	}
+	// Events wait their turn: behind older ones queued for the same peer
+	// (it did not answer them, or was offline), this one is queued too,
+	// and the outbox delivers them in order.
+	lock := a.peerLock(p.NodeID)
+	lock.Lock()
+	defer lock.Unlock()
+	older, err := a.store.queuedSeqs(ctx, p.NodeID, 1)
+	behind := len(older) > 0 || err != nil
 	seq, err := a.store.queue(ctx, draft)
 	if err != nil {
 		return res, fmt.Errorf("%w: this node could not store the event: %w", ErrSend, err)
 	}
 	draft.Seq = seq
 	res.Seq, res.EventID = seq, draft.EventID
+	if behind {
+		a.kickOutbox()
+		res.Verdict, res.Reason = Queued, fmt.Sprintf("older events for %s wait in the outbox; this one is delivered after them", p.NodeName)
+		return res, nil
+	}
 	out := a.attempt(ctx, draft, p)
 	res.Verdict, res.Reason, res.EventID = out.status, out.reason, out.eventID
 	if out.status == Failed {
@@ -108,13 +121,31 @@ func (a *Agent) signDraft(d *stored, key string) error {
 // outcome is what one delivery attempt came to.
 type outcome struct{ status, reason, eventID string }
 
+func (a *Agent) kickOutbox() {
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+}
+
+// peerLock serialises deliveries to one peer, so that its events arrive
+// in the order they were sent.
+func (a *Agent) peerLock(nodeID string) *sync.Mutex {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	l, ok := a.sending[nodeID]
+	if !ok {
+		l = &sync.Mutex{}
+		a.sending[nodeID] = l
+	}
+	return l
+}
+
 // attempt tries to deliver a stored event once and records the outcome.
+// Callers hold the peer's lock.
 func (a *Agent) attempt(ctx context.Context, d stored, p peerRow) outcome {
 	out := a.deliver(ctx, &d, p)
 	out.eventID = d.EventID
-	if out.status == Queued && time.Since(time.UnixMilli(d.At)) > queueFor {
-		out = outcome{Failed, fmt.Sprintf("%s was not reachable for %v", p.NodeName, queueFor), d.EventID}
-	}
 	if err := a.store.settle(context.WithoutCancel(ctx), d.Seq, out.status, out.reason); err != nil {
 		a.log.Error("agent: recording a delivery", "err", err)
 	}
@@ -211,44 +242,92 @@ func (a *Agent) keyFor(ctx context.Context, p peerRow) (key, refusal string) {
 	return id.IdentityKey, ""
 }
 
-// runOutbox retries queued events until ctx ends: at once for a peer that
-// came online, and every retryEvery.
+// runOutbox delivers queued events until ctx ends: at once for a peer
+// that came online or was sent a new event, else with a backoff per peer
+// (1 s, doubling up to retryEvery) while it does not answer.
 func (a *Agent) runOutbox(ctx context.Context) {
-	t := time.NewTicker(retryEvery)
+	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	due := map[string]time.Time{}         // by node_id: when to try it next
+	backoff := map[string]time.Duration{} // by node_id
+	var swept time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		case <-a.kick:
+			clear(due)
+			clear(backoff)
 		}
-		a.flush(ctx)
+		now := a.opts.Now()
+		if now.Sub(swept) > time.Minute {
+			a.expireQueued(ctx, now)
+			swept = now
+		}
+		for _, nodeID := range a.waitingPeers(ctx) {
+			if now.Before(due[nodeID]) {
+				continue
+			}
+			if a.flush(ctx, nodeID) {
+				delete(due, nodeID)
+				delete(backoff, nodeID)
+				continue
+			}
+			backoff[nodeID] = min(max(2*backoff[nodeID], time.Second), retryEvery)
+			due[nodeID] = now.Add(backoff[nodeID])
+		}
 	}
 }
 
-// flush tries every queued event once, in order; a peer that fails one is
-// not tried again in this round, so its events stay in order.
-func (a *Agent) flush(ctx context.Context) {
-	queued, err := a.store.queued(ctx, "")
+// waitingPeers are the online peers with queued events.
+func (a *Agent) waitingPeers(ctx context.Context) []string {
+	ids, err := a.store.queuedPeers(ctx)
 	if err != nil {
 		a.log.Warn("agent: reading the outbox", "err", err)
-		return
 	}
-	stuck := map[string]bool{}
+	online := ids[:0]
+	for _, id := range ids {
+		if _, ok := a.isOnline(id); ok {
+			online = append(online, id)
+		}
+	}
+	return online
+}
+
+// flush delivers a peer's queued events in order, stopping at the first
+// that stays queued; it reports whether none is left.
+func (a *Agent) flush(ctx context.Context, nodeID string) bool {
+	p, err := a.store.peer(ctx, nodeID)
+	if err != nil {
+		return false
+	}
+	// The list is read under the lock: read before, it could hold an
+	// event a Send was delivering meanwhile, which would go twice.
+	lock := a.peerLock(nodeID)
+	lock.Lock()
+	defer lock.Unlock()
+	queued, err := a.store.queued(ctx, nodeID)
+	if err != nil {
+		a.log.Warn("agent: reading the outbox", "err", err)
+		return false
+	}
 	for _, d := range queued {
-		if stuck[d.NodeID] || ctx.Err() != nil {
-			continue
-		}
-		p, err := a.store.peer(ctx, d.NodeID)
-		if err != nil {
-			continue
-		}
 		out := a.attempt(ctx, d, p)
 		if out.status == Queued {
-			stuck[d.NodeID] = true
-		} else {
-			a.log.Info("agent: queued event settled", "peer", p.NodeName, "verdict", out.status, "event_id", out.eventID, "reason", out.reason)
+			return false
 		}
+		a.log.Info("agent: queued event settled", "peer", p.NodeName, "verdict", out.status, "event_id", out.eventID, "reason", out.reason)
+	}
+	return true
+}
+
+// expireQueued fails the events that waited longer than queueFor.
+func (a *Agent) expireQueued(ctx context.Context, now time.Time) {
+	n, err := a.store.expire(ctx, now.Add(-queueFor), fmt.Sprintf("the peer was not reachable for %v", queueFor))
+	if err != nil {
+		a.log.Warn("agent: expiring queued events", "err", err)
+	} else if n > 0 {
+		a.log.Info("agent: queued events expired", "count", n)
 	}
 }

@@ -156,7 +156,7 @@ func random(n int) []byte {
 
 // Initiate opens a pairing session with a peer and offers it.
 func (a *Agent) Initiate(ctx context.Context, who string) (PairStatus, error) {
-	p, err := a.store.peer(ctx, who)
+	p, err := a.find(ctx, who)
 	if err != nil {
 		return PairStatus{}, err
 	}

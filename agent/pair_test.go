@@ -153,9 +153,11 @@ func (c *fakeClock) add(d time.Duration) {
 }
 
 func TestPairingExpires(t *testing.T) {
-	a, b := pair2(t)
+	port := freePort(t, "127.0.0.2", "127.0.0.3")
 	clock := &fakeClock{now: time.Now()}
-	a.opts.Now = clock.Now
+	a := newNodeClock(t, "alpha", "127.0.0.2", port, "", clock.Now)
+	b := newNode(t, "beta", "127.0.0.3", port, "")
+	mesh(t, a, b)
 	id, sas, _ := pairUp(t, a, b, "beta")
 	clock.add(PairTTL + time.Second)
 	waitFor(t, "the session to expire", func() bool {

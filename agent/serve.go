@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/wire-mesh/wire/api"
@@ -30,8 +31,10 @@ var peerLimits = connlimit.Limits{Total: 256, PerKey: 8, Idle: 30 * time.Second}
 // ends. The address may not be there yet (the interface is coming up, or
 // was replaced), so listening is retried.
 func (a *Agent) Serve(ctx context.Context) {
-	go a.runOutbox(ctx)
-	go a.pairing.expire(ctx)
+	var loops sync.WaitGroup
+	defer loops.Wait() // the store may be closed once Serve returns
+	loops.Go(func() { a.runOutbox(ctx) })
+	loops.Go(func() { a.pairing.expire(ctx) })
 	warned := false
 	for ctx.Err() == nil {
 		ln, err := a.listen(ctx)

@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS peers (
 	pinned_key   TEXT NOT NULL DEFAULT '', -- set by pairing: the verified key
 	paired_at    INTEGER NOT NULL DEFAULT 0,
 	blocked      INTEGER NOT NULL DEFAULT 0,
-	key_alert    TEXT NOT NULL DEFAULT ''  -- why the server's key for it was refused
+	key_alert    TEXT NOT NULL DEFAULT '', -- why the server's key for it was refused
+	updated      INTEGER NOT NULL DEFAULT 0 -- unix ms of the server's last word on it
 );
 CREATE TABLE IF NOT EXISTS events (
 	seq       INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -72,11 +73,29 @@ func openStore(dir string) (*store, error) {
 		return nil, fmt.Errorf("agent store %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(1)
-	if _, err := db.Exec(schema); err != nil {
+	if err := migrate(db); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("agent store %s: %w", path, err)
 	}
 	return &store{db: db}, nil
+}
+
+// storeVersion is the schema's version, kept in SQLite's user_version.
+const storeVersion = 1
+
+func migrate(db *sql.DB) error {
+	var v int
+	if err := db.QueryRow(`PRAGMA user_version`).Scan(&v); err != nil {
+		return err
+	}
+	if v > storeVersion {
+		return fmt.Errorf("made by a newer wire (schema %d; this one knows %d): upgrade wire", v, storeVersion)
+	}
+	if _, err := db.Exec(schema); err != nil {
+		return err
+	}
+	_, err := db.Exec(fmt.Sprintf(`PRAGMA user_version = %d`, storeVersion))
+	return err
 }
 
 func (s *store) close() error { return s.db.Close() }
@@ -103,7 +122,7 @@ var ErrUnknownPeer = errors.New("no peer of that name or VPN IP is known to this
 // peer finds a peer by node_id, name (any case) or VPN IP.
 func (s *store) peer(ctx context.Context, who string) (peerRow, error) {
 	p, err := scanPeer(s.db.QueryRowContext(ctx, `SELECT `+peerColumns+` FROM peers
-		WHERE node_id = ?1 OR lower(node_name) = lower(?1) OR vpn_ip = ?1 ORDER BY node_id = ?1 DESC LIMIT 1`, who))
+		WHERE node_id = ?1 OR lower(node_name) = lower(?1) OR vpn_ip = ?1 ORDER BY node_id = ?1 DESC, updated DESC LIMIT 1`, who))
 	if errors.Is(err, sql.ErrNoRows) {
 		return p, fmt.Errorf("%w: %q", ErrUnknownPeer, who)
 	}
@@ -129,12 +148,22 @@ func (s *store) peers(ctx context.Context) ([]peerRow, error) {
 
 // savePeer records what the server says of a peer. A peer whose pin
 // changed loses the key learned under the old pin; its pinned key stays.
-func (s *store) savePeer(ctx context.Context, p peerRow) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO peers (node_id, node_name, vpn_ip, node_key) VALUES (?, ?, ?, ?)
+func (s *store) savePeer(ctx context.Context, p peerRow, now time.Time) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO peers (node_id, node_name, vpn_ip, node_key, updated) VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (node_id) DO UPDATE SET node_name = excluded.node_name, vpn_ip = excluded.vpn_ip,
 			identity_key = CASE WHEN node_key = excluded.node_key THEN identity_key ELSE '' END,
-			node_key = excluded.node_key`, p.NodeID, p.NodeName, p.VPNIP, p.NodeKey)
+			node_key = excluded.node_key, updated = excluded.updated`, p.NodeID, p.NodeName, p.VPNIP, p.NodeKey, now.UnixMilli())
 	return err
+}
+
+// verifiedNamed returns a verified peer of that name other than nodeID.
+func (s *store) verifiedNamed(ctx context.Context, name, nodeID string) (peerRow, bool, error) {
+	p, err := scanPeer(s.db.QueryRowContext(ctx, `SELECT `+peerColumns+` FROM peers
+		WHERE lower(node_name) = lower(?) AND node_id != ? AND pinned_key != '' LIMIT 1`, name, nodeID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return p, false, nil
+	}
+	return p, err == nil, err
 }
 
 func (s *store) setPeerField(ctx context.Context, nodeID, column string, v any) error {
@@ -226,6 +255,42 @@ func (s *store) queued(ctx context.Context, nodeID string) ([]stored, error) {
 		args = append(args, nodeID)
 	}
 	return s.events(ctx, q+` ORDER BY seq`, args...)
+}
+
+// queuedPeers lists the node_ids with queued events.
+func (s *store) queuedPeers(ctx context.Context) ([]string, error) {
+	return column[string](s.db.QueryContext(ctx, `SELECT DISTINCT node_id FROM events WHERE status = 'queued'`))
+}
+
+// column reads a query's one column.
+func column[T any](rows *sql.Rows, err error) ([]T, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		var v T
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// expire fails the queued events made before t.
+func (s *store) expire(ctx context.Context, t time.Time, reason string) (int64, error) {
+	res, err := s.db.ExecContext(ctx, `UPDATE events SET status = 'failed', reason = ? WHERE status = 'queued' AND at < ?`, reason, t.UnixMilli())
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// queuedSeqs lists the seqs of a peer's queued events, oldest first.
+func (s *store) queuedSeqs(ctx context.Context, nodeID string, limit int) ([]int64, error) {
+	return column[int64](s.db.QueryContext(ctx, `SELECT seq FROM events WHERE status = 'queued' AND node_id = ? ORDER BY seq LIMIT ?`, nodeID, limit))
 }
 
 // tail lists events after seq, newest last, at most limit of them.

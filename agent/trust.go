@@ -28,7 +28,7 @@ func (a *Agent) Trust(ctx context.Context) (map[string]Trust, error) {
 // Block stops (or, with blocked false, resumes) taking events from a
 // peer, and fails what the outbox holds for it.
 func (a *Agent) Block(ctx context.Context, who string, blocked bool) (string, error) {
-	p, err := a.store.peer(ctx, who)
+	p, err := a.find(ctx, who)
 	if err != nil {
 		return "", err
 	}

@@ -5,7 +5,9 @@ package lab_test
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,13 +21,7 @@ import (
 // the subscription push, tail, verify (and a tampered copy failing), and
 // an event for an offline peer queued, then delivered when it is back.
 func TestAgentsOverMCP(t *testing.T) {
-	m := newMesh(t)
-	l := m.lab
-	r1 := l.Router("r1", "203.0.113.11", "192.168.1.0/24", lab.NATCone)
-	r2 := l.Router("r2", "203.0.113.12", "192.168.2.0/24", lab.NATCone)
-	n1 := m.up(l.NodeBehind(r1, "n1", "192.168.1.10"), "n1")
-	n2 := m.up(l.NodeBehind(r2, "n2", "192.168.2.10"), "n2")
-	m.waitPairs(meshTimeout, n1, n2)
+	m, n1, n2 := twoNATedNodes(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
@@ -114,18 +110,7 @@ func TestAgentsOverMCP(t *testing.T) {
 
 	// The two people pair their nodes, each typing the digits the other
 	// reads out; then each node holds the other as verified.
-	offer := call1("wire_pair_initiate", map[string]any{"peer": "n2"})
-	code, _ := offer["code"].(string)
-	joined := call2("wire_pair_join", map[string]any{"code": code})
-	check := call1("wire_pair_check", map[string]any{"session_id": offer["session_id"]})
-	if joined["state"] != "sas_ready" || check["state"] != "sas_ready" || joined["sas"] != check["sas"] {
-		t.Fatalf("pairing: n1 %v, n2 %v; want both sas_ready with the same digits", check, joined)
-	}
-	call1("wire_pair_confirm", map[string]any{"session_id": offer["session_id"], "digits": joined["sas"]})
-	done := call2("wire_pair_confirm", map[string]any{"session_id": offer["session_id"], "digits": check["sas"]})
-	if done["state"] != "done" {
-		t.Fatalf("n2 after both confirmed: %v", done)
-	}
+	pairOverMCP(t, call1, call2)
 	for _, side := range []struct {
 		call toolCall
 		peer string
@@ -143,6 +128,213 @@ func TestAgentsOverMCP(t *testing.T) {
 	if e := in["events"].([]any)[0].(map[string]any); e["tier"] != "verified" || e["verified"] != true {
 		t.Errorf("n2's newest event after pairing: %v", e)
 	}
+}
+
+// twoNATedNodes is a mesh of two nodes, each behind a cone NAT of its
+// own, that ping each other.
+func twoNATedNodes(t *testing.T) (*mesh, *node, *node) {
+	m := newMesh(t)
+	l := m.lab
+	r1 := l.Router("r1", "203.0.113.11", "192.168.1.0/24", lab.NATCone)
+	r2 := l.Router("r2", "203.0.113.12", "192.168.2.0/24", lab.NATCone)
+	n1 := m.up(l.NodeBehind(r1, "n1", "192.168.1.10"), "n1")
+	n2 := m.up(l.NodeBehind(r2, "n2", "192.168.2.10"), "n2")
+	m.waitPairs(meshTimeout, n1, n2)
+	return m, n1, n2
+}
+
+// pairOverMCP pairs the nodes of two MCP sessions: the first initiates,
+// the second joins, and each confirms the digits the other shows, as two
+// people reading them to each other would.
+func pairOverMCP(t *testing.T, call1, call2 toolCall) {
+	t.Helper()
+	who2 := call2("wire_whoami", nil)
+	offer := call1("wire_pair_initiate", map[string]any{"peer": who2["node_name"]})
+	code, _ := offer["code"].(string)
+	joined := call2("wire_pair_join", map[string]any{"code": code})
+	check := call1("wire_pair_check", map[string]any{"session_id": offer["session_id"]})
+	if joined["state"] != "sas_ready" || check["state"] != "sas_ready" || joined["sas"] != check["sas"] {
+		t.Fatalf("pairing: initiator %v, joiner %v; want both sas_ready with the same digits", check, joined)
+	}
+	call1("wire_pair_confirm", map[string]any{"session_id": offer["session_id"], "digits": joined["sas"]})
+	done := call2("wire_pair_confirm", map[string]any{"session_id": offer["session_id"], "digits": check["sas"]})
+	if done["state"] != "done" {
+		t.Fatalf("joiner after both confirmed: %v", done)
+	}
+	if st := call1("wire_pair_check", map[string]any{"session_id": offer["session_id"]}); st["state"] != "done" {
+		t.Fatalf("initiator after both confirmed: %v", st)
+	}
+}
+
+// TestAgentsPeerKeyChanged: after n1 and n2 have paired, n1 is
+// re-installed (removed from the server, its state wiped, joined again
+// with a new identity key under its old name and node_id). n2 keeps the
+// verified key, says so in wire status, wire peers and wire_peers, and
+// refuses messages both ways.
+func TestAgentsPeerKeyChanged(t *testing.T) {
+	m, n1, n2 := twoNATedNodes(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	cs1, call1 := mcpSession(t, ctx, n1, nil)
+	_, call2 := mcpSession(t, ctx, n2, nil)
+	pairOverMCP(t, call1, call2)
+	cs1.Close()
+
+	if _, err := wire(n1.ns, "down", "--state-dir", n1.dir); err != nil {
+		t.Fatal(err)
+	}
+	n1.proc.Wait(10 * time.Second)
+	if _, err := wire(m.srvNS, "server", "node", "remove", "--state-dir", m.srvDir, "n1"); err != nil {
+		t.Fatal(err)
+	}
+	// The running server takes the admin's change from its store within a
+	// second or so; until then the node_id is still n1's.
+	if err := lab.Poll(20*time.Second, 200*time.Millisecond, func() error {
+		st, err := n2.status()
+		if _, listed := st.peer("n1"); err == nil && listed {
+			return errString("n1 still listed")
+		}
+		return err
+	}); err != nil {
+		t.Fatalf("n1 not removed: %v", err)
+	}
+	if err := os.RemoveAll(n1.dir); err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(n1.dir, 0o755)
+	n1.proc = lab.Start(t, n1.ns, "n1", append([]string{wireBin, "up", "--foreground", "--server", serverURL, "--join", m.key,
+		"--name", "n1", "--interface", n1.iface, "--state-dir", n1.dir}, engineFlag()...)...)
+	m.waitUp(n1)
+	m.waitPairs(meshTimeout, n1, n2) // the tunnel is the server's business: it works
+
+	var alert string
+	err := lab.Poll(30*time.Second, 200*time.Millisecond, func() error {
+		peers := call2("wire_peers", nil)["peers"].([]any)
+		if len(peers) == 1 {
+			p := peers[0].(map[string]any)
+			alert, _ = p["key_alert"].(string)
+			if alert != "" && p["tier"] == "verified" {
+				return nil
+			}
+		}
+		return errString("no key alert yet")
+	})
+	if err != nil {
+		t.Fatalf("n2 after n1 came back with another key: %v", err)
+	}
+	t.Logf("n2 says: %s", alert)
+	out, err := wire(n2.ns, "status", "--state-dir", n2.dir)
+	if err != nil || !strings.Contains(out, "WARNING: the coordination server now presents another identity key for n1") {
+		t.Errorf("wire status on n2 does not warn: %v\n%s", err, out)
+	}
+	if out, _ := wire(n2.ns, "peers", "--state-dir", n2.dir); !strings.Contains(out, "WARNING") {
+		t.Errorf("wire peers on n2 does not warn:\n%s", out)
+	}
+	if !strings.Contains(n2.proc.Output(), "IDENTITY KEY CHANGED") {
+		t.Errorf("n2's log says nothing of the changed key")
+	}
+	_, stderr, err := wireOut(n1.ns, 20*time.Second, "send", "--state-dir", n1.dir, "n2", "it is me, really")
+	if err == nil || !strings.Contains(stderr, "verified with another identity key") {
+		t.Errorf("the new n1's message to n2: %v %s; want refused", err, stderr)
+	}
+	_, stderr, err = wireOut(n2.ns, 20*time.Second, "send", "--state-dir", n2.dir, "n1", "who are you?")
+	if err == nil || !strings.Contains(stderr, "addressed to another identity key") {
+		t.Errorf("n2's message to the new n1: %v %s; want refused", err, stderr)
+	}
+	t.Cleanup(func() {
+		wire(n1.ns, "down", "--state-dir", n1.dir)
+		wire(n2.ns, "down", "--state-dir", n2.dir)
+	})
+}
+
+// TestAgentsReceiverKilled: the receiving daemon is SIGKILLed while events
+// pour in from the other node (four senders at once, over MCP); after it
+// restarts, every event acknowledged as delivered is in its inbox, and
+// those queued meanwhile arrive too.
+func TestAgentsReceiverKilled(t *testing.T) {
+	m, n1, n2 := twoNATedNodes(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	cs1, call1 := mcpSession(t, ctx, n1, nil)
+
+	var mu sync.Mutex
+	delivered := map[string]bool{}
+	verdicts := map[string]int{}
+	var senders sync.WaitGroup
+	for w := range 4 {
+		senders.Go(func() {
+			for i := range 150 {
+				res, err := cs1.CallTool(ctx, &sdk.CallToolParams{Name: "wire_send",
+					Arguments: map[string]any{"peer": "n2", "body": map[string]any{"n": w*1000 + i}}})
+				mu.Lock()
+				switch {
+				case err != nil || res.IsError:
+					verdicts["error"]++
+				default:
+					out := res.StructuredContent.(map[string]any)
+					v, _ := out["verdict"].(string)
+					verdicts[v]++
+					if v == "delivered" {
+						delivered[out["event_id"].(string)] = true
+					}
+				}
+				if len(delivered) == 60 && !n2.proc.Exited() {
+					n2.proc.Kill()
+				}
+				stop := verdicts["queued"] >= 8
+				mu.Unlock()
+				if stop {
+					return
+				}
+			}
+		})
+	}
+	senders.Wait()
+	t.Logf("verdicts: %v", verdicts)
+	if verdicts["delivered"] < 60 || verdicts["queued"] == 0 || verdicts["error"] != 0 {
+		t.Fatalf("verdicts %v: want deliveries before the kill, queued after, no errors", verdicts)
+	}
+	m.restart(n2)
+	m.waitUp(n2)
+	err := lab.Poll(60*time.Second, 250*time.Millisecond, func() error {
+		out := call1("wire_tail", map[string]any{"sent": true, "limit": 1000})
+		for _, e := range out["events"].([]any) {
+			if e.(map[string]any)["status"] == "queued" {
+				return errString("events still queued")
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("after n2's restart: %v", err)
+	}
+	out, err := wire(n2.ns, "tail", "--json", "--limit", "1000", "--state-dir", n2.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var e struct {
+			Event struct {
+				EventID string `json:"event_id"`
+			} `json:"event"`
+		}
+		json.Unmarshal([]byte(line), &e)
+		held[e.Event.EventID] = true
+	}
+	lost := 0
+	for id := range delivered {
+		if !held[id] {
+			lost++
+		}
+	}
+	if lost > 0 {
+		t.Errorf("%d of %d events acknowledged as delivered are missing from n2's inbox after the kill", lost, len(delivered))
+	}
+	if want := verdicts["delivered"] + verdicts["queued"]; len(held) != want {
+		t.Errorf("n2 holds %d events; %d were delivered or queued", len(held), want)
+	}
+	t.Cleanup(func() { wire(n2.ns, "down", "--state-dir", n2.dir) })
 }
 
 // waitStatus waits until n's status shows peer in the given state.

@@ -19,13 +19,7 @@ import (
 // a NAT) with the SDK's client: every tool, ending with wire_down and
 // wire_up, which brings the node back.
 func TestMCPOnLabNodes(t *testing.T) {
-	m := newMesh(t)
-	l := m.lab
-	r1 := l.Router("r1", "203.0.113.11", "192.168.1.0/24", lab.NATCone)
-	r2 := l.Router("r2", "203.0.113.12", "192.168.2.0/24", lab.NATCone)
-	n1 := m.up(l.NodeBehind(r1, "n1", "192.168.1.10"), "n1")
-	n2 := m.up(l.NodeBehind(r2, "n2", "192.168.2.10"), "n2")
-	m.waitPairs(meshTimeout, n1, n2)
+	m, n1, n2 := twoNATedNodes(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()

@@ -405,9 +405,11 @@ func checkLocalUsers(t *testing.T, n *node) {
 	if out, err := lab.Run(n.ns, append(nobody, "status", "--state-dir", n.dir)...); err != nil || !strings.Contains(out, "this node") {
 		t.Errorf("wire status as nobody: %v\n%s", err, out)
 	}
-	out, err := lab.Run(n.ns, append(nobody, "down", "--state-dir", n.dir)...)
-	if err == nil || !strings.Contains(out+err.Error(), "needs root") {
-		t.Errorf("wire down as nobody: %v\n%s; want a refusal that says it needs root", err, out)
+	for _, args := range [][]string{{"down"}, {"send", "x", "hi"}, {"tail"}, {"pair", "x"}, {"block", "x"}} {
+		out, err := lab.Run(n.ns, append(append(nobody, args[0], "--state-dir", n.dir), args[1:]...)...)
+		if err == nil || !strings.Contains(out+err.Error(), "needs root") {
+			t.Errorf("wire %s as nobody: %v\n%s; want a refusal that says it needs root", strings.Join(args, " "), err, out)
+		}
 	}
 	if _, err := n.status(); err != nil {
 		t.Errorf("the node is not up after nobody's wire down: %v", err)

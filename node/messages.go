@@ -69,12 +69,15 @@ func (d *Daemon) withTrust(ctx context.Context, peers []PeerStatus) {
 	if err != nil {
 		d.log.Warn("reading trust", "err", err)
 	}
-	byName := map[string]agent.Trust{}
+	byName := map[string]agent.Trust{} // for peers the daemon has no node_id of
 	for _, t := range trust {
 		byName[strings.ToLower(t.NodeName)] = t
 	}
 	for i, p := range peers {
-		t, ok := byName[strings.ToLower(p.NodeName)]
+		t, ok := trust[p.NodeID]
+		if !ok {
+			t, ok = byName[strings.ToLower(p.NodeName)]
+		}
 		if !ok {
 			t.Tier = agent.Introduced
 		}

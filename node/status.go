@@ -53,6 +53,7 @@ type Status struct {
 
 // PeerStatus is one other node as this node sees it.
 type PeerStatus struct {
+	NodeID   string `json:"node_id,omitempty"`
 	NodeName string `json:"node_name"`
 	VPNIP    string `json:"vpn_ip"`
 	PublicIP string `json:"public_ip"`
@@ -198,7 +199,7 @@ func (d *Daemon) live() map[wg.Key]wg.PeerStatus {
 // direct if the direct path answered its last probes; either only while
 // the peer's handshake is fresh. Callers hold d.mu.
 func (d *Daemon) peerStatus(p api.Peer, live map[wg.Key]wg.PeerStatus) PeerStatus {
-	ps := PeerStatus{NodeName: p.NodeName, VPNIP: p.VPNIP, PublicIP: p.PublicIP, Path: PathNone, WGPublicKey: p.WGPublicKey}
+	ps := PeerStatus{NodeID: p.NodeID, NodeName: p.NodeName, VPNIP: p.VPNIP, PublicIP: p.PublicIP, Path: PathNone, WGPublicKey: p.WGPublicKey}
 	key, err := wgtypes.ParseKey(p.WGPublicKey)
 	if err != nil {
 		return ps

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestSendBody(t *testing.T) {
+	tests := []struct {
+		arg, stdin string
+		json       bool
+		want, err  string
+	}{
+		{arg: "hello", want: `{"text":"hello"}`},
+		{arg: "-", stdin: "from stdin\n", want: `{"text":"from stdin"}`},
+		{arg: `{"a":1}`, json: true, want: `{"a":1}`},
+		{arg: "-", stdin: "[1, 2]\n", json: true, want: "[1, 2]\n"},
+		{arg: "{", json: true, err: "not valid JSON"},
+	}
+	for _, tt := range tests {
+		got, err := sendBody(tt.arg, strings.NewReader(tt.stdin), tt.json)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("sendBody(%q, json %t) = %s, %v; want an error about %q", tt.arg, tt.json, got, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || string(got) != tt.want {
+			t.Errorf("sendBody(%q, json %t) = %s, %v; want %s", tt.arg, tt.json, got, err, tt.want)
+		}
+	}
+}
+
+func TestReadEvent(t *testing.T) {
+	entry := `{"seq":3,"event":{"from":"ed25519:x","kind":"message"}}`
+	got, err := readEvent("-", strings.NewReader(entry))
+	if err != nil || string(got) != `{"from":"ed25519:x","kind":"message"}` {
+		t.Errorf("readEvent of a tail entry = %s, %v; want the event inside", got, err)
+	}
+	if got, _ := readEvent("-", strings.NewReader(`{"from":"ed25519:x"}`)); string(got) != `{"from":"ed25519:x"}` {
+		t.Errorf("readEvent of an event = %s", got)
+	}
+	if _, err := readEvent("-", strings.NewReader("not json")); err == nil || !strings.Contains(err.Error(), "not JSON") {
+		t.Errorf("readEvent of garbage: %v", err)
+	}
+	if _, err := readEvent("/nonexistent/event.json", nil); err == nil {
+		t.Error("readEvent of a missing file: no error")
+	}
+}
+
+func TestBodyText(t *testing.T) {
+	for body, want := range map[string]string{
+		`{"text":"hi"}`:        "hi",
+		`{"text":"hi","to":1}`: `{"text":"hi","to":1}`,
+		`[1,2]`:                `[1,2]`,
+		`"just a string"`:      `"just a string"`,
+	} {
+		if got := bodyText([]byte(body)); got != want {
+			t.Errorf("bodyText(%s) = %s, want %s", body, got, want)
+		}
+	}
+}

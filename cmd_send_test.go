@@ -60,3 +60,19 @@ func TestBodyText(t *testing.T) {
 		}
 	}
 }
+
+// TestSubcommandStateDir: --state-dir before a subcommand counts
+// (urfave/cli gives a subcommand only its own flags).
+func TestSubcommandStateDir(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"wire", "pair", "--state-dir", dir, "join", "1-amber-willow"},
+		{"wire", "pair", "join", "--state-dir", dir, "1-amber-willow"},
+	} {
+		var out, errOut strings.Builder
+		err := newApp(&out, &errOut).Run(args)
+		if err == nil || !strings.Contains(err.Error(), dir) {
+			t.Errorf("%v: %v; want the daemon looked for in %s", args, err, dir)
+		}
+	}
+}

@@ -33,15 +33,28 @@ func nodeStateDirFlag() cli.Flag {
 // it needs root) fall back from ~/.wire to /etc/wire, so a user reaches the
 // system daemon without sudo.
 func nodeStateDir(c *cli.Context, reading bool) (string, error) {
+	flag := givenStateDir(c)
 	home, err := os.UserHomeDir()
-	if err != nil && c.String("state-dir") == "" && os.Geteuid() != 0 {
+	if err != nil && flag == "" && os.Geteuid() != 0 {
 		return "", fmt.Errorf("no home directory (%v): pass --state-dir", err)
 	}
 	hasSocket := func(dir string) bool {
 		_, err := os.Stat(filepath.Join(dir, node.SocketFile))
 		return err == nil
 	}
-	return stateDirFor(c.String("state-dir"), os.Geteuid(), home, reading, hasSocket), nil
+	return stateDirFor(flag, os.Geteuid(), home, reading, hasSocket), nil
+}
+
+// givenStateDir is --state-dir as given to the command or to a command it
+// is a subcommand of ("wire pair --state-dir DIR join CODE"); urfave/cli
+// gives a subcommand only its own flags.
+func givenStateDir(c *cli.Context) string {
+	for _, ctx := range c.Lineage() {
+		if ctx.IsSet("state-dir") {
+			return ctx.String("state-dir")
+		}
+	}
+	return c.String("state-dir") // the environment's, or ""
 }
 
 // stateDirFor is nodeStateDir's choice: the flag, root's dir for root,

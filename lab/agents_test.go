@@ -3,9 +3,15 @@
 package lab_test
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"os"
+	"os/exec"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -352,5 +358,113 @@ func waitStatus(t *testing.T, n *node, peer, want string) {
 	})
 	if err != nil {
 		t.Fatalf("%s does not see %s %s: %v", n.name, peer, want, err)
+	}
+}
+
+// pairCLI is a `wire pair` run with its terminal: its output is read
+// line by line, and the digits are typed into its input.
+type pairCLI struct {
+	cmd   *exec.Cmd
+	in    io.WriteCloser
+	lines chan string
+}
+
+func startPairCLI(t *testing.T, ctx context.Context, n *node, args ...string) *pairCLI {
+	t.Helper()
+	cmd := lab.Command(ctx, n.ns, append([]string{wireBin, "pair", "--state-dir", n.dir}, args...)...)
+	in, _ := cmd.StdinPipe()
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &pairCLI{cmd: cmd, in: in, lines: make(chan string, 64)}
+	go func() {
+		// Lines, and the digits prompt, which ends in ": " and no newline.
+		sc := bufio.NewScanner(out)
+		sc.Split(func(data []byte, atEOF bool) (int, []byte, error) {
+			if i := bytes.IndexByte(data, '\n'); i >= 0 {
+				return i + 1, data[:i+1], nil
+			}
+			if bytes.HasSuffix(data, []byte(": ")) {
+				return len(data), data, nil
+			}
+			if atEOF && len(data) > 0 {
+				return len(data), data, nil
+			}
+			return 0, nil, nil
+		})
+		for sc.Scan() {
+			p.lines <- sc.Text()
+		}
+		close(p.lines)
+	}()
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return p
+}
+
+// until returns the first output line matching re's group, failing the
+// test if the command ends first.
+func (p *pairCLI) until(t *testing.T, re *regexp.Regexp) string {
+	t.Helper()
+	var seen []string
+	for line := range p.lines {
+		seen = append(seen, line)
+		if m := re.FindStringSubmatch(strings.TrimSpace(line)); m != nil {
+			return m[len(m)-1]
+		}
+	}
+	t.Fatalf("wire pair ended without printing %v:\n%s", re, strings.Join(seen, ""))
+	return ""
+}
+
+// TestPairCLI: two people pair their nodes with wire pair and wire pair
+// join, each typing the digits the other's screen shows; a second round
+// with wrong digits aborts both, and the peers stay as they were.
+func TestPairCLI(t *testing.T) {
+	m, n1, n2 := twoNATedNodes(t)
+	_ = m
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	codeRE := regexp.MustCompile(`^(\d+-[a-z]+-[a-z]+)$`)
+	digitsRE := regexp.MustCompile(`Read these digits to the person at \S+:\s+(\d{3} \d{3})`)
+	verifiedRE := regexp.MustCompile(`(is verified)`)
+
+	for _, round := range []string{"right digits", "wrong digits"} {
+		a := startPairCLI(t, ctx, n1, "n2")
+		code := a.until(t, codeRE)
+		b := startPairCLI(t, ctx, n2, "join", code)
+		sasA, sasB := a.until(t, digitsRE), b.until(t, digitsRE)
+		if sasA != sasB {
+			t.Fatalf("%s: the screens show %s and %s", round, sasA, sasB)
+		}
+		typed := sasA
+		if round == "wrong digits" {
+			typed = "000 001"
+			if sasA == typed {
+				typed = "000 002"
+			}
+		}
+		fmt.Fprintln(a.in, typed)
+		fmt.Fprintln(b.in, sasA)
+		if round == "right digits" {
+			a.until(t, verifiedRE)
+			b.until(t, verifiedRE)
+			if err := a.cmd.Wait(); err != nil {
+				t.Errorf("wire pair: %v", err)
+			}
+			continue
+		}
+		for _, p := range []*pairCLI{a, b} {
+			for range p.lines {
+			}
+			if err := p.cmd.Wait(); err == nil {
+				t.Errorf("wire pair with the wrong digits typed on one side exited 0")
+			}
+		}
+	}
+	out, _ := wire(n1.ns, "peers", "--state-dir", n1.dir)
+	if !strings.Contains(out, "verified") {
+		t.Errorf("wire peers on n1 after pairing:\n%s", out)
 	}
 }

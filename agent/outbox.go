@@ -263,6 +263,7 @@ func (a *Agent) runOutbox(ctx context.Context) {
 		now := a.opts.Now()
 		if now.Sub(swept) > time.Minute {
 			a.expireQueued(ctx, now)
+			a.prune(ctx)
 			swept = now
 		}
 		for _, nodeID := range a.waitingPeers(ctx) {
@@ -320,6 +321,18 @@ func (a *Agent) flush(ctx context.Context, nodeID string) bool {
 		a.log.Info("agent: queued event settled", "peer", p.NodeName, "verdict", out.status, "event_id", out.eventID, "reason", out.reason)
 	}
 	return true
+}
+
+// Keep is how many events of each direction the store keeps (queued ones
+// are always kept): older ones are pruned every minute.
+const Keep = 10_000
+
+func (a *Agent) prune(ctx context.Context) {
+	for _, dir := range []string{"in", "out"} {
+		if err := a.store.prune(ctx, dir, Keep); err != nil {
+			a.log.Warn("agent: pruning old events", "err", err)
+		}
+	}
 }
 
 // expireQueued fails the events that waited longer than queueFor.

@@ -22,7 +22,7 @@ import (
 var vmScenarios = []string{
 	"TestMeshDirect", "TestMeshJoinToPing", "TestMeshServerOutage", "TestMeshRoaming",
 	"TestRelayTopologies", "TestRelayToDirect", "TestRelayServerKilled",
-	"TestWgShow", "TestEngineAuto", "TestMixedEngines",
+	"TestWgShow", "TestEngineAuto", "TestMixedEngines", "TestAgentsOverMCP", "TestPairCLI",
 }
 
 // vmModules are the kernel modules the lab needs in the VM: WireGuard,

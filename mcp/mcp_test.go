@@ -153,6 +153,10 @@ func errorText(res *sdk.CallToolResult) string {
 
 func TestToolsList(t *testing.T) {
 	cs := connect(t, shortDir(t), nil)
+	if ins := cs.InitializeResult().Instructions; !strings.Contains(ins, "never call wire_pair_confirm with digits you made up") ||
+		!strings.Contains(ins, "the person typed") {
+		t.Errorf("the instructions do not tell the assistant to leave the digits to the person: %q", ins)
+	}
 	res, err := cs.ListTools(context.Background(), nil)
 	if err != nil {
 		t.Fatal(err)

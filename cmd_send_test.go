@@ -1,8 +1,15 @@
 package main
 
 import (
+	"crypto/ed25519"
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/wire-mesh/wire/event"
 )
 
 func TestSendBody(t *testing.T) {
@@ -74,5 +81,28 @@ func TestSubcommandStateDir(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), dir) {
 			t.Errorf("%v: %v; want the daemon looked for in %s", args, err, dir)
 		}
+	}
+}
+
+// TestVerifyWithoutDaemon: wire verify checks a signature with no daemon
+// running; only whose key it is needs one.
+func TestVerifyWithoutDaemon(t *testing.T) {
+	key := ed25519.NewKeyFromSeed(make([]byte, 32))
+	e, err := event.New(key, key.Public().(ed25519.PublicKey), "message", json.RawMessage(`{"text":"hi"}`), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, _ := json.Marshal(e)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "event.json")
+	os.WriteFile(file, good, 0o644)
+	var out, errOut strings.Builder
+	if err := newApp(&out, &errOut).Run([]string{"wire", "verify", "--state-dir", dir, file}); err != nil || !strings.Contains(out.String(), "valid: event "+e.EventID) {
+		t.Errorf("wire verify of a good event: %v\n%s", err, out.String())
+	}
+	os.WriteFile(file, []byte(strings.Replace(string(good), "hi", "ho", 1)), 0o644)
+	out.Reset()
+	if err := newApp(&out, &errOut).Run([]string{"wire", "verify", "--state-dir", dir, file}); err == nil || !strings.Contains(err.Error(), "invalid event") {
+		t.Errorf("wire verify of a tampered event: %v\n%s", err, out.String())
 	}
 }

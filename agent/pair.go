@@ -169,6 +169,9 @@ func (a *Agent) Initiate(ctx context.Context, who string) (PairStatus, error) {
 		keyA: a.self, nonceA: random(32), state: PairOffered, expires: a.opts.Now().Add(PairTTL),
 	}
 	s.commit = commitment(s.id, s.keyA, s.nonceA)
+	if a.pairing.count() >= maxSessions {
+		return PairStatus{}, fmt.Errorf("%d pairing sessions are open already; finish some or let them expire", maxSessions)
+	}
 	msg := pairMsg{Type: "offer", SessionID: s.id, Code: s.code, Key: s.keyA, Commit: s.commit}
 	if err := a.pairPost(ctx, online, msg, &pairReply{}); err != nil {
 		return PairStatus{}, fmt.Errorf("offering to pair with %s: %w", p.NodeName, err)
@@ -335,6 +338,10 @@ func (ps *pairings) handle(w http.ResponseWriter, r *http.Request, p api.Peer) {
 			reply(w, http.StatusBadRequest, api.Error{Error: "bad join"})
 			return
 		}
+		if p.NodeKey != "" && !keyHasPin(msg.Key, p.NodeKey) {
+			reply(w, http.StatusForbidden, api.Error{Error: "the joining key is not the one the coordination server knows for the sender"})
+			return
+		}
 		s.keyB, s.nonceB, s.state = msg.Key, msg.Nonce, PairSASReady
 		rep.Nonce = s.nonceA
 	case msg.Type == "confirm" && (s.state == PairSASReady || s.state == PairConfirmed || s.state == PairDone):
@@ -377,12 +384,21 @@ func (ps *pairings) offered(w http.ResponseWriter, r *http.Request, p api.Peer, 
 		keyA: msg.Key, keyB: ps.a.self, commit: msg.Commit, state: PairOffered, expires: ps.a.opts.Now().Add(PairTTL)}
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	if _, dup := ps.m[s.id]; dup || len(ps.m) >= 64 {
+	if _, dup := ps.m[s.id]; dup || len(ps.m) >= maxSessions {
 		reply(w, http.StatusConflict, api.Error{Error: "too many pairing sessions, or a repeated one"})
 		return
 	}
 	ps.m[s.id] = s
 	reply(w, http.StatusOK, pairReply{})
+}
+
+// maxSessions bounds the sessions a node holds, its own and offered.
+const maxSessions = 64
+
+func (ps *pairings) count() int {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return len(ps.m)
 }
 
 func (ps *pairings) put(s *session) {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"github.com/wire-mesh/wire/api"
 	"github.com/wire-mesh/wire/server"
 	"github.com/wire-mesh/wire/service"
 )
@@ -75,6 +76,7 @@ func serverFlags() []cli.Flag {
 		stateDirFlag(),
 		&cli.BoolFlag{Name: "open", Usage: "seed-compatible mode: plain HTTP, no join keys, NO AUTHENTICATION (for migrating from meshpop-wire)"},
 		&cli.StringFlag{Name: "subnet", Usage: "VPN subnet: 10.99 means 10.99.0.0/16; a CIDR works too", Value: server.DefaultSubnet, EnvVars: []string{"WIRE_VPN_SUBNET"}},
+		&cli.StringFlag{Name: "dns-domain", Usage: "the mesh's DNS domain: every node is reachable as NAME.DOMAIN", Value: api.DefaultDNSDomain},
 		&cli.StringSliceFlag{Name: "trusted-proxy", Usage: "trust X-Forwarded-For from this address or CIDR (repeatable)"},
 		&cli.StringFlag{Name: "import", Usage: "import the nodes of a meshpop-wire state.json once", EnvVars: []string{"WIRE_STATE_FILE"}},
 		&cli.BoolFlag{Name: "debug", Usage: "log debug messages"},
@@ -101,13 +103,17 @@ func serverConfig(c *cli.Context, dir string) (server.Config, error) {
 	if err != nil {
 		return server.Config{}, err
 	}
+	domain, err := server.ParseDNSDomain(c.String("dns-domain"))
+	if err != nil {
+		return server.Config{}, err
+	}
 	level := slog.LevelInfo
 	if c.Bool("debug") {
 		level = slog.LevelDebug
 	}
 	return server.Config{
 		StateDir: dir, Listen: listen, STUNListen: c.String("stun-listen"), RelayListen: c.String("relay-listen"), Open: c.Bool("open"),
-		Subnet: subnet, TrustedProxies: proxies, SeedStateFile: c.String("import"), Version: buildVersion(),
+		Subnet: subnet, DNSDomain: domain, TrustedProxies: proxies, SeedStateFile: c.String("import"), Version: buildVersion(),
 		Logger: slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})),
 	}, nil
 }

@@ -58,7 +58,7 @@ func showStatus(c *cli.Context) error {
 		if p.LastSeenAgo >= 0 {
 			seen = ago(p.LastSeenAgo)
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", dot, shown(p.NodeName), shown(p.VPNIP), dash(p.PublicIP), seen, p.Path, handshake(p.LatestHandshake))
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", dot, shown(dnsOr(p)), shown(p.VPNIP), dash(p.PublicIP), seen, p.Path, handshake(p.LatestHandshake))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -69,6 +69,15 @@ func showStatus(c *cli.Context) error {
 		}
 	}
 	return nil
+}
+
+// dnsOr is the peer's DNS name (b.wire), or its name from a daemon that
+// does not say one.
+func dnsOr(p node.PeerStatus) string {
+	if p.DNSName != "" {
+		return p.DNSName
+	}
+	return p.NodeName
 }
 
 func handshake(t *time.Time) string {

@@ -49,7 +49,12 @@ type RegisterResponse struct {
 	Subnet string `json:"subnet,omitempty"`
 	// STUNPort is the server's STUN port (by default the HTTP port + 1).
 	STUNPort int `json:"stun_port,omitempty"`
+	// DNSDomain is the mesh's DNS domain: node NAME is NAME.DNSDomain.
+	DNSDomain string `json:"dns_domain,omitempty"`
 }
+
+// DefaultDNSDomain is the mesh's DNS domain unless the server says another.
+const DefaultDNSDomain = "wire"
 
 // Peer is one online node as other nodes need it to configure WireGuard.
 type Peer struct {

@@ -55,6 +55,7 @@ type status struct {
 
 type peerStatus struct {
 	NodeName        string          `json:"node_name"`
+	DNSName         string          `json:"dns_name"`
 	VPNIP           string          `json:"vpn_ip"`
 	PublicIP        string          `json:"public_ip"`
 	Status          string          `json:"status"`

@@ -55,6 +55,17 @@ type Config struct {
 	ListenPort int    `json:"listen_port"`
 	NATPort    int    `json:"nat_port"`
 	Interface  string `json:"interface"`
+	// DNSDomain is the mesh's DNS domain, as the server says ("" from
+	// older servers and --open ones: api.DefaultDNSDomain).
+	DNSDomain string `json:"dns_domain,omitempty"`
+}
+
+// Domain is the mesh's DNS domain.
+func (c Config) Domain() string {
+	if c.DNSDomain == "" {
+		return api.DefaultDNSDomain
+	}
+	return c.DNSDomain
 }
 
 // ErrNoConfig says the node has not joined a mesh yet.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/wire-mesh/wire/agent"
 	"github.com/wire-mesh/wire/api"
+	"github.com/wire-mesh/wire/resolver"
 	"github.com/wire-mesh/wire/wg"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
@@ -35,9 +36,10 @@ type NewEngine func(wg.Options) (wg.Engine, error)
 
 // Daemon runs one node.
 type Daemon struct {
-	dir       string
-	log       *slog.Logger
-	newEngine NewEngine
+	dir        string
+	log        *slog.Logger
+	newEngine  NewEngine
+	resolvConf string
 
 	cfg    Config
 	keys   Keys
@@ -52,6 +54,7 @@ type Daemon struct {
 	mapped    netip.AddrPort // the WireGuard port's public mapping
 	told      netip.AddrPort // the mapping the server last accepted
 	pollStop  context.CancelFunc
+	names     *resolver.Server
 	agent     *agent.Agent // nil while messaging is off, for agentErr
 	agentErr  error
 	reachable bool                      // the last call to the server worked
@@ -73,6 +76,10 @@ type Options struct {
 	Dir       string
 	Logger    *slog.Logger
 	NewEngine NewEngine
+	// ResolvConf is the system's resolver config, read (only when a query
+	// for a name outside the mesh comes) for the resolvers to forward it
+	// to; "" forwards nothing.
+	ResolvConf string
 }
 
 // New loads the node's config and keys.
@@ -90,7 +97,7 @@ func New(o Options) (*Daemon, error) {
 		return nil, err
 	}
 	d := &Daemon{
-		dir: o.Dir, log: o.Logger, newEngine: o.NewEngine, cfg: cfg, keys: keys, client: client,
+		dir: o.Dir, log: o.Logger, newEngine: o.NewEngine, resolvConf: o.ResolvConf, cfg: cfg, keys: keys, client: client,
 		peers: loadPeers(o.Dir), endpoints: map[string]netip.AddrPort{}, paths: map[string]*path{}, down: make(chan struct{}),
 		reapply: make(chan struct{}, 1),
 	}
@@ -121,6 +128,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}
 	d.engine = e
 	d.openAgent()
+	d.openNames()
 	// STUN first: kernel WireGuard takes the port at the first Set, after
 	// which only raw sockets can send from it, and those need CAP_NET_RAW.
 	d.discover(ctx)
@@ -133,6 +141,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		return err
 	}
 	d.tellAgent(ctx)
+	d.setNames()
 	return nil
 }
 
@@ -160,7 +169,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	for _, loop := range []func(context.Context){d.reconcile, d.pollPeers, d.heartbeat, d.rediscover, d.choosePaths, d.keepRelay, d.serveAgent} {
+	for _, loop := range []func(context.Context){d.reconcile, d.pollPeers, d.heartbeat, d.rediscover, d.choosePaths, d.keepRelay, d.serveAgent, d.serveNames} {
 		wg.Add(1)
 		go func() { defer wg.Done(); loop(ctx) }()
 	}
@@ -214,7 +223,17 @@ func (d *Daemon) register(ctx context.Context) error {
 	d.publicIP = resp.YourIP
 	d.told = netip.AddrPortFrom(d.mapped.Addr(), uint16(req.NATPort))
 	changed := resp.VPNIP != d.cfg.VPNIP
+	domainChanged := resp.DNSDomain != d.cfg.DNSDomain
+	if domainChanged {
+		d.cfg.DNSDomain = resp.DNSDomain
+		if err := d.cfg.Save(d.dir); err != nil {
+			d.log.Warn("saving the DNS domain", "err", err)
+		}
+	}
 	d.mu.Unlock()
+	if domainChanged {
+		d.setNames()
+	}
 	if changed {
 		return fmt.Errorf("the server moved this node from %s to %s: run wire up again", d.cfg.VPNIP, resp.VPNIP)
 	}
@@ -388,6 +407,7 @@ func (d *Daemon) pollPeers(ctx context.Context) {
 		if d.merge(resp) {
 			d.changed()
 			d.tellAgent(ctx)
+			d.setNames()
 		}
 	}
 }

@@ -152,6 +152,7 @@ func (c *Config) apply(resp api.RegisterResponse) {
 	if resp.STUNPort != 0 {
 		c.STUNPort = resp.STUNPort
 	}
+	c.DNSDomain = resp.DNSDomain
 }
 
 func (c Config) client(keys Keys) (*api.Client, error) {

@@ -55,6 +55,9 @@ type Status struct {
 type PeerStatus struct {
 	NodeID   string `json:"node_id,omitempty"`
 	NodeName string `json:"node_name"`
+	// DNSName is the name that resolves to the peer's VPN address on
+	// this node (NAME.DOMAIN).
+	DNSName  string `json:"dns_name,omitempty"`
 	VPNIP    string `json:"vpn_ip"`
 	PublicIP string `json:"public_ip"`
 	// Status is the server's view: online, offline, or unknown while the
@@ -87,6 +90,7 @@ const (
 func (d *Daemon) Status(ctx context.Context) Status {
 	st := d.status(ctx)
 	d.withTrust(ctx, st.Peers)
+	d.withDNSNames(st.Peers)
 	st.Identity = d.identity()
 	return st
 }
@@ -157,6 +161,7 @@ func (d *Daemon) serverStatus(ctx context.Context) (api.Status, error) {
 func (d *Daemon) Peers(ctx context.Context) []PeerStatus {
 	out := d.peerList(ctx)
 	d.withTrust(ctx, out)
+	d.withDNSNames(out)
 	return out
 }
 

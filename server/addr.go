@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"regexp"
 	"strings"
 )
 
@@ -120,3 +121,22 @@ func (a *allocator) allocate(nodeID string) (netip.Addr, error) {
 	}
 	return netip.Addr{}, ErrSubnetFull
 }
+
+// ParseDNSDomain checks a mesh DNS domain: one or more DNS labels (letters,
+// digits, hyphens; no leading or trailing hyphen), lowercased, without the
+// final dot.
+func ParseDNSDomain(s string) (string, error) {
+	d := strings.ToLower(strings.TrimSuffix(s, "."))
+	labels := strings.Split(d, ".")
+	for _, l := range labels {
+		if !dnsLabel.MatchString(l) {
+			return "", fmt.Errorf("--dns-domain %q: want DNS labels of letters, digits and hyphens, e.g. wire or mesh.example.com", s)
+		}
+	}
+	if len(d) > 200 {
+		return "", fmt.Errorf("--dns-domain %q: too long", s)
+	}
+	return d, nil
+}
+
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -129,5 +130,18 @@ func TestPreferredIsSeedAddress(t *testing.T) {
 	next, _ := a.allocate("17bb0000000000000000000000000000")
 	if next.String() != "10.99.23.188" {
 		t.Errorf("colliding node got %s, want 10.99.23.188", next)
+	}
+}
+
+func TestParseDNSDomain(t *testing.T) {
+	for in, want := range map[string]string{"wire": "wire", "Mesh.Example.COM.": "mesh.example.com", "a-1.b": "a-1.b"} {
+		if got, err := ParseDNSDomain(in); err != nil || got != want {
+			t.Errorf("ParseDNSDomain(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", ".", "-wire", "wire-", "a..b", "wi re", "x_y", strings.Repeat("a", 64)} {
+		if got, err := ParseDNSDomain(bad); err == nil {
+			t.Errorf("ParseDNSDomain(%q) = %q; want an error", bad, got)
+		}
 	}
 }

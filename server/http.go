@@ -174,6 +174,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 	if !s.cfg.Open {
 		resp.Subnet = s.cfg.Subnet.String()
 		resp.STUNPort = s.stunPort()
+		resp.DNSDomain = s.cfg.DNSDomain
 	}
 	writeJSON(w, http.StatusOK, resp)
 }

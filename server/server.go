@@ -39,8 +39,10 @@ type Config struct {
 	RelayListen string // UDP; default: the HTTP port + 2
 	// Open is the seed-compatible mode: plain HTTP, no join keys, no
 	// authentication at all.
-	Open           bool
-	Subnet         netip.Prefix
+	Open   bool
+	Subnet netip.Prefix
+	// DNSDomain is the mesh's DNS domain (default api.DefaultDNSDomain).
+	DNSDomain      string
 	TrustedProxies []netip.Prefix
 	// SeedStateFile is a meshpop-wire state.json to import once.
 	SeedStateFile string
@@ -86,6 +88,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.DNSDomain == "" {
+		cfg.DNSDomain = api.DefaultDNSDomain
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, punches: newPunches(cfg.Now), warnings: newWarnings(cfg.Logger), stopping: make(chan struct{})}
 	if err := s.open(); err != nil {

@@ -1,0 +1,90 @@
+package node
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/wire-mesh/wire/resolver"
+)
+
+// The daemon's resolver answers NAME.DOMAIN for this node and every peer
+// it knows, on the node's own VPN address, port 53, and only to this
+// host: the address is local on every engine and platform, so nothing is
+// reserved for it, and no other node can ask it. Other names go to the
+// system's resolvers.
+
+// DNSPort is where the resolver listens, on the node's VPN address.
+const DNSPort = 53
+
+func (d *Daemon) openNames() {
+	self, _ := netip.ParseAddr(d.cfg.VPNIP)
+	d.names = resolver.New(resolver.Options{
+		Allow:     func(a netip.Addr) bool { return a == self || a.IsLoopback() },
+		Upstreams: func() []string { return d.upstreams(self) },
+		Logger:    d.log,
+	})
+}
+
+// upstreams are the system's resolvers, other than this node's own.
+func (d *Daemon) upstreams(self netip.Addr) []string {
+	if d.resolvConf == "" {
+		return nil
+	}
+	return resolver.Upstreams(d.resolvConf, self)
+}
+
+// setNames declares the mesh's names to the resolver.
+func (d *Daemon) setNames() {
+	d.mu.Lock()
+	names := make(map[string]netip.Addr, len(d.peers)+1)
+	for _, p := range d.peers {
+		if a, err := netip.ParseAddr(p.VPNIP); err == nil {
+			names[p.NodeName] = a
+		}
+	}
+	if a, err := netip.ParseAddr(d.cfg.VPNIP); err == nil {
+		names[d.cfg.NodeName] = a
+	}
+	domain := d.cfg.Domain()
+	d.mu.Unlock()
+	d.names.Set(domain, names)
+}
+
+// dnsName is a node's name in the mesh's DNS.
+func (d *Daemon) dnsName(node string) string {
+	return strings.ToLower(node) + "." + d.cfg.Domain()
+}
+
+// withDNSNames adds each peer's DNS name.
+func (d *Daemon) withDNSNames(peers []PeerStatus) {
+	for i, p := range peers {
+		peers[i].DNSName = d.dnsName(p.NodeName)
+	}
+}
+
+// serveNames runs the resolver until ctx ends, listening again whenever
+// the address goes (the interface is replaced).
+func (d *Daemon) serveNames(ctx context.Context) {
+	addr := net.JoinHostPort(d.cfg.VPNIP, "53")
+	warned := false
+	for ctx.Err() == nil {
+		var lc net.ListenConfig
+		pc, err := lc.ListenPacket(ctx, "udp", addr)
+		if err != nil {
+			if !warned {
+				d.log.Info("DNS: cannot listen yet; retrying", "addr", addr, "err", err)
+				warned = true
+			}
+			sleep(ctx, 2*time.Second)
+			continue
+		}
+		warned = false
+		if err := d.names.Serve(ctx, pc); err != nil && ctx.Err() == nil {
+			d.log.Warn("DNS: listener failed; listening again", "err", err)
+			sleep(ctx, time.Second)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -65,26 +66,47 @@ func (d *Daemon) withDNSNames(peers []PeerStatus) {
 	}
 }
 
-// serveNames runs the resolver until ctx ends, listening again whenever
-// the address goes (the interface is replaced).
+// serveNames runs the resolver on UDP and TCP until ctx ends, listening
+// again whenever the address goes (the interface is replaced).
 func (d *Daemon) serveNames(ctx context.Context) {
-	addr := net.JoinHostPort(d.cfg.VPNIP, "53")
+	addr := net.JoinHostPort(d.cfg.VPNIP, strconv.Itoa(DNSPort))
 	warned := false
 	for ctx.Err() == nil {
 		var lc net.ListenConfig
 		pc, err := lc.ListenPacket(ctx, "udp", addr)
+		var ln net.Listener
+		if err == nil {
+			if ln, err = lc.Listen(ctx, "tcp", addr); err != nil {
+				pc.Close()
+			}
+		}
 		if err != nil {
 			if !warned {
-				d.log.Info("DNS: cannot listen yet; retrying", "addr", addr, "err", err)
+				d.log.Info("DNS: cannot listen yet (is another DNS server bound to all addresses?); retrying", "addr", addr, "err", err)
 				warned = true
 			}
 			sleep(ctx, 2*time.Second)
 			continue
 		}
 		warned = false
-		if err := d.names.Serve(ctx, pc); err != nil && ctx.Err() == nil {
+		if err := d.serveDNS(ctx, pc, ln); err != nil && ctx.Err() == nil {
 			d.log.Warn("DNS: listener failed; listening again", "err", err)
 			sleep(ctx, time.Second)
 		}
 	}
+}
+
+// serveDNS serves both sockets until one fails or ctx ends; then both
+// close.
+func (d *Daemon) serveDNS(ctx context.Context, pc net.PacketConn, ln net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, 2)
+	go func() { errs <- d.names.Serve(ctx, pc); cancel() }()
+	go func() { errs <- d.names.ServeTCP(ctx, ln); cancel() }()
+	err := <-errs
+	if err2 := <-errs; err == nil {
+		err = err2
+	}
+	return err
 }

@@ -6,7 +6,9 @@ package resolver
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -104,21 +106,93 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 // Handle answers one query as a datagram; nil means no answer (the query
 // was malformed, or not one this server takes).
 func (s *Server) Handle(ctx context.Context, query []byte) []byte {
+	return s.handle(ctx, query, "udp")
+}
+
+// handle answers a query that came over network (udp or tcp): answers
+// over UDP are truncated to what the query said it can take.
+func (s *Server) handle(ctx context.Context, query []byte, network string) []byte {
 	req := new(dns.Msg)
 	if len(query) > MaxQuery || req.Unpack(query) != nil || req.Response || len(req.Question) != 1 {
 		return nil
 	}
-	resp := s.Answer(ctx, req)
-	if resp == nil {
-		return nil
+	resp := s.Answer(ctx, req, network)
+	if network == "udp" {
+		resp.Truncate(udpSize(req))
 	}
-	resp.Truncate(udpSize(req))
 	b, err := resp.Pack()
 	if err != nil {
 		return nil
 	}
 	return b
 }
+
+// ServeTCP answers queries over TCP on ln until ctx ends: for clients
+// whose answer did not fit in a datagram. Connections from addresses the
+// server does not allow are closed at once.
+func (s *Server) ServeTCP(ctx context.Context, ln net.Listener) error {
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	slots := make(chan struct{}, maxTCPConns)
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		ap, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+		if !s.opts.Allow(ap.Addr().Unmap()) {
+			c.Close()
+			continue
+		}
+		select {
+		case slots <- struct{}{}:
+		default:
+			c.Close() // too many at once
+			continue
+		}
+		go func() {
+			defer func() { <-slots }()
+			s.serveConn(ctx, c)
+		}()
+	}
+}
+
+const maxTCPConns = 16
+
+// serveConn answers the length-prefixed queries of one connection, until
+// it idles for tcpIdle or sends something that is not a query.
+func (s *Server) serveConn(ctx context.Context, c net.Conn) {
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	var lenBuf [2]byte
+	for {
+		c.SetDeadline(time.Now().Add(tcpIdle))
+		if _, err := io.ReadFull(c, lenBuf[:]); err != nil {
+			return
+		}
+		n := int(binary.BigEndian.Uint16(lenBuf[:]))
+		if n > MaxQuery {
+			return
+		}
+		query := make([]byte, n)
+		if _, err := io.ReadFull(c, query); err != nil {
+			return
+		}
+		out := s.handle(ctx, query, "tcp")
+		if out == nil {
+			return
+		}
+		if _, err := c.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(out))), out...)); err != nil {
+			return
+		}
+	}
+}
+
+const tcpIdle = 10 * time.Second
 
 func udpSize(req *dns.Msg) int {
 	if opt := req.IsEdns0(); opt != nil {
@@ -127,9 +201,10 @@ func udpSize(req *dns.Msg) int {
 	return dns.MinMsgSize
 }
 
-// Answer answers a query with one question: from the mesh's names if it
-// is in the domain, else from upstream.
-func (s *Server) Answer(ctx context.Context, req *dns.Msg) *dns.Msg {
+// Answer answers a query with one question that came over network (udp
+// or tcp): from the mesh's names if it is in the domain, else from
+// upstream.
+func (s *Server) Answer(ctx context.Context, req *dns.Msg, network string) *dns.Msg {
 	q := req.Question[0]
 	name := strings.ToLower(q.Name)
 	s.mu.RLock()
@@ -140,7 +215,7 @@ func (s *Server) Answer(ctx context.Context, req *dns.Msg) *dns.Msg {
 	case req.Opcode != dns.OpcodeQuery:
 		return reply(req, dns.RcodeNotImplemented)
 	case domain == "" || !dns.IsSubDomain(domain, name):
-		return s.forward(ctx, req)
+		return s.forward(ctx, req, network)
 	case q.Qclass != dns.ClassINET:
 		return reply(req, dns.RcodeRefused)
 	}
@@ -180,11 +255,16 @@ func soa(domain string) dns.RR {
 }
 
 // forward asks the upstream resolvers in turn and returns the first
-// answer as it came, or SERVFAIL.
-func (s *Server) forward(ctx context.Context, req *dns.Msg) *dns.Msg {
-	c := &dns.Client{Net: "udp", Timeout: 2 * time.Second, UDPSize: dns.DefaultMsgSize}
+// answer as it came, or SERVFAIL. A client on TCP gets the whole answer:
+// a truncated one is asked again over TCP.
+func (s *Server) forward(ctx context.Context, req *dns.Msg, network string) *dns.Msg {
+	udp := &dns.Client{Net: "udp", Timeout: 2 * time.Second, UDPSize: dns.DefaultMsgSize}
+	tcp := &dns.Client{Net: "tcp", Timeout: 4 * time.Second}
 	for _, up := range s.opts.Upstreams() {
-		resp, _, err := c.ExchangeContext(ctx, req, up)
+		resp, _, err := udp.ExchangeContext(ctx, req, up)
+		if err == nil && resp.Truncated && network == "tcp" {
+			resp, _, err = tcp.ExchangeContext(ctx, req, up)
+		}
 		if err == nil && resp != nil {
 			resp.Id = req.Id
 			return resp

@@ -204,3 +204,89 @@ func writeFile(t *testing.T, path, s string) {
 		t.Fatal(err)
 	}
 }
+
+// bigUpstream answers every A query with 60 addresses (over 512 bytes),
+// on UDP and TCP at one address.
+func bigUpstream(t *testing.T) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", pc.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		for i := range 60 {
+			m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: r.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60},
+				A: net.IPv4(192, 0, 2, byte(i+1))})
+		}
+		if _, udp := w.RemoteAddr().(*net.UDPAddr); udp {
+			m.Truncate(dns.MinMsgSize)
+		}
+		w.WriteMsg(m)
+	})
+	u := &dns.Server{PacketConn: pc, Handler: h}
+	tc := &dns.Server{Listener: ln, Handler: h}
+	go u.ActivateAndServe()
+	go tc.ActivateAndServe()
+	t.Cleanup(func() { u.Shutdown(); tc.Shutdown() })
+	return pc.LocalAddr().String()
+}
+
+// TestTCP: over TCP the resolver answers the mesh's names and gives the
+// whole of an upstream answer that UDP can only give truncated; it closes
+// connections from addresses it does not serve.
+func TestTCP(t *testing.T) {
+	up := bigUpstream(t)
+	s := New(Options{
+		Allow:     func(a netip.Addr) bool { return a == netip.MustParseAddr("127.0.0.2") },
+		Upstreams: func() []string { return []string{up} },
+	})
+	s.Set("wire", map[string]netip.Addr{"n2": netip.MustParseAddr("10.99.0.2")})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan error)
+	go func() { done <- s.ServeTCP(sctx, ln) }()
+	defer func() { cancel(); <-done }()
+
+	client := func(from string) *dns.Client {
+		return &dns.Client{Net: "tcp", Timeout: 2 * time.Second, Dialer: &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}}
+	}
+	req := new(dns.Msg)
+	req.SetQuestion("n2.wire.", dns.TypeA)
+	if resp, _, err := client("127.0.0.2").Exchange(req, ln.Addr().String()); err != nil || len(resp.Answer) != 1 {
+		t.Errorf("n2.wire over TCP: %v %v", resp, err)
+	}
+	big := new(dns.Msg)
+	big.SetQuestion("many.example.", dns.TypeA)
+	resp, _, err := client("127.0.0.2").Exchange(big, ln.Addr().String())
+	if err != nil || len(resp.Answer) != 60 || resp.Truncated {
+		t.Errorf("a large upstream answer over TCP: %d records, truncated %v, %v; want all 60", len(resp.Answer), resp != nil && resp.Truncated, err)
+	}
+	if out := s.Handle(ctx, mustPack(t, big)); out != nil {
+		udp := new(dns.Msg)
+		udp.Unpack(out)
+		if !udp.Truncated || len(out) > dns.MinMsgSize {
+			t.Errorf("the same over UDP: %d bytes, truncated %v; want it truncated to 512", len(out), udp.Truncated)
+		}
+	}
+	if _, _, err := client("127.0.0.3").Exchange(req, ln.Addr().String()); err == nil {
+		t.Error("a TCP query from an address the resolver does not serve was answered")
+	}
+}
+
+func mustPack(t *testing.T, m *dns.Msg) []byte {
+	t.Helper()
+	b, err := m.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

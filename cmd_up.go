@@ -91,6 +91,7 @@ func upCommand() *cli.Command {
 			&cli.StringFlag{Name: "node-id", Usage: "this node's id at the server, when joining (default: a hash of the host and the state dir; the seed's sha256(hostname + MAC) in the default state dir)"},
 			&cli.StringFlag{Name: "engine", Usage: "WireGuard engine: auto, kernel or userspace", Value: "auto"},
 			nodeStateDirFlag(),
+			&cli.BoolFlag{Name: "accept-dns", Usage: "point this system's resolver at wire's for the mesh's names (saved; --accept-dns=false leaves the system alone)", Value: true},
 			&cli.BoolFlag{Name: "foreground", Usage: "run the daemon in this process (for service managers and tests)"},
 			&cli.BoolFlag{Name: "debug", Usage: "log debug messages"},
 		},
@@ -194,10 +195,16 @@ func upConfig(c *cli.Context, dir string) (node.Config, error) {
 		}
 		ctx, cancel := context.WithTimeout(c.Context, 15*time.Second)
 		defer cancel()
-		return node.Join(ctx, node.JoinOptions{
+		cfg, err := node.Join(ctx, node.JoinOptions{
 			Dir: dir, ServerURL: c.String("server"), JoinKey: c.String("join"), Name: c.String("name"),
 			Port: c.Int("port"), Interface: c.String("interface"), NodeID: c.String("node-id"),
 		})
+		if err != nil || !c.IsSet("accept-dns") {
+			return cfg, err
+		}
+		accept := c.Bool("accept-dns")
+		cfg.AcceptDNS = &accept
+		return cfg, cfg.Save(dir)
 	}
 	cfg, err := node.LoadConfig(dir)
 	if err != nil {
@@ -208,6 +215,10 @@ func upConfig(c *cli.Context, dir string) (node.Config, error) {
 		"port":      func() { cfg.ListenPort = c.Int("port") },
 		"interface": func() { cfg.Interface = c.String("interface") },
 		"name":      func() { cfg.NodeName = c.String("name") },
+		"accept-dns": func() {
+			accept := c.Bool("accept-dns")
+			cfg.AcceptDNS = &accept
+		},
 	} {
 		if c.IsSet(flag) {
 			set()
@@ -233,7 +244,7 @@ func runDaemon(c *cli.Context, dir string) error {
 	}
 	log := slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level}))
 	kind := c.String("engine")
-	d, err := node.New(node.Options{Dir: dir, Logger: log, ResolvConf: "/etc/resolv.conf", NewEngine: func(o wg.Options) (wg.Engine, error) {
+	d, err := node.New(node.Options{Dir: dir, Logger: log, ResolvConf: "/etc/resolv.conf", ResolverDir: "/etc/resolver", NewEngine: func(o wg.Options) (wg.Engine, error) {
 		o.Kind = kind
 		return wg.New(o)
 	}})

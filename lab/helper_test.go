@@ -3,12 +3,15 @@
 package lab_test
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/miekg/dns"
 
 	"github.com/wire-mesh/wire/lab"
 )
@@ -38,6 +41,8 @@ func helperMain(args []string) int {
 		err = probe(args[1:])
 	case "punch":
 		err = punch(args[1:])
+	case "dns":
+		err = askDNS(args[1:])
 	default:
 		err = fmt.Errorf("unknown mode %q", args[0])
 	}
@@ -150,6 +155,29 @@ func listen(port string) (net.PacketConn, error) {
 	}
 	c.SetDeadline(time.Now().Add(helperLife))
 	return c, nil
+}
+
+// askDNS sends one A query (SERVER NAME) and prints the answer's rcode
+// and addresses; no answer within a second is an error.
+func askDNS(args []string) error {
+	if len(args) != 2 {
+		return errors.New("dns: want SERVER NAME")
+	}
+	req := new(dns.Msg)
+	req.SetQuestion(dns.Fqdn(args[1]), dns.TypeA)
+	c := &dns.Client{Timeout: time.Second}
+	resp, _, err := c.Exchange(req, net.JoinHostPort(args[0], "53"))
+	if err != nil {
+		return err
+	}
+	fmt.Print(dns.RcodeToString[resp.Rcode])
+	for _, rr := range resp.Answer {
+		if a, ok := rr.(*dns.A); ok {
+			fmt.Print(" ", a.A)
+		}
+	}
+	fmt.Println()
+	return nil
 }
 
 // helperArgs is the command line that runs a helper inside a namespace.

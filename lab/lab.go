@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -133,6 +134,7 @@ func (l *Lab) close() {
 			l.t.Errorf("lab: cleaning up: %v", err)
 		}
 	}
+	os.Remove(EtcNetns) // if no other lab, nor anyone else, has files there
 }
 
 // RemoveStale deletes the namespaces that labs left behind when their
@@ -202,6 +204,9 @@ func deleteNamespace(name string) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	_, err := run("ip", "netns", "delete", name)
+	if rerr := os.RemoveAll(filepath.Join(EtcNetns, name)); err == nil {
+		err = rerr
+	}
 	return err
 }
 

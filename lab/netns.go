@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -47,11 +49,32 @@ func (l *Lab) newNS(short string) *NS {
 	}
 	l.nss = append(l.nss, n) // before it exists, so that close removes it
 	l.mu.Unlock()
+	l.must(ownResolvConf(n.Name))
 	_, err := run("ip", "netns", "add", n.Name)
 	l.must(err)
 	l.must(ipn(n, "link", "set", "lo", "up"))
 	return n
 }
+
+// EtcNetns is where ip netns exec finds files to mount over /etc's for
+// the commands it runs in a namespace.
+const EtcNetns = "/etc/netns"
+
+// ownResolvConf gives a namespace a resolv.conf of its own, which ip
+// netns exec mounts over /etc/resolv.conf for everything run in it: a
+// daemon that points the system's resolver at wire's changes that one,
+// never the host's. It names only loopback, so no lookup leaves the
+// namespace.
+func ownResolvConf(ns string) error {
+	dir := filepath.Join(EtcNetns, ns)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte(LabResolvConf), 0o644)
+}
+
+// LabResolvConf is a lab namespace's resolv.conf until a daemon changes it.
+const LabResolvConf = "# a wire lab namespace's own\nnameserver 127.0.0.1\n"
 
 // RunTimeout bounds each command that Run runs.
 const RunTimeout = 30 * time.Second

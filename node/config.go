@@ -58,7 +58,13 @@ type Config struct {
 	// DNSDomain is the mesh's DNS domain, as the server says ("" from
 	// older servers and --open ones: api.DefaultDNSDomain).
 	DNSDomain string `json:"dns_domain,omitempty"`
+	// AcceptDNS says whether the daemon points the system's resolver at
+	// its own for the mesh's names (nil: yes).
+	AcceptDNS *bool `json:"accept_dns,omitempty"`
 }
+
+// acceptDNS is AcceptDNS with its default.
+func (c Config) acceptDNS() bool { return c.AcceptDNS == nil || *c.AcceptDNS }
 
 // Domain is the mesh's DNS domain.
 func (c Config) Domain() string {

@@ -14,6 +14,7 @@ import (
 	"github.com/wire-mesh/wire/agent"
 	"github.com/wire-mesh/wire/api"
 	"github.com/wire-mesh/wire/resolver"
+	"github.com/wire-mesh/wire/sysdns"
 	"github.com/wire-mesh/wire/wg"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
@@ -55,6 +56,7 @@ type Daemon struct {
 	told      netip.AddrPort // the mapping the server last accepted
 	pollStop  context.CancelFunc
 	names     *resolver.Server
+	sysdns    *sysdns.Manager
 	agent     *agent.Agent // nil while messaging is off, for agentErr
 	agentErr  error
 	reachable bool                      // the last call to the server worked
@@ -80,6 +82,10 @@ type Options struct {
 	// for a name outside the mesh comes) for the resolvers to forward it
 	// to; "" forwards nothing.
 	ResolvConf string
+	// ResolverDir is macOS's per-domain resolver dir; with ResolvConf,
+	// where the daemon points the system at its resolver (see package
+	// sysdns). Both "" leave the system alone.
+	ResolverDir string
 }
 
 // New loads the node's config and keys.
@@ -98,7 +104,8 @@ func New(o Options) (*Daemon, error) {
 	}
 	d := &Daemon{
 		dir: o.Dir, log: o.Logger, newEngine: o.NewEngine, resolvConf: o.ResolvConf, cfg: cfg, keys: keys, client: client,
-		peers: loadPeers(o.Dir), endpoints: map[string]netip.AddrPort{}, paths: map[string]*path{}, down: make(chan struct{}),
+		sysdns: sysdns.New(sysdns.Options{StateDir: o.Dir, ResolvConf: o.ResolvConf, ResolverDir: o.ResolverDir, Logger: o.Logger}),
+		peers:  loadPeers(o.Dir), endpoints: map[string]netip.AddrPort{}, paths: map[string]*path{}, down: make(chan struct{}),
 		reapply: make(chan struct{}, 1),
 	}
 	if d.log == nil {
@@ -142,6 +149,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}
 	d.tellAgent(ctx)
 	d.setNames()
+	d.setSystemDNS()
 	return nil
 }
 
@@ -181,6 +189,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	cancel()
 	wg.Wait()
+	d.revertSystemDNS()
 	d.goOffline() // after the loops: no heartbeat may follow it
 	return nil
 }
@@ -233,6 +242,7 @@ func (d *Daemon) register(ctx context.Context) error {
 	d.mu.Unlock()
 	if domainChanged {
 		d.setNames()
+		d.setSystemDNS()
 	}
 	if changed {
 		return fmt.Errorf("the server moved this node from %s to %s: run wire up again", d.cfg.VPNIP, resp.VPNIP)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/wire-mesh/wire/resolver"
+	"github.com/wire-mesh/wire/sysdns"
 )
 
 // The daemon's resolver answers NAME.DOMAIN for this node and every peer
@@ -29,12 +30,45 @@ func (d *Daemon) openNames() {
 	})
 }
 
-// upstreams are the system's resolvers, other than this node's own.
+// upstreams are the system's resolvers, other than this node's own: those
+// of the resolv.conf from before wire, if wire replaced it.
 func (d *Daemon) upstreams(self netip.Addr) []string {
-	if d.resolvConf == "" {
+	path := d.resolvConf
+	if up := d.sysdns.Upstream(); up != "" {
+		path = up
+	}
+	if path == "" {
 		return nil
 	}
-	return resolver.Upstreams(d.resolvConf, self)
+	return resolver.Upstreams(path, self)
+}
+
+// setSystemDNS points the system's resolver at this node's for the
+// mesh's names, or, with --accept-dns=false, makes sure nothing of wire's
+// is left there (from a run with it, or a crash). A failure is logged:
+// the tunnels do not depend on it.
+func (d *Daemon) setSystemDNS() {
+	d.mu.Lock()
+	accept, domain := d.cfg.acceptDNS(), d.cfg.Domain()
+	d.mu.Unlock()
+	self, err := netip.ParseAddr(d.cfg.VPNIP)
+	if !accept || err != nil {
+		d.revertSystemDNS()
+		return
+	}
+	cfg := sysdns.Config{Interface: d.engine.Name(), Nameserver: self, Domain: domain}
+	if err := d.sysdns.Set(cfg); err != nil {
+		d.log.Warn("DNS: could not point the system at wire's resolver; NAME."+domain+" works only for whoever asks "+self.String()+" directly", "err", err)
+		return
+	}
+	d.log.Info("DNS: the system asks wire for "+domain, "how", d.sysdns.Mode(), "resolver", self)
+}
+
+// revertSystemDNS puts the system's resolver settings back.
+func (d *Daemon) revertSystemDNS() {
+	if err := d.sysdns.Revert(); err != nil {
+		d.log.Warn("DNS: could not put the system's resolver settings back", "err", err)
+	}
 }
 
 // setNames declares the mesh's names to the resolver.

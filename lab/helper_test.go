@@ -43,6 +43,8 @@ func helperMain(args []string) int {
 		err = punch(args[1:])
 	case "dns":
 		err = askDNS(args[1:])
+	case "dns-upstream":
+		err = upstreamDNS(args[1:])
 	default:
 		err = fmt.Errorf("unknown mode %q", args[0])
 	}
@@ -157,14 +159,19 @@ func listen(port string) (net.PacketConn, error) {
 	return c, nil
 }
 
-// askDNS sends one A query (SERVER NAME) and prints the answer's rcode
-// and addresses; no answer within a second is an error.
+// askDNS sends one query (SERVER NAME [TYPE], A by default) and prints
+// the answer's rcode and addresses; no answer within a second is an
+// error.
 func askDNS(args []string) error {
-	if len(args) != 2 {
-		return errors.New("dns: want SERVER NAME")
+	if len(args) != 2 && len(args) != 3 {
+		return errors.New("dns: want SERVER NAME [TYPE]")
+	}
+	qtype := dns.TypeA
+	if len(args) == 3 {
+		qtype = dns.StringToType[args[2]]
 	}
 	req := new(dns.Msg)
-	req.SetQuestion(dns.Fqdn(args[1]), dns.TypeA)
+	req.SetQuestion(dns.Fqdn(args[1]), qtype)
 	c := &dns.Client{Timeout: time.Second}
 	resp, _, err := c.Exchange(req, net.JoinHostPort(args[0], "53"))
 	if err != nil {
@@ -178,6 +185,29 @@ func askDNS(args []string) error {
 	}
 	fmt.Println()
 	return nil
+}
+
+// upstreamDNS is a stand-in for a namespace's own upstream resolver, on
+// ADDR (UDP): every A query gets 192.0.2.80, until helperLife has passed.
+func upstreamDNS(args []string) error {
+	if len(args) != 1 {
+		return errors.New("dns-upstream: want ADDR")
+	}
+	pc, err := net.ListenPacket("udp", args[0])
+	if err != nil {
+		return err
+	}
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		if q := r.Question[0]; q.Qtype == dns.TypeA {
+			m.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.IPv4(192, 0, 2, 80)}}
+		}
+		w.WriteMsg(m)
+	})}
+	fmt.Println("listening")
+	time.AfterFunc(helperLife, func() { srv.Shutdown() })
+	return srv.ActivateAndServe()
 }
 
 // helperArgs is the command line that runs a helper inside a namespace.

@@ -49,10 +49,27 @@ func TestNames(t *testing.T) {
 	if p, ok := st.peer("n2"); err != nil || !ok || p.DNSName != "n2.wire" {
 		t.Errorf("wire status on n1: n2's dns_name %q (%v)", p.DNSName, err)
 	}
-	// n1's resolver answers only its own host.
-	if out, err := lab.Run(n1.ns, helperArgs(t, "dns", n1.vpnIP, "n2.wire")...); err != nil || strings.TrimSpace(out) != "NOERROR "+n2.vpnIP {
-		t.Errorf("n1 asking its own resolver: %v %q", err, out)
+	// Answers as a resolver gives them: an address, no data of another
+	// type for an existing name, no such name.
+	for _, q := range [][2]string{{"n2.wire", "A"}, {"n2.wire", "AAAA"}, {"nobody.wire", "A"}} {
+		want := map[string]string{"A": "NOERROR " + n2.vpnIP, "AAAA": "NOERROR"}[q[1]]
+		if q[0] == "nobody.wire" {
+			want = "NXDOMAIN"
+		}
+		if out, err := lab.Run(n1.ns, helperArgs(t, "dns", n1.vpnIP, q[0], q[1])...); err != nil || strings.TrimSpace(out) != want {
+			t.Errorf("n1 asking its own resolver for %s %s: %v %q, want %q", q[0], q[1], err, out, want)
+		}
 	}
+	// Names outside the mesh go to the namespace's own upstream (its
+	// resolv.conf names 127.0.0.1 before wire's change), unchanged.
+	up := lab.Start(t, n1.ns, "upstream", helperArgs(t, "dns-upstream", "127.0.0.1:53")...)
+	if _, err := up.WaitLine("listening", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := lab.Run(n1.ns, "getent", "ahostsv4", "www.example.com"); err != nil || !strings.HasPrefix(out, "192.0.2.80 ") {
+		t.Errorf("a name outside the mesh through wire's resolver: %v\n%s; want the upstream's 192.0.2.80", err, out)
+	}
+	up.Kill()
 	if out, err := lab.Run(n2.ns, helperArgs(t, "dns", n1.vpnIP, "n2.wire")...); err == nil {
 		t.Errorf("n1's resolver answered n2: %q", out)
 	}

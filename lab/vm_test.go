@@ -22,7 +22,7 @@ import (
 var vmScenarios = []string{
 	"TestMeshDirect", "TestMeshJoinToPing", "TestMeshServerOutage", "TestMeshRoaming",
 	"TestRelayTopologies", "TestRelayToDirect", "TestRelayServerKilled",
-	"TestWgShow", "TestEngineAuto", "TestMixedEngines", "TestAgentsOverMCP", "TestPairCLI",
+	"TestWgShow", "TestEngineAuto", "TestMixedEngines", "TestAgentsOverMCP", "TestPairCLI", "TestNames",
 }
 
 // vmModules are the kernel modules the lab needs in the VM: WireGuard,
@@ -36,7 +36,7 @@ var vmModules = []string{
 
 // vmPrograms are the host's programs the lab runs in the VM, copied with
 // their libraries; busybox gives it a shell and the rest.
-var vmPrograms = []string{"/usr/sbin/ip", "/usr/sbin/nft", "/usr/bin/wg", "/usr/bin/ping", "/usr/sbin/conntrack"}
+var vmPrograms = []string{"/usr/sbin/ip", "/usr/sbin/nft", "/usr/bin/wg", "/usr/bin/ping", "/usr/sbin/conntrack", "/usr/bin/getent"}
 
 // vmInit is the VM's /init: it mounts what the lab needs, loads the
 // modules, runs the lab's test binary on the scenarios with its output on
@@ -123,6 +123,9 @@ func writeVMImage(path string, k vm.Kernel, labTest string) error {
 	}
 	im := vm.NewImage()
 	im.File("init", 0o755, []byte(vmInit))
+	// What ip netns exec mounts a namespace's own resolv.conf over; glibc
+	// (2.34 and later) resolves with no NSS modules to copy.
+	im.File("etc/resolv.conf", 0o644, []byte("nameserver 127.0.0.1\n"))
 	im.File("scenarios", 0o644, []byte("^("+strings.Join(vmScenarios, "|")+")$\n"))
 	if err := im.HostFile("bin/busybox", busyboxPath()); err != nil {
 		return err

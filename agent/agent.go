@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/wire-mesh/wire/api"
 	"github.com/wire-mesh/wire/event"
 )
@@ -65,7 +67,7 @@ type Agent struct {
 	mu      sync.Mutex
 	online  map[string]api.Peer // by node_id, as the daemon last said
 	byIP    map[netip.Addr]string
-	limits  map[string]*limiter // by node_id
+	limits  map[string]*rate.Limiter // by node_id
 	pairing *pairings
 	sending map[string]*sync.Mutex // by node_id: see peerLock
 
@@ -89,7 +91,7 @@ func Open(opts Options) (*Agent, error) {
 	}
 	a := &Agent{
 		opts: opts, log: opts.Logger, store: st, self: event.EncodeKey(opts.Key.Public().(ed25519.PublicKey)),
-		online: map[string]api.Peer{}, byIP: map[netip.Addr]string{}, limits: map[string]*limiter{}, sending: map[string]*sync.Mutex{},
+		online: map[string]api.Peer{}, byIP: map[netip.Addr]string{}, limits: map[string]*rate.Limiter{}, sending: map[string]*sync.Mutex{},
 		kick: make(chan struct{}, 1),
 	}
 	a.pairing = newPairings(a)
@@ -103,16 +105,6 @@ func Open(opts Options) (*Agent, error) {
 func (a *Agent) Close() error {
 	a.http.CloseIdleConnections()
 	return a.store.close()
-}
-
-// IdentityKey is this node's identity key as events carry it.
-func (a *Agent) IdentityKey() string { return a.self }
-
-// Fingerprint is the pin of this node's identity key: what the
-// coordination server knows the node by.
-func (a *Agent) Fingerprint() string {
-	pin, _ := api.KeyPin(a.opts.Key.Public())
-	return pin.String()
 }
 
 // SetPeers declares the online peers, as the coordination server lists

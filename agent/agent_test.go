@@ -240,7 +240,7 @@ func TestDuplicatesSuppressed(t *testing.T) {
 	sent, _ := a.Tail(ctx, TailQuery{Sent: true})
 	raw, _ := json.Marshal(sent.Events[0].Event)
 	var r deliveryReply
-	code, msg, err := a.post(ctx, b.asPeerOf(a), pathEvents, raw, &r)
+	code, msg, err := a.call(ctx, b.asPeerOf(a), pathEvents, raw, &r)
 	if err != nil || code != 200 || !r.Duplicate {
 		t.Fatalf("resending %s: %d %q %v %+v; want a duplicate acknowledged", res.EventID, code, msg, err, r)
 	}
@@ -373,7 +373,7 @@ func TestVerifiedKeyChanged(t *testing.T) {
 	}
 	e, _ := event.New(impostor, b.key.Public().(ed25519.PublicKey), "message", json.RawMessage(`"fake"`), time.Now())
 	raw, _ := json.Marshal(e)
-	code, msg, _ := a.post(ctx, b.asPeerOf(a), pathEvents, raw, &deliveryReply{})
+	code, msg, _ := a.call(ctx, b.asPeerOf(a), pathEvents, raw, &deliveryReply{})
 	if code != 403 || !strings.Contains(msg, "verified with another identity key") {
 		t.Errorf("impostor's event: %d %q; want refused", code, msg)
 	}

@@ -113,9 +113,6 @@ func (a *Agent) entry(r stored, p peerRow) Entry {
 	return en
 }
 
-// LastSeq is the newest received event's seq: what a watcher compares.
-func (a *Agent) LastSeq(ctx context.Context) (int64, error) { return a.store.lastSeq(ctx, "in") }
-
 // Verification is what Verify says of an event.
 type Verification struct {
 	Valid   bool   `json:"valid" jsonschema:"the event id is its hash and the signature is by the key in from"`

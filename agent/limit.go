@@ -12,18 +12,14 @@ const (
 	eventBurst      = 200
 )
 
-type limiter struct{ *rate.Limiter }
-
-func (l limiter) allow(now time.Time) bool { return l.AllowN(now, 1) }
-
-// limiter returns the sender's limiter.
-func (a *Agent) limiter(nodeID string) limiter {
+// allow spends one of the sender's events, if it has one left.
+func (a *Agent) allow(nodeID string, now time.Time) bool {
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	l, ok := a.limits[nodeID]
 	if !ok {
-		l = &limiter{rate.NewLimiter(eventsPerSecond, eventBurst)}
+		l = rate.NewLimiter(eventsPerSecond, eventBurst)
 		a.limits[nodeID] = l
 	}
-	return *l
+	a.mu.Unlock()
+	return l.AllowN(now, 1)
 }

@@ -172,7 +172,7 @@ func (a *Agent) deliver(ctx context.Context, d *stored, p peerRow) outcome {
 			return outcome{status: Queued, reason: "storing the signed event: " + err.Error()}
 		}
 	}
-	code, msg, err := a.post(ctx, online, pathEvents, []byte(d.Raw), &deliveryReply{})
+	code, msg, err := a.call(ctx, online, pathEvents, []byte(d.Raw), &deliveryReply{})
 	switch {
 	case err != nil:
 		return outcome{status: Queued, reason: fmt.Sprintf("%s did not answer (%v); retrying", p.NodeName, err)}
@@ -184,9 +184,10 @@ func (a *Agent) deliver(ctx context.Context, d *stored, p peerRow) outcome {
 	return outcome{status: Failed, reason: fmt.Sprintf("%s refused the event: %s", p.NodeName, msg)}
 }
 
-// post sends a JSON body to a peer's agent. A status other than 200
-// comes back with the peer's error message.
-func (a *Agent) post(ctx context.Context, p api.Peer, path string, body []byte, out any) (int, string, error) {
+// call sends a JSON body to a peer's agent (POST), or asks it (GET) when
+// body is nil. A status other than 200 comes back with the peer's error
+// message.
+func (a *Agent) call(ctx context.Context, p api.Peer, path string, body []byte, out any) (int, string, error) {
 	method := http.MethodPost
 	if body == nil {
 		method = http.MethodGet
@@ -228,7 +229,7 @@ func (a *Agent) keyFor(ctx context.Context, p peerRow) (key, refusal string) {
 		return "", ""
 	}
 	var id identityReply
-	code, msg, err := a.post(ctx, online, pathIdentity, nil, &id)
+	code, msg, err := a.call(ctx, online, pathIdentity, nil, &id)
 	switch {
 	case err != nil:
 		return "", ""

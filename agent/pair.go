@@ -282,7 +282,7 @@ func (a *Agent) tellAbort(ctx context.Context, s *session) {
 
 func (a *Agent) pairPost(ctx context.Context, p api.Peer, msg pairMsg, out *pairReply) error {
 	b, _ := json.Marshal(msg)
-	code, refusal, err := a.post(ctx, p, pathPair, b, out)
+	code, refusal, err := a.call(ctx, p, pathPair, b, out)
 	if err == nil && code != http.StatusOK {
 		err = errors.New(refusal)
 	}

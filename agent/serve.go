@@ -60,7 +60,6 @@ func (a *Agent) serveOn(ctx context.Context, ln net.Listener) {
 	srv := &http.Server{
 		Handler: a.handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second,
 		WriteTimeout: 15 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 8 << 10, ConnState: conns.State,
-		ErrorLog: nil,
 	}
 	stop := context.AfterFunc(ctx, func() { srv.Close() })
 	defer stop()
@@ -158,7 +157,7 @@ func (a *Agent) admit(r *http.Request, p api.Peer) (int, error) {
 	if row.Blocked {
 		return http.StatusForbidden, errBlocked
 	}
-	if !a.limiter(p.NodeID).allow(a.opts.Now()) {
+	if !a.allow(p.NodeID, a.opts.Now()) {
 		return http.StatusTooManyRequests, errRateLimited
 	}
 	return 0, nil

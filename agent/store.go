@@ -328,13 +328,6 @@ func (s *store) events(ctx context.Context, q string, args ...any) ([]stored, er
 	return out, rows.Err()
 }
 
-// lastSeq is the newest event's seq, 0 for none.
-func (s *store) lastSeq(ctx context.Context, dir string) (int64, error) {
-	var n int64
-	err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM events WHERE dir = ?`, dir).Scan(&n)
-	return n, err
-}
-
 // prune keeps the newest keep events of a direction (queued ones always).
 func (s *store) prune(ctx context.Context, dir string, keep int) error {
 	_, err := s.db.ExecContext(ctx, `DELETE FROM events WHERE dir = ? AND status != 'queued' AND seq <= (

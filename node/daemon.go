@@ -147,8 +147,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		d.closeAll()
 		return err
 	}
-	d.tellAgent(ctx)
-	d.setNames()
+	d.peersChanged(ctx)
 	d.setSystemDNS()
 	return nil
 }
@@ -416,8 +415,7 @@ func (d *Daemon) pollPeers(ctx context.Context) {
 		backoff = time.Second
 		if d.merge(resp) {
 			d.changed()
-			d.tellAgent(ctx)
-			d.setNames()
+			d.peersChanged(ctx)
 		}
 	}
 }
@@ -458,6 +456,13 @@ func (d *Daemon) merge(resp api.PeersResponse) bool {
 	}
 	savePeers(d.dir, d.peers, d.log)
 	return true
+}
+
+// peersChanged gives the peer map to what else follows it besides
+// WireGuard: the agent and the resolver.
+func (d *Daemon) peersChanged(ctx context.Context) {
+	d.tellAgent(ctx)
+	d.setNames()
 }
 
 // changed asks the reconciler to apply the current state. It never waits:

@@ -1,15 +1,11 @@
 package node
 
 import (
-	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-
-	"github.com/wire-mesh/wire/api"
-	"github.com/wire-mesh/wire/event"
 )
 
 // InitResult is what Init did.
@@ -39,10 +35,8 @@ func Init(dir, name string) (InitResult, error) {
 	if err != nil {
 		return InitResult{}, err
 	}
-	res := InitResult{Created: errors.Is(statErr, os.ErrNotExist), Fingerprint: api.PinOf(keys.Identity.Leaf).String()}
-	if pub, ok := keys.Identity.Leaf.PublicKey.(ed25519.PublicKey); ok {
-		res.IdentityKey = event.EncodeKey(pub)
-	}
+	res := InitResult{Created: errors.Is(statErr, os.ErrNotExist)}
+	res.IdentityKey, res.Fingerprint = identityOf(keys)
 	if cfgErr == nil {
 		res.NodeName = cfg.NodeName
 	}

@@ -100,12 +100,17 @@ type Identity struct {
 	Messaging string `json:"messaging"`
 }
 
-func (d *Daemon) identity() Identity {
-	pin := api.PinOf(d.keys.Identity.Leaf)
-	id := Identity{Fingerprint: pin.String(), Messaging: "on"}
-	if pub, ok := d.keys.Identity.Leaf.PublicKey.(ed25519.PublicKey); ok {
-		id.IdentityKey = event.EncodeKey(pub)
+// identityOf is a node identity's key, as events carry it, and its pin.
+func identityOf(keys Keys) (key, fingerprint string) {
+	if pub, ok := keys.Identity.Leaf.PublicKey.(ed25519.PublicKey); ok {
+		key = event.EncodeKey(pub)
 	}
+	return key, api.PinOf(keys.Identity.Leaf).String()
+}
+
+func (d *Daemon) identity() Identity {
+	id := Identity{Messaging: "on"}
+	id.IdentityKey, id.Fingerprint = identityOf(d.keys)
 	if d.agent == nil {
 		id.Messaging = d.messagingOff().Error()
 	}

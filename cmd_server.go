@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 	"github.com/wire-mesh/wire/api"
+	"github.com/wire-mesh/wire/policy"
 	"github.com/wire-mesh/wire/server"
 	"github.com/wire-mesh/wire/service"
 )
@@ -61,6 +63,7 @@ func serverCommand() *cli.Command {
 			keyCommand(),
 			nodesCommand(),
 			nodeCommand(),
+			policyCommand(),
 			installServiceCommand(),
 		},
 	}
@@ -213,6 +216,7 @@ func keyCommand() *cli.Command {
 				stateDirFlag(),
 				&cli.BoolFlag{Name: "reusable", Usage: "admit any number of nodes until it expires, not just one"},
 				&cli.StringFlag{Name: "ttl", Usage: "how long the key is valid: 30m, 24h, 7d (1m to 365d)", Value: "24h"},
+				&cli.StringSliceFlag{Name: "tag", Usage: "give the nodes it enrols this tag, for the policy: tag:server (repeatable)"},
 			},
 			Action: noArgs(createKey),
 		}},
@@ -268,14 +272,21 @@ func createKey(c *cli.Context) error {
 		return err
 	}
 	defer store.Close()
+	tags, err := declaredTags(c.Context, store, c.StringSlice("tag"))
+	if err != nil {
+		return err
+	}
 	expires := time.Now().Add(ttl).UTC().Truncate(time.Second)
-	key, err := store.CreateKey(c.Context, id.Pin, c.Bool("reusable"), expires)
+	key, err := store.CreateKey(c.Context, id.Pin, c.Bool("reusable"), expires, tags)
 	if err != nil {
 		return err
 	}
 	kind := "single-use"
 	if c.Bool("reusable") {
 		kind = "reusable"
+	}
+	if len(tags) > 0 {
+		kind += " " + tagList(tags)
 	}
 	fmt.Fprintf(c.App.Writer, "%s join key, valid until %s (shown only now):\n%s\n", kind, expires.Format(time.RFC3339), key)
 	return nil
@@ -306,9 +317,9 @@ func listNodes(c *cli.Context) error {
 		return enc.Encode(nodes)
 	}
 	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tVPN IP\tPUBLIC\tSTATUS\tLAST SEEN")
+	fmt.Fprintln(tw, "NAME\tVPN IP\tPUBLIC\tSTATUS\tLAST SEEN\tTAGS")
 	for _, n := range nodes {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", shown(n.NodeName), n.VPNIP, shown(endpoint(n.PublicIP, n.NATPort)), n.Status, ago(n.LastSeenAgo))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", shown(n.NodeName), n.VPNIP, shown(endpoint(n.PublicIP, n.NATPort)), n.Status, ago(n.LastSeenAgo), tagColumn(n.Tags))
 	}
 	return tw.Flush()
 }
@@ -359,6 +370,12 @@ func nodeCommand() *cli.Command {
 			ArgsUsage: "NAME",
 			Flags:     []cli.Flag{stateDirFlag()},
 			Action:    removeNode,
+		}, {
+			Name:      "tag",
+			Usage:     "replace a node's tags, for the policy (in force within a second)",
+			ArgsUsage: "NAME TAG...",
+			Flags:     []cli.Flag{stateDirFlag(), &cli.BoolFlag{Name: "clear", Usage: "remove all of the node's tags"}},
+			Action:    tagNode,
 		}},
 	}
 }
@@ -381,4 +398,70 @@ func removeNode(c *cli.Context) error {
 	}
 	fmt.Fprintf(c.App.Writer, "removed %s\n", removed)
 	return nil
+}
+
+func tagNode(c *cli.Context) error {
+	name, tags := c.Args().First(), c.Args().Tail()
+	switch {
+	case name == "":
+		return errors.New("usage: wire server node tag NAME TAG... (or --clear NAME)")
+	case len(tags) == 0 && !c.Bool("clear"):
+		return fmt.Errorf("no tags for %s: name them (tag:server), or pass --clear to remove all", name)
+	case len(tags) > 0 && c.Bool("clear"):
+		return errors.New("--clear takes no tags")
+	}
+	store, err := openExistingStore(c)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	tags, err = declaredTags(c.Context, store, tags)
+	if err != nil {
+		return err
+	}
+	stored, err := store.SetNodeTags(c.Context, name, tags)
+	if errors.Is(err, server.ErrNotFound) {
+		return fmt.Errorf("no node named %q (see wire server nodes)", name)
+	} else if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.Writer, "%s: %s\n", stored, tagList(tags))
+	return nil
+}
+
+// declaredTags checks tags' syntax, and that the policy in force (if any)
+// declares them: a tag no rule can name is a typo.
+func declaredTags(ctx context.Context, store *server.Store, tags []string) ([]string, error) {
+	tags, err := server.ParseTags(tags)
+	if err != nil || len(tags) == 0 {
+		return tags, err
+	}
+	text, err := store.Policy(ctx)
+	if err != nil || text == "" {
+		return tags, err
+	}
+	p, err := policy.Parse([]byte(text))
+	if err != nil {
+		return nil, fmt.Errorf("the stored policy is not valid: %w", err)
+	}
+	for _, t := range tags {
+		if !p.HasTag(t) {
+			return nil, fmt.Errorf("%s is not declared in the policy's tagOwners: add it there first (wire server policy get)", t)
+		}
+	}
+	return tags, nil
+}
+
+func tagList(tags []string) string {
+	if len(tags) == 0 {
+		return "no tags"
+	}
+	return strings.Join(tags, ",")
+}
+
+func tagColumn(tags []string) string {
+	if len(tags) == 0 {
+		return "-"
+	}
+	return strings.Join(tags, ",")
 }

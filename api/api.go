@@ -70,6 +70,17 @@ type Peer struct {
 	// which it signs its messages to other nodes. Empty from --open
 	// servers, whose nodes have no identity key.
 	NodeKey string `json:"node_key,omitempty"`
+	// Filter is, when the mesh has a policy, what this peer may send to
+	// the node that asked; nil when it has none: anything.
+	Filter *PeerFilter `json:"filter,omitempty"`
+}
+
+// PeerFilter is what a peer may send to a node under the mesh's policy,
+// besides replies to the node's own connections.
+type PeerFilter struct {
+	// Accept lists protocols and destination ports ("tcp:22", "*:443",
+	// "udp:1000-2000", "icmp"; see filter.ParseAllow). Empty: nothing.
+	Accept []string `json:"accept"`
 }
 
 // PeersResponse answers GET /peers. Without ?since= it is the seed's shape:
@@ -101,6 +112,8 @@ type NodeStatus struct {
 	NATPort     int    `json:"nat_port"`
 	Status      string `json:"status"`
 	LastSeenAgo int64  `json:"last_seen_ago"`
+	// Tags are the node's tags, for the policy (wire server nodes only).
+	Tags []string `json:"tags,omitempty"`
 }
 
 // Health answers GET /health.

@@ -109,9 +109,9 @@ func (r *registry) enrol(ctx context.Context, e enrolment) (record, error) {
 		return record{}, err
 	}
 	if imported != nil {
-		err = r.store.Claim(ctx, rec, e.key, now)
+		rec.Tags, err = r.store.Claim(ctx, rec, e.key, now)
 	} else {
-		err = r.store.Enrol(ctx, rec, e.key, now)
+		rec.Tags, err = r.store.Enrol(ctx, rec, e.key, now)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -24,6 +24,14 @@ type caller struct {
 	admin bool
 }
 
+// nodeID is the calling node's id, "" for the admin and in --open mode.
+func (c caller) nodeID() string {
+	if c.node == nil {
+		return ""
+	}
+	return c.node.NodeID
+}
+
 // Handler returns the HTTP API. Every answer it gives is JSON: paths are
 // matched exactly, with no redirects to cleaned paths, and a handler's
 // panic becomes a 500.
@@ -136,8 +144,8 @@ func (s *Server) handleIP(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, api.IP{IP: s.clientIP(r).String()})
 }
 
-func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, _ caller) {
-	writeJSON(w, http.StatusOK, s.reg.status(s.cfg.Version))
+func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, c caller) {
+	writeJSON(w, http.StatusOK, s.reg.status(s.cfg.Version, c.nodeID()))
 }
 
 func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
@@ -210,7 +218,7 @@ func (s *Server) handlePeers(w http.ResponseWriter, r *http.Request, c caller) {
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {
-		resp, changed := s.reg.peers(since)
+		resp, changed := s.reg.peers(since, c.nodeID())
 		if changed == nil {
 			writeJSON(w, http.StatusOK, resp)
 			return
@@ -266,7 +274,7 @@ func (s *Server) handlePunch(w http.ResponseWriter, r *http.Request, c caller) {
 		httpError(w, http.StatusForbidden, "from_vpn_ip %s is not the calling node's address", req.FromVPNIP)
 		return
 	}
-	if _, ok := s.reg.lookupIP(req.ToVPNIP); !ok {
+	if _, ok := s.reg.lookupIP(req.ToVPNIP, c.nodeID()); !ok {
 		httpError(w, http.StatusNotFound, "to_vpn_ip %s: no such node", req.ToVPNIP)
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/wire-mesh/wire/api"
+	"github.com/wire-mesh/wire/policy"
 )
 
 // node is a node as the registry holds it in memory.
@@ -24,6 +26,11 @@ type node struct {
 	// added is the registry's commit count when the node was added: the
 	// store held it for every reload that began after that.
 	added uint64
+	// match is what the node matches in the policy, for the name and tags
+	// in matchKey; viewFrom the version from which its view is current.
+	match    policy.Match
+	matchKey string
+	viewFrom uint64
 }
 
 func (n *node) peer() api.Peer {
@@ -59,6 +66,10 @@ type registry struct {
 	alloc   *allocator
 	held    map[reserved]*reservation // by registrations whose store write is in flight
 	commits uint64                    // nodes added so far, see node.added
+	// policy is the mesh's policy, nil if none; views taken before
+	// policyFrom predate its last change.
+	policy     *policy.Policy
+	policyFrom uint64
 
 	counts counts  // read without r.mu, by the public /health
 	tokens *tokens // the relay's, under a lock of their own
@@ -156,10 +167,16 @@ func (r *registry) setOnline(n *node, online bool) {
 func (r *registry) bump(n *node) {
 	r.version++
 	n.version = r.version
+	r.rematch(n)
 	r.log = append(r.log, change{r.version, n.NodeID})
 	if len(r.log) > 4*len(r.nodes)+1024 {
 		r.compact()
 	}
+	r.wake()
+}
+
+// wake wakes the long-polls. Callers hold r.mu.
+func (r *registry) wake() {
 	close(r.changed)
 	r.changed = make(chan struct{})
 }
@@ -209,7 +226,7 @@ func (r *registry) mark() uint64 {
 }
 
 // reload makes the registry match the store after another process (an
-// admin command) changed it: nodes gone from recs, a read of the store that
+// admin command) changed it: tags change as recs say; nodes gone from recs, a read of the store that
 // began after mark, leave the mesh. A node added after mark may be missing
 // from recs only because the read began before its write, so it stays, and
 // reload reports that it must run again with a newer read. It returns the
@@ -217,13 +234,14 @@ func (r *registry) mark() uint64 {
 func (r *registry) reload(recs []record, mark uint64) (gone []netip.Addr, again bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	keep := make(map[string]bool, len(recs))
-	for _, rec := range recs {
-		keep[rec.NodeID] = true
+	keep := make(map[string]*record, len(recs))
+	for i := range recs {
+		keep[recs[i].NodeID] = &recs[i]
 	}
 	for _, n := range r.nodes {
-		switch {
-		case keep[n.NodeID]:
+		switch rec := keep[n.NodeID]; {
+		case rec != nil:
+			r.retag(n, rec.Tags)
 		case n.added > mark:
 			again = true
 		default:
@@ -234,6 +252,14 @@ func (r *registry) reload(recs []record, mark uint64) (gone []netip.Addr, again 
 		}
 	}
 	return gone, again
+}
+
+// retag gives n the tags an admin gave it. Callers hold r.mu.
+func (r *registry) retag(n *node, tags []string) {
+	if !slices.Equal(n.Tags, tags) {
+		n.Tags = tags
+		r.bump(n)
+	}
 }
 
 // offline takes n out of the online set now, as its going down says, and
@@ -305,15 +331,17 @@ func (r *registry) parseVersion(s string) (uint64, bool) {
 	return v, err == nil
 }
 
-// peers returns the online set (since == "") or the changes after since.
-// If nothing changed yet, it returns a channel that closes at the next
-// change, so the caller can wait and ask again.
-func (r *registry) peers(since string) (api.PeersResponse, <-chan struct{}) {
+// peers returns the online set (since == "") or the changes after since,
+// as the node with id viewer ("": the admin, or anyone in --open mode) may
+// see them. If nothing changed yet, it returns a channel that closes at
+// the next change, so the caller can wait and ask again.
+func (r *registry) peers(since, viewer string) (api.PeersResponse, <-chan struct{}) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	vw := r.viewOf(viewer)
 	v, ok := r.parseVersion(since)
-	if since == "" || !ok || v < r.horizon || v > r.version {
-		resp := api.PeersResponse{Peers: r.online(), Full: since != ""}
+	if since == "" || !ok || v < r.horizon || v > r.version || !r.current(vw, v) {
+		resp := api.PeersResponse{Peers: r.online(vw), Full: since != ""}
 		if since != "" {
 			resp.Version = r.formatVersion(r.version)
 		}
@@ -322,21 +350,23 @@ func (r *registry) peers(since string) (api.PeersResponse, <-chan struct{}) {
 	if v == r.version {
 		return api.PeersResponse{Peers: []api.Peer{}, Version: since}, r.changed
 	}
-	return r.delta(v), nil
+	return r.delta(v, vw), nil
 }
 
-func (r *registry) online() []api.Peer {
+func (r *registry) online(vw view) []api.Peer {
 	out := []api.Peer{}
 	for _, n := range r.nodes {
-		if n.online {
-			out = append(out, n.peer())
+		if n.online && vw.sees(n) {
+			out = append(out, vw.peer(n))
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].NodeName < out[j].NodeName })
 	return out
 }
 
-func (r *registry) delta(since uint64) api.PeersResponse {
+// delta is what changed after since: a node that the viewer no longer
+// sees is removed, as one that went offline is.
+func (r *registry) delta(since uint64, vw view) api.PeersResponse {
 	i := sort.Search(len(r.log), func(i int) bool { return r.log[i].version > since })
 	resp := api.PeersResponse{Peers: []api.Peer{}, Version: r.formatVersion(r.version)}
 	seen := make(map[string]bool)
@@ -345,8 +375,8 @@ func (r *registry) delta(since uint64) api.PeersResponse {
 			continue
 		}
 		seen[c.nodeID] = true
-		if n, ok := r.nodes[c.nodeID]; ok && n.online {
-			resp.Peers = append(resp.Peers, n.peer())
+		if n, ok := r.nodes[c.nodeID]; ok && n.online && vw.sees(n) {
+			resp.Peers = append(resp.Peers, vw.peer(n))
 		} else {
 			resp.Removed = append(resp.Removed, c.nodeID)
 		}
@@ -354,15 +384,17 @@ func (r *registry) delta(since uint64) api.PeersResponse {
 	return resp
 }
 
-// status is the seed's /status: every node seen in the last api.Listed.
-func (r *registry) status(version string) api.Status {
+// status is the seed's /status: every node seen in the last api.Listed,
+// of those the node with id viewer may see (see peers).
+func (r *registry) status(version, viewer string) api.Status {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.now()
+	vw := r.viewOf(viewer)
 	st := api.Status{Version: version, Nodes: []api.NodeStatus{}}
 	for _, n := range r.nodes {
 		ago := now.Sub(n.LastSeen)
-		if ago >= api.Listed {
+		if ago >= api.Listed || !vw.sees(n) {
 			continue
 		}
 		ns := api.NodeStatus{
@@ -399,8 +431,9 @@ func (r *registry) relayToken(n *node) ([]byte, error) {
 // packets never wait for the registry.
 func (r *registry) Token(vpnIP netip.Addr) ([]byte, bool) { return r.tokens.lookup(vpnIP) }
 
-// lookupIP returns the node with the given VPN address.
-func (r *registry) lookupIP(ip string) (*node, bool) {
+// lookupIP returns the node with the given VPN address, if the node with
+// id viewer may see it (see peers).
+func (r *registry) lookupIP(ip, viewer string) (*node, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	addr, err := netip.ParseAddr(ip)
@@ -408,5 +441,5 @@ func (r *registry) lookupIP(ip string) (*node, bool) {
 		return nil, false
 	}
 	n, ok := r.nodes[r.alloc.used[addr]]
-	return n, ok
+	return n, ok && r.viewOf(viewer).sees(n)
 }

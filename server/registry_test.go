@@ -73,8 +73,8 @@ func TestSweepMarksOffline(t *testing.T) {
 	if _, err := reg.register(context.Background(), enrolment{req: req}); err != nil {
 		t.Fatal(err)
 	}
-	full, _ := reg.peers("0")
-	_, wait := reg.peers(full.Version)
+	full, _ := reg.peers("0", "")
+	_, wait := reg.peers(full.Version, "")
 	now = now.Add(api.Online)
 	reg.sweep()
 	select {
@@ -82,15 +82,15 @@ func TestSweepMarksOffline(t *testing.T) {
 	default:
 		t.Fatal("sweep did not wake the long-poll")
 	}
-	delta, _ := reg.peers(full.Version)
+	delta, _ := reg.peers(full.Version, "")
 	if len(delta.Peers) != 0 || len(delta.Removed) != 1 || delta.Removed[0] != "a" {
 		t.Errorf("delta after going offline = %+v", delta)
 	}
-	if st := reg.status("v"); st.Offline != 1 || st.Nodes[0].Status != "offline" {
+	if st := reg.status("v", ""); st.Offline != 1 || st.Nodes[0].Status != "offline" {
 		t.Errorf("status = %+v", st)
 	}
 	now = now.Add(api.Listed)
-	if st := reg.status("v"); st.Total != 0 {
+	if st := reg.status("v", ""); st.Total != 0 {
 		t.Errorf("a node silent for over 24h is still listed: %+v", st)
 	}
 }
@@ -102,7 +102,7 @@ func TestChangeLogCompaction(t *testing.T) {
 	ctx := context.Background()
 	req := api.RegisterRequest{NodeID: "a", NodeName: "a", WGPublicKey: "k", Port: 1}
 	reg.register(ctx, enrolment{req: req})
-	old, _ := reg.peers("0")
+	old, _ := reg.peers("0", "")
 	for i := range 3000 {
 		req.NATPort = i + 1
 		reg.register(ctx, enrolment{req: req})
@@ -110,13 +110,13 @@ func TestChangeLogCompaction(t *testing.T) {
 	if len(reg.log) > 4*len(reg.nodes)+1024 {
 		t.Fatalf("log has %d entries for %d node: not compacted", len(reg.log), len(reg.nodes))
 	}
-	if resp, _ := reg.peers(old.Version); !resp.Full || len(resp.Peers) != 1 {
+	if resp, _ := reg.peers(old.Version, ""); !resp.Full || len(resp.Peers) != 1 {
 		t.Errorf("from a compacted-away version: %+v, want full", resp)
 	}
-	recent, _ := reg.peers("0")
+	recent, _ := reg.peers("0", "")
 	req.NATPort = 9
 	reg.register(ctx, enrolment{req: req})
-	if resp, _ := reg.peers(recent.Version); resp.Full || len(resp.Peers) != 1 || resp.Peers[0].NATPort != 9 {
+	if resp, _ := reg.peers(recent.Version, ""); resp.Full || len(resp.Peers) != 1 || resp.Peers[0].NATPort != 9 {
 		t.Errorf("recent delta = %+v", resp)
 	}
 }

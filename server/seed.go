@@ -115,7 +115,7 @@ func (s *Server) importSeedNode(ctx context.Context, alloc *allocator, n seedNod
 	seen := time.Unix(int64(n.LastSeen), 0)
 	rec := record{NodeID: n.NodeID, NodeName: n.NodeName, WGPublicKey: n.WGPublicKey, VPNIP: n.VPNIP,
 		PublicIP: n.PublicIP, Port: req.Port, NATPort: n.NATPort, LANIP: n.LANIP, Created: seen, LastSeen: seen}
-	if err := s.store.Enrol(ctx, rec, nil, time.Now()); err != nil {
+	if _, err := s.store.Enrol(ctx, rec, nil, time.Now()); err != nil {
 		alloc.release(addr)
 		return err
 	}

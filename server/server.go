@@ -145,7 +145,10 @@ func (s *Server) load(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("reading nodes: %w", err)
 	}
-	return s.reg.load(recs)
+	if err := s.reg.load(recs); err != nil {
+		return err
+	}
+	return s.loadPolicy(ctx)
 }
 
 func (s *Server) listen() error {
@@ -229,9 +232,9 @@ func (s *Server) URL() string {
 func (s *Server) Identity() Identity { return s.id }
 
 // CreateKey stores a new join key for this server, as `wire server key
-// create` does.
-func (s *Server) CreateKey(ctx context.Context, reusable bool, ttl time.Duration) (api.JoinKey, error) {
-	return s.store.CreateKey(ctx, s.id.Pin, reusable, s.cfg.Now().Add(ttl))
+// create` does; the nodes it enrols get tags.
+func (s *Server) CreateKey(ctx context.Context, reusable bool, ttl time.Duration, tags ...string) (api.JoinKey, error) {
+	return s.store.CreateKey(ctx, s.id.Pin, reusable, s.cfg.Now().Add(ttl), tags)
 }
 
 // Run serves until ctx ends, then writes what is pending and closes.
@@ -324,6 +327,9 @@ func (s *Server) watch(ctx context.Context, last int64) int64 {
 	gone, again := s.reg.reload(recs, mark)
 	for _, addr := range gone {
 		s.relay.Forget(addr) // a removed node loses the relay at once
+	}
+	if err := s.loadPolicy(ctx); err != nil {
+		s.log.Error("the policy in force stays", "err", err)
 	}
 	if again {
 		return last // a node enrolled during the read: look again next time

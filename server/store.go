@@ -15,7 +15,7 @@ import (
 // StoreFile is the name of the store inside the state dir.
 const StoreFile = "wire.db"
 
-const schemaVersion = "1"
+const schemaVersion = "2"
 
 const schema = `
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -30,7 +30,8 @@ CREATE TABLE nodes (
 	nat_port      INTEGER NOT NULL DEFAULT 0,
 	lan_ip        TEXT NOT NULL DEFAULT '',
 	created_at    INTEGER NOT NULL,
-	last_seen     INTEGER NOT NULL
+	last_seen     INTEGER NOT NULL,
+	tags          TEXT NOT NULL DEFAULT '' -- space-separated, sorted: tag:a tag:b
 );
 CREATE TABLE join_keys (
 	id         TEXT PRIMARY KEY,
@@ -38,9 +39,16 @@ CREATE TABLE join_keys (
 	reusable   INTEGER NOT NULL,
 	expires_at INTEGER NOT NULL,
 	created_at INTEGER NOT NULL,
-	uses       INTEGER NOT NULL DEFAULT 0
+	uses       INTEGER NOT NULL DEFAULT 0,
+	tags       TEXT NOT NULL DEFAULT '' -- given to the nodes it enrols
 );
 `
+
+// migrations bring a store of schema version N (the index) up to N+1.
+var migrations = map[string]string{
+	"1": `ALTER TABLE nodes ADD COLUMN tags TEXT NOT NULL DEFAULT '';
+ALTER TABLE join_keys ADD COLUMN tags TEXT NOT NULL DEFAULT '';`,
+}
 
 // Store is wire's durable state: a SQLite database in WAL mode whose every
 // acknowledged write has reached the disk (synchronous=FULL). Heartbeats
@@ -100,10 +108,11 @@ type record struct {
 	PublicIP, LANIP                               string
 	Port, NATPort                                 int
 	Created, LastSeen                             time.Time
+	Tags                                          []string // sorted
 }
 
 const nodeColumns = `node_id, node_name, COALESCE(node_key, ''), wg_public_key, vpn_ip,
-	public_ip, lan_ip, port, nat_port, created_at, last_seen`
+	public_ip, lan_ip, port, nat_port, created_at, last_seen, tags`
 
 // Nodes returns every node in the store.
 func (s *Store) Nodes(ctx context.Context) ([]record, error) {
@@ -116,48 +125,54 @@ func (s *Store) Nodes(ctx context.Context) ([]record, error) {
 	for rows.Next() {
 		var r record
 		var created, seen int64
+		var tags string
 		if err := rows.Scan(&r.NodeID, &r.NodeName, &r.NodeKey, &r.WGPublicKey, &r.VPNIP,
-			&r.PublicIP, &r.LANIP, &r.Port, &r.NATPort, &created, &seen); err != nil {
+			&r.PublicIP, &r.LANIP, &r.Port, &r.NATPort, &created, &seen, &tags); err != nil {
 			return nil, err
 		}
-		r.Created, r.LastSeen = time.Unix(created, 0), time.Unix(seen, 0)
+		r.Created, r.LastSeen, r.Tags = time.Unix(created, 0), time.Unix(seen, 0), splitTags(tags)
 		out = append(out, r)
 	}
 	return out, rows.Err()
 }
 
-// Enrol stores a new node. With keyID set it also spends one use of that
-// join key, in the same transaction, after checking secret and expiry.
-func (s *Store) Enrol(ctx context.Context, r record, key *api.JoinKey, now time.Time) error {
+// Enrol stores a new node. With a key it also spends one use of that join
+// key, in the same transaction, after checking secret and expiry, and
+// gives the node the key's tags: it returns them.
+func (s *Store) Enrol(ctx context.Context, r record, key *api.JoinKey, now time.Time) ([]string, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer tx.Rollback()
+	var tags []string
 	if key != nil {
-		if err := spendKey(ctx, tx, *key, now); err != nil {
-			return err
+		if tags, err = spendKey(ctx, tx, *key, now); err != nil {
+			return nil, err
 		}
 	}
 	var nodeKey any
 	if r.NodeKey != "" {
 		nodeKey = r.NodeKey
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err = tx.ExecContext(ctx, `INSERT INTO nodes (node_id, node_name, node_key, wg_public_key, vpn_ip,
+		public_ip, port, nat_port, lan_ip, created_at, last_seen, tags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		r.NodeID, r.NodeName, nodeKey, r.WGPublicKey, r.VPNIP, r.PublicIP,
-		r.Port, r.NATPort, r.LANIP, r.Created.Unix(), r.LastSeen.Unix())
+		r.Port, r.NATPort, r.LANIP, r.Created.Unix(), r.LastSeen.Unix(), joinTags(tags))
 	if err != nil {
-		return conflictError(err)
+		return nil, conflictError(err)
 	}
-	return tx.Commit()
+	return tags, tx.Commit()
 }
 
-func spendKey(ctx context.Context, tx *sql.Tx, key api.JoinKey, now time.Time) error {
+// spendKey checks key and spends one use of it; it returns the key's tags.
+func spendKey(ctx context.Context, tx *sql.Tx, key api.JoinKey, now time.Time) ([]string, error) {
 	if err := checkKey(ctx, tx, key, now); err != nil {
-		return err
+		return nil, err
 	}
-	_, err := tx.ExecContext(ctx, `UPDATE join_keys SET uses = uses + 1 WHERE id = ?`, key.ID)
-	return err
+	var tags string
+	err := tx.QueryRowContext(ctx, `UPDATE join_keys SET uses = uses + 1 WHERE id = ? RETURNING tags`, key.ID).Scan(&tags)
+	return splitTags(tags), err
 }
 
 // CheckKey says whether key would admit a node now, without spending it.
@@ -212,29 +227,31 @@ func conflictError(err error) error {
 }
 
 // Claim gives a node imported from an --open server (one without a key)
-// its key, spending a use of the join key, in one transaction.
-func (s *Store) Claim(ctx context.Context, r record, key *api.JoinKey, now time.Time) error {
+// its key and the join key's tags, spending a use of the join key, in one
+// transaction; it returns the tags.
+func (s *Store) Claim(ctx context.Context, r record, key *api.JoinKey, now time.Time) ([]string, error) {
 	if key == nil {
-		return errors.New("claiming a node needs a join key")
+		return nil, errors.New("claiming a node needs a join key")
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer tx.Rollback()
-	if err := spendKey(ctx, tx, *key, now); err != nil {
-		return err
+	tags, err := spendKey(ctx, tx, *key, now)
+	if err != nil {
+		return nil, err
 	}
 	res, err := tx.ExecContext(ctx, `UPDATE nodes SET node_key = ?, node_name = ?, wg_public_key = ?,
-		public_ip = ?, port = ?, nat_port = ?, lan_ip = ?, last_seen = ? WHERE node_id = ? AND node_key IS NULL`,
-		r.NodeKey, r.NodeName, r.WGPublicKey, r.PublicIP, r.Port, r.NATPort, r.LANIP, r.LastSeen.Unix(), r.NodeID)
+		public_ip = ?, port = ?, nat_port = ?, lan_ip = ?, last_seen = ?, tags = ? WHERE node_id = ? AND node_key IS NULL`,
+		r.NodeKey, r.NodeName, r.WGPublicKey, r.PublicIP, r.Port, r.NATPort, r.LANIP, r.LastSeen.Unix(), joinTags(tags), r.NodeID)
 	if err != nil {
-		return conflictError(err)
+		return nil, conflictError(err)
 	}
 	if n, _ := res.RowsAffected(); n != 1 {
-		return &ErrConflict{Field: "node_id"}
+		return nil, &ErrConflict{Field: "node_id"}
 	}
-	return tx.Commit()
+	return tags, tx.Commit()
 }
 
 // UpdateIdentity writes a node's name and WireGuard key, which change
@@ -278,11 +295,11 @@ func (s *Store) RemoveNode(ctx context.Context, name string) (string, error) {
 }
 
 // CreateKey stores a new join key for the server with the given pin and
-// returns it; only its hash is kept.
-func (s *Store) CreateKey(ctx context.Context, pin api.Pin, reusable bool, expires time.Time) (api.JoinKey, error) {
+// returns it; only its hash is kept. The nodes it enrols get tags.
+func (s *Store) CreateKey(ctx context.Context, pin api.Pin, reusable bool, expires time.Time, tags []string) (api.JoinKey, error) {
 	k := api.NewJoinKey(pin)
-	_, err := s.db.ExecContext(ctx, `INSERT INTO join_keys (id, hash, reusable, expires_at, created_at) VALUES (?, ?, ?, ?, ?)`,
-		k.ID, api.SecretHash(k.Secret), reusable, expires.Unix(), time.Now().Unix())
+	_, err := s.db.ExecContext(ctx, `INSERT INTO join_keys (id, hash, reusable, expires_at, created_at, tags) VALUES (?, ?, ?, ?, ?, ?)`,
+		k.ID, api.SecretHash(k.Secret), reusable, expires.Unix(), time.Now().Unix(), joinTags(tags))
 	if err != nil {
 		return api.JoinKey{}, fmt.Errorf("storing join key: %w", err)
 	}
@@ -304,7 +321,7 @@ func (s *Store) List(ctx context.Context, now time.Time) ([]api.NodeStatus, erro
 			st = "online"
 		}
 		out = append(out, api.NodeStatus{NodeName: r.NodeName, VPNIP: r.VPNIP, PublicIP: r.PublicIP,
-			NATPort: r.NATPort, Status: st, LastSeenAgo: int64(ago / time.Second)})
+			NATPort: r.NATPort, Status: st, LastSeenAgo: int64(ago / time.Second), Tags: r.Tags})
 	}
 	return out, nil
 }

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -72,7 +73,38 @@ func (s *Store) open() error {
 	if mode != "wal" {
 		return fmt.Errorf("journal mode is %s: SQLite could not switch it to WAL", mode)
 	}
-	return nil
+	return s.migrate()
+}
+
+// migrate brings an older schema up to schemaVersion, one version per
+// transaction, so that a crash leaves some whole version.
+func (s *Store) migrate() error {
+	for {
+		var v string
+		if err := s.db.QueryRow(`SELECT value FROM meta WHERE key = 'schema_version'`).Scan(&v); err != nil {
+			return err
+		}
+		step, ok := migrations[v]
+		if !ok {
+			return nil
+		}
+		if err := s.migrateFrom(v, step); err != nil {
+			return fmt.Errorf("migrating the store from schema version %s: %w", v, err)
+		}
+	}
+}
+
+func (s *Store) migrateFrom(v, step string) error {
+	tx, err := s.db.Begin()
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	n, _ := strconv.Atoi(v)
+	if _, err := tx.Exec(step+`; UPDATE meta SET value = ? WHERE key = 'schema_version'`, strconv.Itoa(n+1)); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 // openError makes an error of opening a store say what to do: an access
@@ -235,7 +267,7 @@ func (s *Store) check() error {
 		}
 		return fmt.Errorf("no wire schema (truncated or not a wire store?): %w", err)
 	}
-	if v != schemaVersion {
+	if _, old := migrations[v]; v != schemaVersion && !old {
 		return fmt.Errorf("schema version %s, this wire understands %s", v, schemaVersion)
 	}
 	rows, err := s.db.Query(`PRAGMA integrity_check(5)`)

@@ -25,7 +25,7 @@ func storeWithNodes(t testing.TB, n int) string {
 	for i := range n {
 		rec := record{NodeID: fmt.Sprintf("id%05d", i), NodeName: fmt.Sprintf("node%05d", i), NodeKey: fmt.Sprintf("pin%05d", i),
 			WGPublicKey: fmt.Sprintf("wg%05d", i), VPNIP: fmt.Sprintf("10.99.%d.%d", i/250, i%250+1), Created: now, LastSeen: now}
-		if err := s.Enrol(context.Background(), rec, nil, now); err != nil {
+		if _, err := s.Enrol(context.Background(), rec, nil, now); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -155,7 +155,7 @@ func TestCloseCheckpoints(t *testing.T) {
 	now := time.Now()
 	for i := range 50 {
 		rec := record{NodeID: fmt.Sprint("id", i), NodeName: fmt.Sprint("n", i), WGPublicKey: fmt.Sprint("wg", i), VPNIP: fmt.Sprintf("10.99.0.%d", i+1), Created: now, LastSeen: now}
-		if err := s.Enrol(context.Background(), rec, nil, now); err != nil {
+		if _, err := s.Enrol(context.Background(), rec, nil, now); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -232,5 +232,39 @@ func BenchmarkOpenStore10k(b *testing.B) {
 			b.Fatal(err)
 		}
 		s.Close()
+	}
+}
+
+// TestMigrateFromVersion1 opens a store of schema version 1 (before tags):
+// it is brought to the current version with its nodes and keys intact.
+func TestMigrateFromVersion1(t *testing.T) {
+	dir := storeWithNodes(t, 3)
+	db := rawDB(t, filepath.Join(dir, StoreFile))
+	for _, q := range []string{
+		`ALTER TABLE nodes DROP COLUMN tags`, `ALTER TABLE join_keys DROP COLUMN tags`,
+		`UPDATE meta SET value = '1' WHERE key = 'schema_version'`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(q, err)
+		}
+	}
+	db.Close()
+	s, err := OpenStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if v, _ := s.Meta(context.Background(), "schema_version"); v != schemaVersion {
+		t.Errorf("schema version %q after opening, want %q", v, schemaVersion)
+	}
+	if _, err := s.SetNodeTags(context.Background(), "NODE00001", []string{"tag:a"}); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := s.Nodes(context.Background())
+	if err != nil || len(recs) != 3 {
+		t.Fatalf("nodes after migrating: %d, %v; want 3", len(recs), err)
+	}
+	if got := recs[1].Tags; len(got) != 1 || got[0] != "tag:a" {
+		t.Errorf("node00001's tags %q, want [tag:a]", got)
 	}
 }

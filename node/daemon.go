@@ -499,7 +499,7 @@ func (d *Daemon) apply() error {
 		return err
 	}
 	d.mu.Lock()
-	cfg := wg.Config{PrivateKey: d.keys.WG, ListenPort: d.cfg.ListenPort, Address: addr}
+	cfg := wg.Config{PrivateKey: d.keys.WG, ListenPort: d.cfg.ListenPort, Address: addr, Filter: d.filterRules()}
 	var moved []string
 	for id, p := range d.peers {
 		peer, err := d.wgPeer(p)

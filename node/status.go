@@ -76,6 +76,10 @@ type PeerStatus struct {
 	Tier string `json:"tier,omitempty"`
 	// KeyAlert says the server presents another key than the verified one.
 	KeyAlert string `json:"key_alert,omitempty"`
+	// Accepts is, when the mesh has a policy, what the peer may send this
+	// node besides replies ("tcp:22", "*:443", "icmp"; empty: nothing);
+	// nil without a policy: anything.
+	Accepts *[]string `json:"accepts,omitempty"`
 }
 
 // Paths.
@@ -205,6 +209,10 @@ func (d *Daemon) live() map[wg.Key]wg.PeerStatus {
 // the peer's handshake is fresh. Callers hold d.mu.
 func (d *Daemon) peerStatus(p api.Peer, live map[wg.Key]wg.PeerStatus) PeerStatus {
 	ps := PeerStatus{NodeID: p.NodeID, NodeName: p.NodeName, VPNIP: p.VPNIP, PublicIP: p.PublicIP, Path: PathNone, WGPublicKey: p.WGPublicKey}
+	if p.Filter != nil {
+		accepts := append([]string{}, p.Filter.Accept...)
+		ps.Accepts = &accepts
+	}
 	key, err := wgtypes.ParseKey(p.WGPublicKey)
 	if err != nil {
 		return ps

@@ -31,6 +31,7 @@ type wgClient interface {
 type kernel struct {
 	name   string
 	client wgClient
+	fw     firewall // enforces Config.Filter
 	ns     namespace
 	log    *slog.Logger
 
@@ -91,22 +92,26 @@ func newKernel(opts Options) (*kernel, error) {
 		ns.close()
 		return nil, fmt.Errorf("wg: open wgctrl for %s: %w", opts.Name, err)
 	}
-	return startKernel(l, client, ns, opts)
+	fw := &nftFirewall{iface: opts.Name, ns: ns, log: opts.Logger.With("interface", opts.Name)}
+	return startKernel(l, client, fw, ns, opts)
 }
 
 // startKernel makes the engine of the link that nif stands for, which
-// client configures, and picks its listen port. The link stays down until
-// the first Set, so that WireGuard binds no port before it is told which.
-// startKernel owns what it is given: on failure everything is closed.
-func startKernel(nif netif, client wgClient, ns namespace, opts Options) (*kernel, error) {
+// client configures and fw filters, and picks its listen port. The link
+// stays down until the first Set, so that WireGuard binds no port before
+// it is told which; that Set also applies the filter, or removes one a
+// crashed run left. startKernel owns what it is given: on failure
+// everything is closed.
+func startKernel(nif netif, client wgClient, fw firewall, ns namespace, opts Options) (*kernel, error) {
 	e := &kernel{
 		name:   opts.Name,
 		client: client,
+		fw:     fw,
 		ns:     ns,
 		log:    opts.Logger.With("interface", opts.Name),
 		port:   opts.ListenPort,
 	}
-	e.state = state{apply: e.apply, netif: nif}
+	e.state = state{apply: e.apply, netif: nif, enforce: fw.set}
 	e.proxy = newRelayProxy(func() int { return int(e.listening.Load()) }, e.listenProxy)
 	if e.port == 0 {
 		var err error
@@ -362,8 +367,8 @@ func (e *kernel) Port() int {
 func (e *kernel) Name() string { return e.name }
 func (e *kernel) Kind() string { return KindKernel }
 
-// Close deletes the link, with its address and routes. Later calls do
-// nothing.
+// Close deletes the link, with its address and routes, and the packet
+// filter. Later calls do nothing.
 func (e *kernel) Close() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -375,7 +380,7 @@ func (e *kernel) Close() error {
 	if e.raw != nil {
 		e.raw.close()
 	}
-	err := errors.Join(e.client.Close(), e.state.netif.remove())
+	err := errors.Join(e.fw.close(), e.client.Close(), e.state.netif.remove())
 	e.ns.close()
 	return err
 }

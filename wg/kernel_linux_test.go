@@ -42,12 +42,7 @@ func (c *fakeClient) Close() error { c.closed++; return nil }
 
 func newFakeKernel(t *testing.T, port int) (*kernel, *fakeClient, *fakeNetif) {
 	t.Helper()
-	client, nif := &fakeClient{}, &fakeNetif{}
-	e, err := startKernel(nif, client, namespace{}, Options{Name: "wire0", ListenPort: port}.withDefaults())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
+	e, client, nif, _ := newFilteredFakeKernel(t, port)
 	return e, client, nif
 }
 

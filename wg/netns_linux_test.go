@@ -32,24 +32,6 @@ var ours = regexp.MustCompile(`^wgt([0-9]+)[a-z]$`)
 
 func prefix() string { return fmt.Sprintf("wgt%d", os.Getpid()) }
 
-// removeLeftovers deletes the namespaces that runs of this test which
-// have died left behind; those of live processes are theirs.
-func removeLeftovers(t *testing.T) {
-	entries, _ := os.ReadDir("/run/netns")
-	for _, e := range entries {
-		m := ours.FindStringSubmatch(e.Name())
-		if m == nil {
-			continue
-		}
-		if _, err := os.Stat("/proc/" + m[1]); err == nil {
-			continue
-		}
-		if err := netns.DeleteNamed(e.Name()); err != nil {
-			t.Logf("remove leftover namespace %s: %v", e.Name(), err)
-		}
-	}
-}
-
 // netNS is a named network namespace that the test created.
 type netNS struct {
 	name string
@@ -193,7 +175,7 @@ func privateKey(t *testing.T) wg.Key {
 // namespace sees it, and Close removes the interface.
 func TestNamespaces(t *testing.T) {
 	roottest.Need(t, "to create network namespaces and TUN devices")
-	removeLeftovers(t)
+	roottest.RemoveDeadNamespaces(t, ours)
 	goroutines := runtime.NumGoroutine()
 	a, b := newNetNS(t, prefix()+"a"), newNetNS(t, prefix()+"b")
 	joinVeth(t, a, b)
@@ -361,7 +343,7 @@ func checkGoroutines(t *testing.T, n int) {
 // what to do.
 func TestNewKinds(t *testing.T) {
 	roottest.Need(t, "to create network namespaces and TUN devices")
-	removeLeftovers(t)
+	roottest.RemoveDeadNamespaces(t, ours)
 	n := newNetNS(t, prefix()+"k")
 	newIn := func(opts wg.Options) (e wg.Engine, err error) {
 		n.in(t, func() error { e, err = wg.New(opts); return nil })

@@ -2,10 +2,13 @@ package wg
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/wire-mesh/wire/filter"
 )
 
 // netif is the operating system's side of an interface.
@@ -20,17 +23,33 @@ type netif interface {
 
 // state is what an engine applied, and how it applies a change: the same
 // for both engines but for apply, which is IPC text for wireguard-go and
-// wgctrl for the kernel.
+// wgctrl for the kernel, and enforce, which is the TUN device's filter for
+// wireguard-go and nftables for the kernel.
 type state struct {
 	applied Config
 	apply   func(wgtypes.Config) error
 	netif   netif
+	// enforce applies Config.Filter (nil: accept everything); nil for an
+	// engine that has no filter.
+	enforce func(filter.Rules) error
+	// enforced is what enforce applied last, if known says so: known is
+	// false before the first Set and after enforce failed, so that the
+	// next Set applies its filter even if nil (which clears what a crashed
+	// run left behind).
+	enforced filter.Rules
+	known    bool
 }
 
 // set brings the interface from the applied Config to cfg, whose
 // ListenPort the engine has filled in. Nothing is sent if nothing changed.
+// The filter comes first: a change that removes a peer's access takes
+// effect before anything else, and if the filter cannot be applied,
+// nothing is.
 func (s *state) set(cfg Config) error {
 	if err := validate(cfg); err != nil {
+		return err
+	}
+	if err := s.setFilter(cfg.Filter); err != nil {
 		return err
 	}
 	if d := diff(s.applied, cfg); !isEmpty(d) {
@@ -49,6 +68,36 @@ func (s *state) set(cfg Config) error {
 		return err
 	}
 	return nil
+}
+
+// setFilter applies rules unless they are known to be applied already.
+func (s *state) setFilter(rules filter.Rules) error {
+	if s.enforce == nil || s.known && sameRules(s.enforced, rules) {
+		return nil
+	}
+	s.known = false
+	if err := s.enforce(rules); err != nil {
+		return err
+	}
+	s.enforced, s.known = cloneRules(rules), true
+	return nil
+}
+
+// sameRules says whether a and b are the same filter; nil (no filter)
+// differs from empty rules (only replies pass).
+func sameRules(a, b filter.Rules) bool {
+	return (a == nil) == (b == nil) && maps.EqualFunc(a, b, slices.Equal)
+}
+
+func cloneRules(r filter.Rules) filter.Rules {
+	if r == nil {
+		return nil
+	}
+	out := make(filter.Rules, len(r))
+	for addr, allows := range r {
+		out[addr] = slices.Clone(allows)
+	}
+	return out
 }
 
 // validate rejects what WireGuard would refuse or silently merge.
@@ -78,6 +127,7 @@ func clone(cfg Config) Config {
 	for i := range cfg.Peers {
 		cfg.Peers[i].AllowedIPs = slices.Clone(cfg.Peers[i].AllowedIPs)
 	}
+	cfg.Filter = cloneRules(cfg.Filter)
 	return cfg
 }
 

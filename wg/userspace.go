@@ -15,16 +15,18 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	"github.com/wire-mesh/wire/filter"
 	"github.com/wire-mesh/wire/relay"
 )
 
 // userspace is the embedded wireguard-go on a TUN device, configured
 // through its IPC text. It serves the standard UAPI socket too, for wg.
 type userspace struct {
-	name string
-	dev  *device.Device
-	bind *stunBind
-	ns   namespace
+	name   string
+	dev    *device.Device
+	bind   *stunBind
+	filter *filter.Filter // in the TUN device, as wireguard-go sees it
+	ns     namespace
 	// uapi is the UAPI socket's listener, nil for devices made for tests;
 	// uapiDone closes when its server has stopped.
 	uapi     net.Listener
@@ -75,11 +77,13 @@ func startUserspace(tdev tun.Device, nif netif, bind conn.Bind, ns namespace, op
 	}
 	log := opts.Logger.With("interface", name)
 	sb := newBind(bind, ns)
+	flt := filter.New()
 	e := &userspace{
-		name: name,
-		dev:  device.NewDevice(tdev, sb, deviceLogger(log)),
-		bind: sb,
-		ns:   ns,
+		name:   name,
+		dev:    device.NewDevice(&filteredTUN{Device: tdev, filter: flt}, sb, deviceLogger(log)),
+		bind:   sb,
+		filter: flt,
+		ns:     ns,
 	}
 	// A peer with an endpoint stays where wire put it: wire chooses the
 	// path (direct or relay) and learns of moves from the server, and
@@ -87,7 +91,7 @@ func startUserspace(tdev tun.Device, nif netif, bind conn.Bind, ns namespace, op
 	// onto the relay. Peers without an endpoint still learn one from
 	// their packets.
 	e.dev.DisableSomeRoamingForBrokenMobileSemantics()
-	e.state = state{apply: e.apply, netif: nif}
+	e.state = state{apply: e.apply, netif: nif, enforce: e.enforce}
 	if err := e.start(opts.ListenPort); err != nil {
 		e.Close()
 		return nil, err
@@ -118,6 +122,12 @@ func (e *userspace) apply(d wgtypes.Config) error {
 	if err := e.dev.IpcSet(ipcText(d)); err != nil {
 		return fmt.Errorf("wg: configure %s: %w", e.name, err)
 	}
+	return nil
+}
+
+// enforce gives the TUN device's filter its rules.
+func (e *userspace) enforce(r filter.Rules) error {
+	e.filter.SetRules(r)
 	return nil
 }
 

@@ -5,12 +5,14 @@ package wg
 
 import (
 	"context"
-	"github.com/wire-mesh/wire/relay"
 	"log/slog"
 	"net/netip"
 	"time"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/wire-mesh/wire/filter"
+	"github.com/wire-mesh/wire/relay"
 )
 
 // Key is a WireGuard key (private or public).
@@ -29,6 +31,12 @@ type Config struct {
 	// (10.99.23.187/16), so the subnet routes through the interface.
 	Address netip.Prefix
 	Peers   []Peer
+	// Filter is what the node accepts from its peers over the mesh; nil
+	// accepts everything (the mesh has no policy). The userspace engine
+	// filters the packets wireguard-go writes to its TUN device; the
+	// kernel engine programs nftables: the table inet wire, which is
+	// wire's alone in its network namespace.
+	Filter filter.Rules
 }
 
 // Peer is one desired peer.

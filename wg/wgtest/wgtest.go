@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wire-mesh/wire/filter"
 	"github.com/wire-mesh/wire/relay"
 	"github.com/wire-mesh/wire/wg"
 )
@@ -290,6 +291,13 @@ func clone(cfg wg.Config) wg.Config {
 	cfg.Peers = slices.Clone(cfg.Peers)
 	for i := range cfg.Peers {
 		cfg.Peers[i].AllowedIPs = slices.Clone(cfg.Peers[i].AllowedIPs)
+	}
+	if cfg.Filter != nil {
+		rules := make(filter.Rules, len(cfg.Filter))
+		for addr, allows := range cfg.Filter {
+			rules[addr] = slices.Clone(allows)
+		}
+		cfg.Filter = rules
 	}
 	return cfg
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/wire-mesh/wire/filter"
 	"github.com/wire-mesh/wire/wg"
 )
 
@@ -88,5 +89,21 @@ func TestPeersAndClose(t *testing.T) {
 	}
 	if err := e.Set(wg.Config{}); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("Set after Close = %v, want %v", err, net.ErrClosed)
+	}
+}
+
+// TestRecordsFilter checks that a recorded Config keeps its filter as it
+// was, when the caller changes its map afterwards.
+func TestRecordsFilter(t *testing.T) {
+	e := New("wire0")
+	admin := netip.MustParseAddr("10.99.0.2")
+	rules := filter.Rules{admin: {{Proto: filter.TCP, Ports: filter.PortRange{First: 22, Last: 22}}}}
+	if err := e.Set(wg.Config{Filter: rules}); err != nil {
+		t.Fatal(err)
+	}
+	rules[admin][0].Ports.Last = 23
+	last, _ := e.Last()
+	if got := last.Filter[admin][0].Ports.Last; got != 22 {
+		t.Errorf("the recorded filter changed with the caller's map: port %d", got)
 	}
 }

@@ -28,6 +28,11 @@ const helperLife = 2 * time.Minute
 //	echo ADDR...                  answer each datagram with its source address
 //	probe LOCALPORT DEST...       ask each echo DEST, from one socket, what it saw
 //	punch LOCALPORT PEER SECONDS  send to PEER and listen, from one socket
+//	dns SERVER NAME [TYPE]        ask a DNS server, print rcode and addresses
+//	dns-upstream ADDR             a fake upstream resolver
+//	tcp-echo ADDR...              a TCP echo server on each address
+//	tcp-dial ADDR TIMEOUT         connect, exchange a line, print "ok"
+//	tcp-hold ADDR                 connect, exchange lines until they stall
 func helperMain(args []string) int {
 	if len(args) == 0 {
 		fmt.Fprintln(os.Stderr, "helper: no mode")
@@ -45,6 +50,12 @@ func helperMain(args []string) int {
 		err = askDNS(args[1:])
 	case "dns-upstream":
 		err = upstreamDNS(args[1:])
+	case "tcp-echo":
+		err = tcpEcho(args[1:])
+	case "tcp-dial":
+		err = tcpDial(args[1:])
+	case "tcp-hold":
+		err = tcpHold(args[1:])
 	default:
 		err = fmt.Errorf("unknown mode %q", args[0])
 	}

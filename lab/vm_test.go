@@ -22,12 +22,13 @@ import (
 var vmScenarios = []string{
 	"TestMeshDirect", "TestMeshJoinToPing", "TestMeshServerOutage", "TestMeshRoaming",
 	"TestRelayTopologies", "TestRelayToDirect", "TestRelayServerKilled",
-	"TestWgShow", "TestEngineAuto", "TestMixedEngines", "TestAgentsOverMCP", "TestPairCLI", "TestNames",
+	"TestWgShow", "TestEngineAuto", "TestMixedEngines", "TestAgentsOverMCP", "TestPairCLI", "TestNames", "TestPolicy",
 }
 
 // vmModules are the kernel modules the lab needs in the VM: WireGuard,
 // veth and bridges for its namespaces, TUN for userspace nodes, and
-// nftables with NAT and conntrack for its routers.
+// nftables with NAT and conntrack for its routers and for wire's packet
+// filter on the kernel engine (nf_tables, nft_ct, nf_conntrack).
 var vmModules = []string{
 	"wireguard", "veth", "bridge", "tun",
 	"nf_tables", "nft_chain_nat", "nft_masq", "nft_ct", "nf_nat", "nf_conntrack",

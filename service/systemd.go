@@ -22,6 +22,9 @@ Wants=network-online.target
 Type=notify
 {{- end}}
 ExecStart={{command .Args}}
+# SIGTERM to wire alone: what it runs on the way down (resolvectl revert)
+# must finish, not be signalled with it.
+KillMode=mixed
 Restart={{.Restart}}
 RestartSec={{seconds .RestartDelay}}
 {{- if .MaxFiles}}

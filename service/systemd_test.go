@@ -39,6 +39,9 @@ Wants=network-online.target
 
 [Service]
 ExecStart=/usr/local/bin/wire up --foreground --state-dir /etc/wire
+# SIGTERM to wire alone: what it runs on the way down (resolvectl revert)
+# must finish, not be signalled with it.
+KillMode=mixed
 Restart=on-failure
 RestartSec=2
 
@@ -53,6 +56,9 @@ Wants=network-online.target
 [Service]
 Type=notify
 ExecStart=/usr/local/bin/wire server --state-dir /var/lib/wire --listen :443
+# SIGTERM to wire alone: what it runs on the way down (resolvectl revert)
+# must finish, not be signalled with it.
+KillMode=mixed
 Restart=always
 RestartSec=5
 LimitNOFILE=65536

@@ -46,12 +46,26 @@ func (r *resolved) set(cfg Config) error {
 	if err := os.WriteFile(r.marker, []byte(cfg.Interface), 0o644); err != nil {
 		return err
 	}
-	if err := resolvectl("dns", cfg.Interface, cfg.Nameserver.String()); err != nil {
+	// Not a default route: resolved sends a name that matches no link's
+	// domains to every link that is one, and takes a link with DNS servers
+	// and no "~" domain for one unless told otherwise.
+	if err := resolvectl("default-route", cfg.Interface, "false"); err != nil {
 		return err
 	}
 	// A routing and search domain: NAME.DOMAIN goes to wire, and so does
 	// a plain NAME, searched as NAME.DOMAIN.
-	return resolvectl("domain", cfg.Interface, cfg.Domain)
+	if err := resolvectl("domain", cfg.Interface, cfg.Domain); err != nil {
+		return err
+	}
+	// No multicast names on the mesh: WireGuard carries no multicast, so
+	// resolved would only wait for answers that never come.
+	for _, proto := range []string{"llmnr", "mdns"} {
+		if err := resolvectl(proto, cfg.Interface, "no"); err != nil {
+			return err
+		}
+	}
+	// The server last: until it is there, the link takes no query.
+	return resolvectl("dns", cfg.Interface, cfg.Nameserver.String())
 }
 
 func (r *resolved) revert() error {

@@ -45,6 +45,9 @@ func setPolicy(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if file == "-" {
+		file = "stdin"
+	}
 	p, err := policy.Parse(text)
 	if err != nil {
 		return fmt.Errorf("%s: %w; the policy in force is unchanged", file, err)

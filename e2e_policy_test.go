@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -115,5 +116,23 @@ func checkPolicyTest(t *testing.T, dir, src, dst, want string) {
 	}
 	if !strings.Contains(out, want) {
 		t.Errorf("policy test %s %s: %q, want %q", src, dst, out, want)
+	}
+}
+
+// TestPolicyRefusedOpen: --open mode cannot tell nodes apart, so a server
+// whose store has a policy refuses to start in it rather than ignore it.
+func TestPolicyRefusedOpen(t *testing.T) {
+	dir := t.TempDir()
+	newKey(t, dir)
+	file := writeFile(t, "policy.hujson", e2ePolicy)
+	if _, err := wire(t, "server", "policy", "set", "--state-dir", dir, file); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, wireBin, "server", "--open", "--state-dir", dir,
+		"--listen", "127.0.0.1:0", "--stun-listen", "127.0.0.1:0", "--relay-listen", "127.0.0.1:0").CombinedOutput()
+	if err == nil || ctx.Err() != nil || !strings.Contains(string(out), "--open has none") {
+		t.Errorf("wire server --open with a policy: %v\n%s\nwant refused at once", err, out)
 	}
 }

@@ -1,11 +1,6 @@
 package sysdns
 
-import (
-	"bytes"
-	"fmt"
-	"os"
-	"path/filepath"
-)
+import "path/filepath"
 
 // newPlatform uses macOS's per-domain resolvers: a file in /etc/resolver
 // named after the domain sends its queries to wire, and nothing else.
@@ -14,45 +9,4 @@ func newPlatform(o Options) platform {
 		return none{}
 	}
 	return &resolverDir{dir: o.ResolverDir, marker: filepath.Join(o.StateDir, "resolver.domain")}
-}
-
-type resolverDir struct{ dir, marker string }
-
-const resolverHeader = "# Written by wire; wire down removes it.\n"
-
-func (r *resolverDir) mode() string     { return "/etc/resolver" }
-func (r *resolverDir) upstream() string { return "/etc/resolv.conf" }
-
-func (r *resolverDir) set(cfg Config) error {
-	if err := r.revert(); err != nil { // a domain that changed
-		return err
-	}
-	if err := os.MkdirAll(r.dir, 0o755); err != nil {
-		return err
-	}
-	path := filepath.Join(r.dir, cfg.Domain)
-	if b, err := os.ReadFile(path); err == nil && !bytes.HasPrefix(b, []byte(resolverHeader)) {
-		return fmt.Errorf("%s exists and is not wire's: remove it, or run wire up --accept-dns=false", path)
-	}
-	if err := os.WriteFile(r.marker, []byte(cfg.Domain), 0o644); err != nil {
-		return err
-	}
-	return os.WriteFile(path, fmt.Appendf(nil, "%snameserver %s\n", resolverHeader, cfg.Nameserver), 0o644)
-}
-
-func (r *resolverDir) revert() error {
-	domain, err := os.ReadFile(r.marker)
-	if os.IsNotExist(err) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	path := filepath.Join(r.dir, string(domain))
-	if b, err := os.ReadFile(path); err == nil && bytes.HasPrefix(b, []byte(resolverHeader)) {
-		if err := os.Remove(path); err != nil {
-			return err
-		}
-	}
-	return os.Remove(r.marker)
 }

@@ -25,6 +25,17 @@ var vmScenarios = []string{
 	"TestWgShow", "TestEngineAuto", "TestMixedEngines", "TestAgentsOverMCP", "TestPairCLI", "TestNames", "TestPolicy",
 }
 
+// scenariosEnv names some of vmScenarios (comma-separated) to run in the
+// VM instead of all of them, to look into one.
+const scenariosEnv = "WIRE_VM_SCENARIOS"
+
+func scenarios() []string {
+	if s := os.Getenv(scenariosEnv); s != "" {
+		return strings.Split(s, ",")
+	}
+	return vmScenarios
+}
+
 // vmModules are the kernel modules the lab needs in the VM: WireGuard,
 // veth and bridges for its namespaces, TUN for userspace nodes, and
 // nftables with NAT and conntrack for its routers and for wire's packet
@@ -106,7 +117,7 @@ func TestKernelEngineInVM(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	results, err := vm.Machine{Kernel: k, Initramfs: image, MemoryMB: 1536, CPUs: 2}.Run(ctx, console)
-	t.Logf("the VM (kernel %s, %s) ran %v in %v", k.Version, "tcg", vmScenarios, time.Since(start).Round(time.Second))
+	t.Logf("the VM (kernel %s, %s) ran %v in %v", k.Version, "tcg", scenarios(), time.Since(start).Round(time.Second))
 	events, perr := testEvents(results)
 	if err != nil || perr != nil || len(events) == 0 {
 		c, _ := os.ReadFile(console.Name())
@@ -127,7 +138,7 @@ func writeVMImage(path string, k vm.Kernel, labTest string) error {
 	// What ip netns exec mounts a namespace's own resolv.conf over; glibc
 	// (2.34 and later) resolves with no NSS modules to copy.
 	im.File("etc/resolv.conf", 0o644, []byte("nameserver 127.0.0.1\n"))
-	im.File("scenarios", 0o644, []byte("^("+strings.Join(vmScenarios, "|")+")$\n"))
+	im.File("scenarios", 0o644, []byte("^("+strings.Join(scenarios(), "|")+")$\n"))
 	if err := im.HostFile("bin/busybox", busyboxPath()); err != nil {
 		return err
 	}
@@ -218,7 +229,7 @@ func reportEvents(t *testing.T, events []testEvent) {
 			result[top] = e.Action
 		}
 	}
-	for _, name := range vmScenarios {
+	for _, name := range scenarios() {
 		t.Run(name, func(t *testing.T) {
 			switch result[name] {
 			case "pass":

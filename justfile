@@ -37,6 +37,12 @@ fuzz time="30s":
 	go test ./server -run '^$' -fuzz FuzzParseSeedState -fuzztime {{time}}
 	go test ./stun -run '^$' -fuzz FuzzParseBindingRequest -fuzztime {{time}}
 	go test ./stun -run '^$' -fuzz FuzzParseResponse -fuzztime {{time}}
+	go test ./relay -run '^$' -fuzz FuzzParse -fuzztime {{time}}
+	go test ./event -run '^$' -fuzz FuzzParse -fuzztime {{time}}
+	go test ./resolver -run '^$' -fuzz FuzzHandle -fuzztime {{time}}
+	go test ./policy -run '^$' -fuzz FuzzParse -fuzztime {{time}}
+	go test ./policy -run '^$' -fuzz FuzzEvaluate -fuzztime {{time}}
+	go test ./filter -run '^$' -fuzz FuzzInbound -fuzztime {{time}}
 
 # Root; needs iperf3 (apt-get install iperf3). E.g. just bench -t 10
 # Measure throughput, join and propagation times and memory in the lab.

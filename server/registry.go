@@ -56,7 +56,7 @@ type registry struct {
 	mu      sync.Mutex
 	epoch   string // tells this run's versions from a previous run's
 	version uint64
-	horizon uint64 // the log holds every change after this version
+	horizon uint64 // the log names every node changed after this version
 	log     []change
 	changed chan struct{} // closed and replaced at every change
 	nodes   map[string]*node
@@ -181,21 +181,48 @@ func (r *registry) wake() {
 	r.changed = make(chan struct{})
 }
 
-// compact drops log entries superseded by a later change of the same node.
-// Entries of removed nodes go too, so deltas from before now become full.
+// compact drops log entries superseded by a later change of the same
+// node: a delta still names every node that changed after any version
+// from the horizon on, with its latest state. Only forgetting the removal
+// of a node makes older versions need a full answer, so removals are kept
+// until there are more than maxTombstones(), oldest forgotten first.
 func (r *registry) compact() {
 	last := make(map[string]uint64, len(r.nodes))
 	for _, c := range r.log {
 		last[c.nodeID] = c.version
 	}
 	kept := r.log[:0]
+	tombstones := 0
 	for _, c := range r.log {
-		if _, ok := r.nodes[c.nodeID]; ok && last[c.nodeID] == c.version {
+		if last[c.nodeID] == c.version {
 			kept = append(kept, c)
+			if _, ok := r.nodes[c.nodeID]; !ok {
+				tombstones++
+			}
 		}
 	}
-	r.log = kept
-	r.horizon = r.version // the removals before now are forgotten
+	r.log = r.forget(kept, tombstones-r.maxTombstones())
+}
+
+// maxTombstones is how many removals the change log remembers.
+func (r *registry) maxTombstones() int { return len(r.nodes) + 1024 }
+
+// forget drops the n oldest removals from log, moving the horizon past
+// them. Callers hold r.mu.
+func (r *registry) forget(log []change, n int) []change {
+	if n <= 0 {
+		return log
+	}
+	kept := log[:0]
+	for _, c := range log {
+		if _, ok := r.nodes[c.nodeID]; !ok && n > 0 {
+			n--
+			r.horizon = c.version
+			continue
+		}
+		kept = append(kept, c)
+	}
+	return kept
 }
 
 // byPin returns the node that enrolled with the given TLS key pin.

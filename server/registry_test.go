@@ -95,8 +95,8 @@ func TestSweepMarksOffline(t *testing.T) {
 	}
 }
 
-// After the change log is compacted, old versions get a full answer and
-// recent ones still get deltas.
+// After the change log is compacted, a node that missed many changes of
+// one peer still gets a delta (its latest state), not the whole map.
 func TestChangeLogCompaction(t *testing.T) {
 	reg := newTestRegistry(t)
 	ctx := context.Background()
@@ -110,14 +110,41 @@ func TestChangeLogCompaction(t *testing.T) {
 	if len(reg.log) > 4*len(reg.nodes)+1024 {
 		t.Fatalf("log has %d entries for %d node: not compacted", len(reg.log), len(reg.nodes))
 	}
-	if resp, _ := reg.peers(old.Version, ""); !resp.Full || len(resp.Peers) != 1 {
-		t.Errorf("from a compacted-away version: %+v, want full", resp)
+	if resp, _ := reg.peers(old.Version, ""); resp.Full || len(resp.Peers) != 1 || resp.Peers[0].NATPort != 3000 {
+		t.Errorf("from a compacted version: %+v, want a delta of a's latest state", resp)
 	}
-	recent, _ := reg.peers("0", "")
-	req.NATPort = 9
-	reg.register(ctx, enrolment{req: req})
-	if resp, _ := reg.peers(recent.Version, ""); resp.Full || len(resp.Peers) != 1 || resp.Peers[0].NATPort != 9 {
-		t.Errorf("recent delta = %+v", resp)
+}
+
+// Removals are remembered until there are more than maxTombstones: a
+// version from before a forgotten removal gets the whole map, one after
+// it a delta that names the removals it missed.
+func TestChangeLogForgetsOldRemovals(t *testing.T) {
+	reg := newTestRegistry(t)
+	ctx := context.Background()
+	old, _ := reg.peers("0", "")
+	var middle string
+	for i := range 3000 {
+		id := fmt.Sprint("n", i)
+		req := api.RegisterRequest{NodeID: id, NodeName: id, WGPublicKey: "k" + id, Port: 1}
+		if _, err := reg.register(ctx, enrolment{req: req}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := reg.store.RemoveNode(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		reg.mu.Lock()
+		reg.remove(reg.nodes[id])
+		reg.mu.Unlock()
+		if i == 2900 {
+			resp, _ := reg.peers("0", "")
+			middle = resp.Version
+		}
+	}
+	if resp, _ := reg.peers(old.Version, ""); !resp.Full {
+		t.Errorf("from before forgotten removals: %d removed, not a full answer", len(resp.Removed))
+	}
+	if resp, _ := reg.peers(middle, ""); resp.Full || len(resp.Removed) != 99 {
+		t.Errorf("from a recent version: full %v, %d removed; want a delta of 99 removals", resp.Full, len(resp.Removed))
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -286,16 +287,16 @@ func (d *Daemon) heartbeat(ctx context.Context) {
 }
 
 // every calls f every period until ctx ends.
+// every calls f about every period, each wait a random time from 3/4 of
+// period to period (so on average 7/8), so that nodes started together
+// (after a power cut, or by one script) do not stay in step.
 func every(ctx context.Context, period time.Duration, f func()) {
-	t := time.NewTicker(period)
-	defer t.Stop()
 	for {
-		select {
-		case <-ctx.Done():
+		sleep(ctx, period/4*3+rand.N(period/4+1))
+		if ctx.Err() != nil {
 			return
-		case <-t.C:
-			f()
 		}
+		f()
 	}
 }
 
@@ -383,7 +384,7 @@ func (d *Daemon) reconnect() {
 
 // pollPeers long-polls the server for peer changes and applies them.
 func (d *Daemon) pollPeers(ctx context.Context) {
-	backoff := time.Second
+	retry := backoff{first: time.Second, cap: 10 * time.Second}
 	for ctx.Err() == nil {
 		d.mu.Lock()
 		since := d.version
@@ -403,16 +404,14 @@ func (d *Daemon) pollPeers(ctx context.Context) {
 				continue // reconnect() asked for a fresh poll
 			}
 			if isRemoved(err) {
-				backoff = max(backoff, heartbeatEvery) // until someone rejoins it
+				retry.atLeast(heartbeatEvery) // until someone rejoins it
 			}
 			if ctx.Err() == nil {
-				d.log.Debug("peer poll failed", "err", err, "retry_in", backoff)
-				sleep(ctx, backoff)
-				backoff = min(2*backoff, max(backoff, 10*time.Second))
+				d.log.Debug("peer poll failed", "err", err, "waited", retry.wait(ctx))
 			}
 			continue
 		}
-		backoff = time.Second
+		retry.reset()
 		if d.merge(resp) {
 			d.changed()
 			d.peersChanged(ctx)

@@ -27,7 +27,7 @@ const (
 
 // keepRelay keeps a connection to the relay while the daemon runs.
 func (d *Daemon) keepRelay(ctx context.Context) {
-	backoff := time.Second
+	retry := backoff{first: time.Second, cap: 10 * time.Second}
 	for ctx.Err() == nil {
 		conn, err := d.dialRelay(ctx)
 		if errors.Is(err, errors.ErrUnsupported) {
@@ -36,13 +36,11 @@ func (d *Daemon) keepRelay(ctx context.Context) {
 			return
 		}
 		if err != nil {
-			d.log.Debug("relay unavailable", "err", err, "retry_in", backoff)
 			d.setRelay(false, false)
-			sleep(ctx, backoff)
-			backoff = min(2*backoff, 10*time.Second)
+			d.log.Debug("relay unavailable", "err", err, "waited", retry.wait(ctx))
 			continue
 		}
-		backoff = time.Second
+		retry.reset()
 		d.setRelay(true, false)
 		d.holdRelay(ctx, conn)
 		d.engine.SetRelay(nil)

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/wire-mesh/wire/relay"
 )
@@ -21,6 +22,9 @@ import (
 // endpoint for it gets a socket too: WireGuard roams to it, and so answers
 // through the relay.
 //
+// Of two handshake initiations that cross through the relay, it hands
+// WireGuard only one (see crossing.go).
+//
 // The forwarding paths allocate nothing once the sockets exist.
 type relayProxy struct {
 	// wgPort is the port WireGuard listens on, zero while it listens on
@@ -31,6 +35,9 @@ type relayProxy struct {
 	listen func() (*net.UDPConn, error)
 
 	conn atomic.Pointer[relay.Conn]
+	// self is this node's VPN address (nil: not known yet), for breaking
+	// the tie between crossed handshakes.
+	self atomic.Pointer[netip.Addr]
 
 	mu      sync.Mutex
 	sockets map[netip.Addr]*proxySocket // by the peer's VPN address
@@ -45,6 +52,8 @@ type proxySocket struct {
 	peer netip.Addr // VPN address
 	pc   *net.UDPConn
 	addr netip.AddrPort // pc's, the endpoint WireGuard has for peer
+	// handshake is WireGuard's last initiation to peer.
+	handshake crossing
 }
 
 var loopback = netip.AddrFrom4([4]byte{127, 0, 0, 1})
@@ -87,6 +96,20 @@ func (p *relayProxy) setConn(c *relay.Conn) {
 	}
 	p.pumps.Add(1)
 	go p.pump(c)
+}
+
+// setSelf records this node's VPN address.
+func (p *relayProxy) setSelf(a netip.Addr) {
+	if old := p.self.Load(); old == nil || *old != a {
+		p.self.Store(&a)
+	}
+}
+
+// keepsOwn says whether WireGuard's initiation to peer wins when it
+// crosses peer's.
+func (p *relayProxy) keepsOwn(peer netip.Addr) bool {
+	self := p.self.Load()
+	return self != nil && keepsOwn(*self, peer)
 }
 
 // endpoint returns the address of peer's proxy socket, opening it if
@@ -198,6 +221,9 @@ func (p *relayProxy) toRelay(s *proxySocket, b []byte, from netip.AddrPort) {
 	if port == 0 || unmap(from) != netip.AddrPortFrom(loopback, uint16(port)) {
 		return // not WireGuard: no other program may use the relay
 	}
+	if isHandshake(b) {
+		s.handshake.sent(b, time.Now())
+	}
 	if c := p.conn.Load(); c != nil {
 		c.WriteTo(b, s.peer) // lost like any UDP packet if it fails
 	}
@@ -239,6 +265,9 @@ func (p *relayProxy) toWireGuard(peer netip.Addr, b []byte) {
 	p.mu.Unlock()
 	if err != nil {
 		return
+	}
+	if isHandshake(b) && !s.handshake.pass(b, p.keepsOwn(peer), time.Now()) {
+		return // it crosses WireGuard's own initiation, which peer answers
 	}
 	s.pc.WriteToUDPAddrPort(b, netip.AddrPortFrom(loopback, uint16(port)))
 }

@@ -215,6 +215,10 @@ func (s *Server) handlePeers(w http.ResponseWriter, r *http.Request, c caller) {
 	if q.Has("since") && since == "" {
 		since = "0" // ask for a full answer with a version
 	}
+	if body, ok := s.reg.sharedFull(since, c.nodeID()); ok {
+		writeBody(w, body)
+		return
+	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {

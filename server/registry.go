@@ -70,6 +70,7 @@ type registry struct {
 	// policyFrom predate its last change.
 	policy     *policy.Policy
 	policyFrom uint64
+	full       *fullAnswer // the last shared full answer, see sharedFull
 
 	counts counts  // read without r.mu, by the public /health
 	tokens *tokens // the relay's, under a lock of their own
@@ -366,18 +367,26 @@ func (r *registry) peers(since, viewer string) (api.PeersResponse, <-chan struct
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	vw := r.viewOf(viewer)
-	v, ok := r.parseVersion(since)
-	if since == "" || !ok || v < r.horizon || v > r.version || !r.current(vw, v) {
+	if since == "" || r.needsFull(since, vw) {
 		resp := api.PeersResponse{Peers: r.online(vw), Full: since != ""}
 		if since != "" {
 			resp.Version = r.formatVersion(r.version)
 		}
 		return resp, nil
 	}
+	v, _ := r.parseVersion(since)
 	if v == r.version {
 		return api.PeersResponse{Peers: []api.Peer{}, Version: since}, r.changed
 	}
 	return r.delta(v, vw), nil
+}
+
+// needsFull says whether a poll from since must get the whole view: the
+// registry has no delta from that version (another run's, compacted away,
+// unknown), or the view changed after it. Callers hold r.mu.
+func (r *registry) needsFull(since string, vw view) bool {
+	v, ok := r.parseVersion(since)
+	return !ok || v < r.horizon || v > r.version || !r.current(vw, v)
 }
 
 func (r *registry) online(vw view) []api.Peer {

@@ -49,6 +49,11 @@ fuzz time="30s":
 bench *args:
 	go run ./lab/bench {{args}}
 
+# Not root; loopback only; two CPUs. E.g. just bench-scale -n 1000,5000 -duration 30s
+# Measure the coordination server with thousands of simulated nodes.
+bench-scale *args:
+	go run ./lab/scale {{args}}
+
 # What CI runs.
 ci:
 	bash .ci/run

@@ -20,11 +20,11 @@ type results struct {
 	path             peer       // n1's view of n2 before the first wire run
 	serverBytes      uint64     // what the server's interface carried during the wire runs
 
-	peersIdle      int    // n1's peers while idle
-	idle           memory // n1's daemon, idle
-	stockIdle      memory // the stock process in n1, idle with its one peer
-	wire1, wire2   memory // n1's and n2's daemons after the throughput runs
-	stock1, stock2 memory // the stock processes in n1 and n2 after theirs
+	peersIdle      int        // n1's peers while idle
+	idle           lab.Memory // n1's daemon, idle
+	stockIdle      lab.Memory // the stock process in n1, idle with its one peer
+	wire1, wire2   lab.Memory // n1's and n2's daemons after the throughput runs
+	stock1, stock2 lab.Memory // the stock processes in n1 and n2 after theirs
 
 	joinToPing []time.Duration // each new node alone behind its router
 	joinShared []time.Duration // each new node behind n4's router
@@ -82,7 +82,7 @@ func collect(ctx context.Context, b *bench, h host, o options) results {
 	peers, err := n1.peers(ctx, "peers")
 	must(b, err)
 	res.peersIdle = len(peers)
-	res.idle, err = readMemory(n1.proc.Pid())
+	res.idle, err = lab.ReadMemory(n1.proc.Pid())
 	must(b, err)
 
 	throughput(ctx, b, h, o, m, n1, n2, rel, &res)
@@ -103,7 +103,7 @@ func throughput(ctx context.Context, b *bench, h host, o options, m *mesh, n1, n
 	b.Logf("stock wireguard-go: %s in n1, %s in n2", s1.iface, s2.iface)
 	startStock(ctx, b, h.wireguardGo, s1, s2)
 	var err error
-	res.stockIdle, err = readMemory(s1.proc.Pid())
+	res.stockIdle, err = lab.ReadMemory(s1.proc.Pid())
 	must(b, err)
 
 	peers, err := n1.peers(ctx, "status")
@@ -137,10 +137,10 @@ func throughput(ctx context.Context, b *bench, h host, o options, m *mesh, n1, n
 		res.relayed = append(res.relayed, x)
 	}
 	for _, r := range []struct {
-		dst *memory
+		dst *lab.Memory
 		pid int
 	}{{&res.wire1, n1.proc.Pid()}, {&res.wire2, n2.proc.Pid()}, {&res.stock1, s1.proc.Pid()}, {&res.stock2, s2.proc.Pid()}} {
-		*r.dst, err = readMemory(r.pid)
+		*r.dst, err = lab.ReadMemory(r.pid)
 		must(b, err)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/wire-mesh/wire/lab"
 )
 
 // row is one metric of the table.
@@ -91,7 +93,7 @@ func memoryRows(res results) []row {
 	var rows []row
 	for _, m := range []struct {
 		what string
-		mem  memory
+		mem  lab.Memory
 	}{
 		{fmt.Sprintf("wire daemon n1, idle, %d peers", res.peersIdle), res.idle},
 		{"stock wireguard-go n1, idle, 1 peer", res.stockIdle},
@@ -101,8 +103,8 @@ func memoryRows(res results) []row {
 		{"stock wireguard-go n2 (receiver), after iperf3", res.stock2},
 	} {
 		rows = append(rows,
-			row{m.what + ": VmRSS [9]", mib(m.mem.rss), "MiB", ""},
-			row{m.what + ": VmHWM [9]", mib(m.mem.hwm), "MiB", ""})
+			row{m.what + ": VmRSS [9]", mib(m.mem.RSS), "MiB", ""},
+			row{m.what + ": VmHWM [9]", mib(m.mem.HWM), "MiB", ""})
 	}
 	return rows
 }

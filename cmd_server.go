@@ -20,7 +20,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 	"github.com/wire-mesh/wire/api"
-	"github.com/wire-mesh/wire/policy"
 	"github.com/wire-mesh/wire/server"
 	"github.com/wire-mesh/wire/service"
 )
@@ -436,13 +435,9 @@ func declaredTags(ctx context.Context, store *server.Store, tags []string) ([]st
 	if err != nil || len(tags) == 0 {
 		return tags, err
 	}
-	text, err := store.Policy(ctx)
-	if err != nil || text == "" {
+	p, err := store.ParsedPolicy(ctx)
+	if err != nil || p == nil {
 		return tags, err
-	}
-	p, err := policy.Parse([]byte(text))
-	if err != nil {
-		return nil, fmt.Errorf("the stored policy is not valid: %w", err)
 	}
 	for _, t := range tags {
 		if !p.HasTag(t) {

@@ -5,7 +5,9 @@ package filter
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -112,6 +114,22 @@ func (a Allow) String() string {
 	return a.Proto.String() + ":" + a.Ports.String()
 }
 
+// Accepts says whether a lets through a packet of proto to port. An Allow
+// of Any is TCP, UDP and ICMP; any Allow of ICMP or Any lets ping. Asked
+// about Any (TCP, UDP and ICMP at once), only an Allow of Any to port
+// accepts.
+func (a Allow) Accepts(proto Proto, port uint16) bool {
+	switch {
+	case proto == ICMP:
+		return a.Proto == ICMP || a.Proto == Any
+	case a.Proto == proto:
+		return a.Ports.Contains(port)
+	case a.Proto == Any:
+		return (proto == TCP || proto == UDP) && a.Ports.Contains(port)
+	}
+	return false
+}
+
 // ParseAllow reads what String writes.
 func ParseAllow(s string) (Allow, error) {
 	if strings.EqualFold(s, "icmp") {
@@ -139,3 +157,21 @@ func ParseAllow(s string) (Allow, error) {
 // source that is not in the map may only answer connections this node
 // opened. A nil Rules accepts everything: the mesh has no policy.
 type Rules map[netip.Addr][]Allow
+
+// Clone returns a copy of r that shares nothing with it.
+func (r Rules) Clone() Rules {
+	if r == nil {
+		return nil
+	}
+	out := make(Rules, len(r))
+	for addr, allows := range r {
+		out[addr] = slices.Clone(allows)
+	}
+	return out
+}
+
+// Equal says whether r and o are the same filter; nil (no filter) differs
+// from empty Rules (only replies pass).
+func (r Rules) Equal(o Rules) bool {
+	return (r == nil) == (o == nil) && maps.EqualFunc(r, o, slices.Equal)
+}

@@ -76,24 +76,9 @@ func (p *Policy) whatAllowed(f, t *node) string {
 
 func acceptsAny(allows []filter.Allow, proto filter.Proto, port uint16) bool {
 	for _, a := range allows {
-		if accepts(a, proto, port) {
+		if a.Accepts(proto, port) {
 			return true
 		}
-	}
-	return false
-}
-
-// accepts says whether a lets through a packet of proto to port. An Allow
-// of Any is TCP, UDP and ICMP; any Allow of ICMP or Any lets ping. Asked
-// about Any, only an Allow of Any to port accepts.
-func accepts(a filter.Allow, proto filter.Proto, port uint16) bool {
-	switch {
-	case proto == filter.ICMP:
-		return a.Proto == filter.ICMP || a.Proto == filter.Any
-	case a.Proto == proto:
-		return a.Ports.Contains(port)
-	case a.Proto == filter.Any:
-		return (proto == filter.TCP || proto == filter.UDP) && a.Ports.Contains(port)
 	}
 	return false
 }

@@ -45,6 +45,19 @@ func (s *Server) loadPolicy(ctx context.Context) error {
 	return nil
 }
 
+// ParsedPolicy is the stored policy, nil if there is none.
+func (s *Store) ParsedPolicy(ctx context.Context) (*policy.Policy, error) {
+	text, err := s.Policy(ctx)
+	if err != nil || text == "" {
+		return nil, err
+	}
+	p, err := policy.Parse([]byte(text))
+	if err != nil {
+		return nil, fmt.Errorf("the stored policy is not valid: %w", err)
+	}
+	return p, nil
+}
+
 // PolicyNode is the node with the given name (in any case) or VPN address
 // as the policy sees it.
 func (s *Store) PolicyNode(ctx context.Context, nameOrIP string) (policy.Node, error) {
@@ -67,16 +80,12 @@ func (s *Store) PolicyNode(ctx context.Context, nameOrIP string) (policy.Node, e
 // ExplainPolicy says whether src may send proto to dst's port under the
 // store's policy, and why.
 func (s *Store) ExplainPolicy(ctx context.Context, src, dst string, proto filter.Proto, port uint16) (policy.Decision, error) {
-	text, err := s.Policy(ctx)
+	p, err := s.ParsedPolicy(ctx)
 	if err != nil {
 		return policy.Decision{}, err
 	}
-	if text == "" {
+	if p == nil {
 		return policy.Decision{Accept: true, Rule: -1, Reason: "the mesh has no policy: every node may reach every other"}, nil
-	}
-	p, err := policy.Parse([]byte(text))
-	if err != nil {
-		return policy.Decision{}, fmt.Errorf("the stored policy is not valid: %w", err)
 	}
 	from, err := s.PolicyNode(ctx, src)
 	if err != nil {

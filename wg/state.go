@@ -2,7 +2,6 @@ package wg
 
 import (
 	"fmt"
-	"maps"
 	"net/netip"
 	"slices"
 
@@ -72,32 +71,15 @@ func (s *state) set(cfg Config) error {
 
 // setFilter applies rules unless they are known to be applied already.
 func (s *state) setFilter(rules filter.Rules) error {
-	if s.enforce == nil || s.known && sameRules(s.enforced, rules) {
+	if s.enforce == nil || s.known && s.enforced.Equal(rules) {
 		return nil
 	}
 	s.known = false
 	if err := s.enforce(rules); err != nil {
 		return err
 	}
-	s.enforced, s.known = cloneRules(rules), true
+	s.enforced, s.known = rules.Clone(), true
 	return nil
-}
-
-// sameRules says whether a and b are the same filter; nil (no filter)
-// differs from empty rules (only replies pass).
-func sameRules(a, b filter.Rules) bool {
-	return (a == nil) == (b == nil) && maps.EqualFunc(a, b, slices.Equal)
-}
-
-func cloneRules(r filter.Rules) filter.Rules {
-	if r == nil {
-		return nil
-	}
-	out := make(filter.Rules, len(r))
-	for addr, allows := range r {
-		out[addr] = slices.Clone(allows)
-	}
-	return out
 }
 
 // validate rejects what WireGuard would refuse or silently merge.
@@ -121,13 +103,15 @@ func validate(cfg Config) error {
 	return nil
 }
 
-// clone copies cfg so that the caller may reuse its slices.
+// clone copies cfg so that the caller may reuse its slices, leaving out
+// the filter: what was enforced is state.enforced, kept apart because it
+// must survive a failed apply (see forgotten).
 func clone(cfg Config) Config {
 	cfg.Peers = slices.Clone(cfg.Peers)
 	for i := range cfg.Peers {
 		cfg.Peers[i].AllowedIPs = slices.Clone(cfg.Peers[i].AllowedIPs)
 	}
-	cfg.Filter = cloneRules(cfg.Filter)
+	cfg.Filter = nil // what was enforced is state.enforced
 	return cfg
 }
 

@@ -13,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/wire-mesh/wire/filter"
 	"github.com/wire-mesh/wire/relay"
 	"github.com/wire-mesh/wire/wg"
 )
@@ -292,12 +291,6 @@ func clone(cfg wg.Config) wg.Config {
 	for i := range cfg.Peers {
 		cfg.Peers[i].AllowedIPs = slices.Clone(cfg.Peers[i].AllowedIPs)
 	}
-	if cfg.Filter != nil {
-		rules := make(filter.Rules, len(cfg.Filter))
-		for addr, allows := range cfg.Filter {
-			rules[addr] = slices.Clone(allows)
-		}
-		cfg.Filter = rules
-	}
+	cfg.Filter = cfg.Filter.Clone()
 	return cfg
 }

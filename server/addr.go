@@ -62,7 +62,7 @@ func (a *allocator) take(addr netip.Addr, nodeID string) error {
 	if !a.usable(addr) {
 		return fmt.Errorf("address %s is not a host address of the VPN subnet %s", addr, a.prefix)
 	}
-	if owner, ok := a.used[addr]; ok && owner != nodeID {
+	if owner, ok := a.used[addr]; ok && owner != nodeID && owner != elsewhere {
 		return fmt.Errorf("address %s is held by two nodes, %s and %s", addr, owner, nodeID)
 	}
 	a.used[addr] = nodeID
@@ -70,6 +70,13 @@ func (a *allocator) take(addr netip.Addr, nodeID string) error {
 }
 
 func (a *allocator) release(addr netip.Addr) { delete(a.used, addr) }
+
+// elsewhere is the owner of an address that another server sharing the
+// store gave to a node this server does not know yet.
+const elsewhere = "(another server's)"
+
+// takenElsewhere keeps addr from being chosen until its node is known.
+func (a *allocator) takenElsewhere(addr netip.Addr) { a.used[addr] = elsewhere }
 
 func (a *allocator) usable(addr netip.Addr) bool {
 	if !addr.Is4() || !a.prefix.Contains(addr) {

@@ -37,7 +37,7 @@ type enrolment struct {
 // finds the same node's earlier one still writing (a retry, or a seed
 // node's heartbeats overlapping its first) waits for it and starts again.
 func (r *registry) register(ctx context.Context, e enrolment) (record, error) {
-	for range 3 { // each round waits for a write that was in flight
+	for range 4 { // each round waits for a write in flight, or for the store
 		rec, err := r.registerOnce(ctx, e)
 		var busy *inFlight
 		switch {
@@ -47,7 +47,11 @@ func (r *registry) register(ctx context.Context, e enrolment) (record, error) {
 			case <-ctx.Done():
 				return record{}, ctx.Err()
 			}
-		case errors.Is(err, errEnrolledMeanwhile):
+		case errors.Is(err, errEnrolledMeanwhile), errors.Is(err, errAddressTaken):
+		case r.store.Shared() && errors.As(err, new(*ErrConflict)):
+			// Another server sharing the store may have enrolled this node,
+			// or given its name away: ask again once this one knows.
+			r.awaitSync(ctx)
 		default:
 			return rec, err
 		}
@@ -55,8 +59,18 @@ func (r *registry) register(ctx context.Context, e enrolment) (record, error) {
 	return record{}, &ErrConflict{Field: "node_id"}
 }
 
+// errAddressTaken says that another server sharing the store gave the
+// address chosen for a new node to another node meanwhile: choose again.
+var errAddressTaken = errors.New("address taken through another server")
+
 func (r *registry) registerOnce(ctx context.Context, e enrolment) (record, error) {
-	if n, ok := r.known(e); ok {
+	n, ok := r.known(e)
+	if !ok && e.key == nil && e.pin != "" && r.store.Shared() {
+		// Perhaps it enrolled through another server a moment ago.
+		r.awaitSync(ctx)
+		n, ok = r.known(e)
+	}
+	if ok {
 		return r.refresh(ctx, n, e)
 	}
 	if e.key == nil && e.pin != "" {
@@ -117,9 +131,16 @@ func (r *registry) enrol(ctx context.Context, e enrolment) (record, error) {
 	defer r.mu.Unlock()
 	r.unreserve(res)
 	if err != nil {
-		if imported == nil {
-			r.alloc.release(netip.MustParseAddr(rec.VPNIP))
+		if imported != nil {
+			return record{}, err
 		}
+		addr := netip.MustParseAddr(rec.VPNIP)
+		var conflict *ErrConflict
+		if errors.As(err, &conflict) && conflict.Field == "vpn_ip" && r.store.Shared() {
+			r.alloc.takenElsewhere(addr) // until this server learns by whom
+			return record{}, errAddressTaken
+		}
+		r.alloc.release(addr)
 		return record{}, err
 	}
 	if imported != nil {
@@ -250,6 +271,7 @@ func (r *registry) refresh(ctx context.Context, n *node, e enrolment) (record, e
 	n.LastSeen = r.now()
 	n.dirty = true
 	if identity || endpoint || !n.online {
+		n.urgent = true
 		r.setOnline(n, true)
 		r.bump(n)
 	}

@@ -198,6 +198,11 @@ func (s *Server) registerError(w http.ResponseWriter, req api.RegisterRequest, e
 		httpError(w, http.StatusForbidden, "%v", err)
 	case errors.Is(err, ErrSubnetFull):
 		httpError(w, http.StatusInsufficientStorage, "%v", err)
+	case errors.Is(err, ErrStoreUnavailable):
+		// The node retries; a heartbeat of a known node never gets here.
+		s.log.Warn("register refused: the store is unavailable", "node", req.NodeName, "err", err)
+		w.Header().Set("Retry-After", "5")
+		httpError(w, http.StatusServiceUnavailable, "the server cannot reach its store just now: try again in a few seconds")
 	default:
 		s.log.Error("register failed", "node", req.NodeName, "err", err)
 		httpError(w, http.StatusInternalServerError, "server could not store the registration; see its log")

@@ -23,6 +23,7 @@ type node struct {
 	version uint64 // map version of the node's last change that peers see
 	online  bool   // as of the last change or sweep
 	dirty   bool   // heartbeat facts not yet written to the store
+	urgent  bool   // among them, some that servers sharing the store must see soon
 	// added is the registry's commit count when the node was added: the
 	// store held it for every reload that began after that.
 	added uint64
@@ -70,7 +71,8 @@ type registry struct {
 	// policyFrom predate its last change.
 	policy     *policy.Policy
 	policyFrom uint64
-	full       *fullAnswer // the last shared full answer, see sharedFull
+	full       *fullAnswer   // the last shared full answer, see sharedFull
+	syncedCh   chan struct{} // closed and replaced at every read of the store's changes
 
 	counts counts  // read without r.mu, by the public /health
 	tokens *tokens // the relay's, under a lock of their own
@@ -86,17 +88,18 @@ func newRegistry(store *Store, prefix netip.Prefix, now func() time.Time) *regis
 	b := make([]byte, 4)
 	rand.Read(b)
 	return &registry{
-		store:   store,
-		now:     now,
-		epoch:   hex.EncodeToString(b),
-		changed: make(chan struct{}),
-		nodes:   make(map[string]*node),
-		byKey:   make(map[string]*node),
-		byName:  make(map[string]*node),
-		byWG:    make(map[string]*node),
-		alloc:   newAllocator(prefix),
-		held:    make(map[reserved]*reservation),
-		tokens:  newTokens(),
+		store:    store,
+		now:      now,
+		epoch:    hex.EncodeToString(b),
+		changed:  make(chan struct{}),
+		syncedCh: make(chan struct{}),
+		nodes:    make(map[string]*node),
+		byKey:    make(map[string]*node),
+		byName:   make(map[string]*node),
+		byWG:     make(map[string]*node),
+		alloc:    newAllocator(prefix),
+		held:     make(map[reserved]*reservation),
+		tokens:   newTokens(),
 	}
 }
 
@@ -318,28 +321,40 @@ func (r *registry) sweep() {
 	}
 }
 
-// dirty returns the nodes whose heartbeat facts are not yet stored, and
-// marks them clean.
-func (r *registry) takeDirty() []record {
+// takeDirty returns the nodes whose heartbeat facts are not yet stored,
+// and marks them clean.
+func (r *registry) takeDirty() []record { return r.take(func(n *node) bool { return n.dirty }) }
+
+// takeUrgent returns those of them that servers sharing the store must
+// see soon, and marks them clean.
+func (r *registry) takeUrgent() []record { return r.take(func(n *node) bool { return n.urgent }) }
+
+func (r *registry) take(which func(*node) bool) []record {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []record
 	for _, n := range r.nodes {
-		if n.dirty {
+		if which(n) {
 			out = append(out, n.record)
-			n.dirty = false
+			n.dirty, n.urgent = false, false
 		}
 	}
 	return out
 }
 
 // markDirty undoes takeDirty for records that could not be written.
-func (r *registry) markDirty(recs []record) {
+func (r *registry) markDirty(recs []record) { r.undoTake(recs, false) }
+
+// markUrgent undoes takeUrgent for records that could not be written.
+func (r *registry) markUrgent(recs []record) { r.undoTake(recs, true) }
+
+func (r *registry) undoTake(recs []record, urgent bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, rec := range recs {
 		if n, ok := r.nodes[rec.NodeID]; ok {
 			n.dirty = true
+			n.urgent = n.urgent || urgent
 		}
 	}
 }

@@ -54,8 +54,8 @@ func TestHeartbeatsAreBatched(t *testing.T) {
 	if err := reg.store.SaveSeen(ctx, dirty); err != nil {
 		t.Fatal(err)
 	}
-	if got := reg.store.totalChanges(t) - before; got != 5 {
-		t.Fatalf("the batch wrote %d rows, want 5 (one per node)", got)
+	if got := reg.store.totalChanges(t) - before; got != 6 {
+		t.Fatalf("the batch wrote %d rows, want 6 (one per node, and the revision)", got)
 	}
 	recs, _ := reg.store.Nodes(ctx)
 	if recs[0].PublicIP != "198.51.100.1" {

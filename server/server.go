@@ -32,6 +32,9 @@ const (
 // Config is what `wire server` is told.
 type Config struct {
 	StateDir string
+	// Store is where the mesh is kept: "" for the SQLite store in StateDir,
+	// or a postgres:// URL, which several servers (replicas) may share.
+	Store string
 	// Listen is the HTTP API's TCP address; STUN listens on UDP at the
 	// same host, port+1, unless STUNListen says otherwise.
 	Listen      string
@@ -69,6 +72,7 @@ type Server struct {
 	conns   *connlimit.Tracker
 
 	stats    stats
+	syncs    syncState // of the registry with the store; maintain's own
 	warnings *warnings
 	stopping chan struct{} // closed when Run begins to stop
 
@@ -109,7 +113,7 @@ func (s *Server) open() error {
 		return err
 	}
 	s.id = id
-	if s.store, err = OpenStore(s.cfg.StateDir); err != nil {
+	if s.store, err = OpenStoreAt(context.Background(), s.cfg.StateDir, s.cfg.Store); err != nil {
 		return err
 	}
 	if err := s.load(context.Background()); err != nil {
@@ -135,11 +139,19 @@ func (s *Server) load(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := s.checkPin(ctx); err != nil {
+		return err
+	}
 	s.reg = newRegistry(s.store, s.cfg.Subnet, s.cfg.Now)
 	if s.cfg.SeedStateFile != "" {
 		if err := s.importSeed(ctx, s.cfg.SeedStateFile); err != nil {
 			return err
 		}
+	}
+	// The revision first: what changes after it is read again by sync.
+	rev, err := s.store.Revision(ctx)
+	if err != nil {
+		return fmt.Errorf("reading the store's revision: %w", err)
 	}
 	recs, err := s.store.Nodes(ctx)
 	if err != nil {
@@ -148,7 +160,29 @@ func (s *Server) load(ctx context.Context) error {
 	if err := s.reg.load(recs); err != nil {
 		return err
 	}
+	s.syncs = syncState{rev: rev, ok: s.cfg.Now()}
 	return s.loadPolicy(ctx)
+}
+
+// checkPin makes sure that every server of a store presents the same TLS
+// key: join keys name its pin, and nodes pin it. The first server to run
+// records its pin; a replica with another key is refused.
+func (s *Server) checkPin(ctx context.Context) error {
+	if s.cfg.Open || !s.store.Shared() {
+		return nil
+	}
+	stored, err := s.store.Meta(ctx, "server_pin")
+	switch {
+	case err != nil:
+		return err
+	case stored == "":
+		return s.store.SetMeta(ctx, "server_pin", s.id.Pin.String())
+	case stored != s.id.Pin.String():
+		return fmt.Errorf("this server's TLS key (%s in %s, pin %s) is not the one the mesh in %s knows (pin %s): "+
+			"every server of a mesh presents the same key. Copy %s and %s from the first server's state dir into %s",
+			KeyFile, s.cfg.StateDir, s.id.Pin, s.store.Path(), stored, KeyFile, TokenFile, s.cfg.StateDir)
+	}
+	return nil
 }
 
 func (s *Server) listen() error {
@@ -277,14 +311,14 @@ const (
 )
 
 // maintain writes heartbeats in batches, marks silent nodes offline, and
-// notices admin commands' changes to the store.
+// reads what other processes (admin commands, other servers sharing the
+// store) changed in the store.
 func (s *Server) maintain(ctx context.Context) {
 	defer s.wg.Done()
 	flush, sweep, watch := time.NewTicker(flushEvery), time.NewTicker(sweepEvery), time.NewTicker(watchEvery)
 	defer flush.Stop()
 	defer sweep.Stop()
 	defer watch.Stop()
-	dataVersion, _ := s.store.DataVersion(ctx)
 	for {
 		select {
 		case <-ctx.Done():
@@ -294,7 +328,10 @@ func (s *Server) maintain(ctx context.Context) {
 		case <-sweep.C:
 			s.reg.sweep()
 		case <-watch.C:
-			dataVersion = s.watch(ctx, dataVersion)
+			if s.store.Shared() {
+				s.flushUrgent(ctx)
+			}
+			s.sync(ctx)
 		}
 	}
 }
@@ -308,31 +345,4 @@ func (s *Server) flush(ctx context.Context) {
 		s.reg.markDirty(recs)
 		s.log.Error("saving heartbeats", "nodes", len(recs), "err", err)
 	}
-}
-
-// watch reloads the nodes when another process (an admin command) has
-// changed the store since version last, and returns the version it has
-// caught up with.
-func (s *Server) watch(ctx context.Context, last int64) int64 {
-	v, err := s.store.DataVersion(ctx)
-	if err != nil || v == last {
-		return last
-	}
-	mark := s.reg.mark()
-	recs, err := s.store.Nodes(ctx)
-	if err != nil {
-		s.log.Error("reloading nodes after an admin change", "err", err)
-		return last
-	}
-	gone, again := s.reg.reload(recs, mark)
-	for _, addr := range gone {
-		s.relay.Forget(addr) // a removed node loses the relay at once
-	}
-	if err := s.loadPolicy(ctx); err != nil {
-		s.log.Error("the policy in force stays", "err", err)
-	}
-	if again {
-		return last // a node enrolled during the read: look again next time
-	}
-	return v
 }

@@ -15,9 +15,15 @@ import (
 // StoreFile is the name of the store inside the state dir.
 const StoreFile = "wire.db"
 
-const schemaVersion = "2"
+const schemaVersion = "3"
 
-const schema = `
+// schemaSQLite is the store's schema in SQLite. Every write that other
+// servers must notice takes the next value of the single revision counter
+// in its transaction and stamps it on the rows it writes (or, for a
+// removal, on the node's row in removals): a server that has seen revision
+// R reads what changed with revision > R. The counter's row lock orders
+// the writers, so revisions become visible in the order they are taken.
+const schemaSQLite = `
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE nodes (
 	node_id       TEXT PRIMARY KEY,
@@ -31,7 +37,8 @@ CREATE TABLE nodes (
 	lan_ip        TEXT NOT NULL DEFAULT '',
 	created_at    INTEGER NOT NULL,
 	last_seen     INTEGER NOT NULL,
-	tags          TEXT NOT NULL DEFAULT '' -- space-separated, sorted: tag:a tag:b
+	tags          TEXT NOT NULL DEFAULT '', -- space-separated, sorted: tag:a tag:b
+	revision      INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE join_keys (
 	id         TEXT PRIMARY KEY,
@@ -42,20 +49,45 @@ CREATE TABLE join_keys (
 	uses       INTEGER NOT NULL DEFAULT 0,
 	tags       TEXT NOT NULL DEFAULT '' -- given to the nodes it enrols
 );
+` + revisionSchema
+
+// revisionSchema is the part of the schema that tells servers sharing a
+// store what changed (schema version 3).
+const revisionSchema = `
+CREATE INDEX nodes_revision ON nodes (revision);
+CREATE TABLE removals (
+	node_id    TEXT PRIMARY KEY,
+	revision   INTEGER NOT NULL,
+	removed_at INTEGER NOT NULL
+);
+CREATE INDEX removals_revision ON removals (revision);
+CREATE TABLE revision (value INTEGER NOT NULL);
+INSERT INTO revision VALUES (0);
 `
 
 // migrations bring a store of schema version N (the index) up to N+1.
 var migrations = map[string]string{
 	"1": `ALTER TABLE nodes ADD COLUMN tags TEXT NOT NULL DEFAULT '';
 ALTER TABLE join_keys ADD COLUMN tags TEXT NOT NULL DEFAULT '';`,
+	"2": `ALTER TABLE nodes ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;` + revisionSchema,
 }
 
-// Store is wire's durable state: a SQLite database in WAL mode whose every
-// acknowledged write has reached the disk (synchronous=FULL). Heartbeats
-// stay in memory and reach it in batches.
+// Store is wire's durable state: by default a SQLite database in WAL mode
+// whose every acknowledged write has reached the disk (synchronous=FULL);
+// or a PostgreSQL database that several servers share. Heartbeats stay in
+// memory and reach it in batches.
 type Store struct {
-	db   *sql.DB
-	path string
+	db      *sql.DB
+	path    string // the SQLite file, or the PostgreSQL URL without its password
+	dialect dialect
+}
+
+func (s *Store) conn() bound { return bound{s.db, s.dialect} }
+
+// begin starts a transaction whose queries are bound to the store's dialect.
+func (s *Store) begin(ctx context.Context) (*sql.Tx, bound, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	return tx, bound{tx, s.dialect}, err
 }
 
 // Sentinel errors of enrolment.
@@ -66,40 +98,76 @@ var (
 	ErrNotFound   = errors.New("not found")
 )
 
-// Close checkpoints the write-ahead log into the database file, so that
-// after a clean shutdown wire.db alone holds everything, and closes it.
+// Close closes the store. A SQLite store first checkpoints its
+// write-ahead log into the database file, so that after a clean shutdown
+// wire.db alone holds everything.
 func (s *Store) Close() error {
-	_, err := s.db.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`)
+	var err error
+	if s.dialect == dialectSQLite {
+		_, err = s.db.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`)
+	}
 	if cerr := s.db.Close(); err == nil {
 		err = cerr
 	}
 	return err
 }
 
-// Path is the database file.
+// Path is the database file, or the PostgreSQL URL without its password.
 func (s *Store) Path() string { return s.path }
+
+// Shared says whether other servers may write the store meanwhile: a
+// PostgreSQL store is made for replicas.
+func (s *Store) Shared() bool { return s.dialect == dialectPostgres }
 
 // Meta reads a setting; a missing one is "".
 func (s *Store) Meta(ctx context.Context, key string) (string, error) {
 	var v string
-	err := s.db.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v)
+	err := s.conn().row(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", nil
 	}
 	return v, err
 }
 
-// SetMeta writes a setting.
+// SetMeta writes a setting, and tells other servers that the store changed.
 func (s *Store) SetMeta(ctx context.Context, key, value string) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, key, value)
-	return err
+	return s.write(ctx, func(b bound, _ int64) error {
+		_, err := b.exec(ctx, `INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, key, value)
+		return err
+	})
 }
 
-// DataVersion changes whenever another process commits to the store.
-func (s *Store) DataVersion(ctx context.Context) (int64, error) {
-	var v int64
-	err := s.db.QueryRowContext(ctx, `PRAGMA data_version`).Scan(&v)
-	return v, err
+// write runs f in a transaction that takes the next revision, which f
+// stamps on what it writes.
+func (s *Store) write(ctx context.Context, f func(b bound, rev int64) error) error {
+	tx, b, err := s.begin(ctx)
+	if err != nil {
+		return s.unavailable(err)
+	}
+	defer tx.Rollback()
+	rev, err := nextRevision(ctx, b)
+	if err != nil {
+		return s.unavailable(err)
+	}
+	if err := f(b, rev); err != nil {
+		return s.unavailable(err)
+	}
+	return s.unavailable(tx.Commit())
+}
+
+func nextRevision(ctx context.Context, b bound) (int64, error) {
+	var rev int64
+	if err := b.row(ctx, `UPDATE revision SET value = value + 1 RETURNING value`).Scan(&rev); err != nil {
+		return 0, fmt.Errorf("taking a revision: %w", err)
+	}
+	return rev, nil
+}
+
+// Revision is the revision of the store's last write.
+func (s *Store) Revision(ctx context.Context) (int64, error) {
+	var rev int64
+	err := s.conn().row(ctx, `SELECT value FROM revision`).Scan(&rev)
+	return rev, err
 }
 
 // record is a node as the store holds it.
@@ -109,14 +177,64 @@ type record struct {
 	Port, NATPort                                 int
 	Created, LastSeen                             time.Time
 	Tags                                          []string // sorted
+	Revision                                      int64    // of its last write, as read
 }
 
 const nodeColumns = `node_id, node_name, COALESCE(node_key, ''), wg_public_key, vpn_ip,
-	public_ip, lan_ip, port, nat_port, created_at, last_seen, tags`
+	public_ip, lan_ip, port, nat_port, created_at, last_seen, tags, revision`
 
 // Nodes returns every node in the store.
 func (s *Store) Nodes(ctx context.Context) ([]record, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+nodeColumns+` FROM nodes ORDER BY node_name`)
+	return scanNodes(s.conn().rows(ctx, `SELECT `+nodeColumns+` FROM nodes ORDER BY node_name`))
+}
+
+// Changes returns what changed after revision since: the nodes written
+// and the ids of the nodes removed, each as of its last change, and the
+// revision they are complete up to. It may return changes made after that
+// revision too, which the next call returns again.
+func (s *Store) Changes(ctx context.Context, since int64) (recs []record, removed []string, rev int64, err error) {
+	b := s.conn()
+	// Read first, the revision: every write up to it has committed, so the
+	// reads that follow see all of them.
+	if err := b.row(ctx, `SELECT value FROM revision`).Scan(&rev); err != nil || rev == since {
+		return nil, nil, rev, err
+	}
+	written, err := scanNodes(b.rows(ctx, `SELECT `+nodeColumns+` FROM nodes WHERE revision > ?`, since))
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	rows, err := b.rows(ctx, `SELECT node_id, revision FROM removals WHERE revision > ?`, since)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	defer rows.Close()
+	gone := make(map[string]int64)
+	for rows.Next() {
+		var id string
+		var r int64
+		if err := rows.Scan(&id, &r); err != nil {
+			return nil, nil, 0, err
+		}
+		gone[id] = r
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, 0, err
+	}
+	// A node read before its removal, or removed and enrolled again, is
+	// what its later change says.
+	for _, r := range written {
+		if gone[r.NodeID] < r.Revision {
+			delete(gone, r.NodeID)
+			recs = append(recs, r)
+		}
+	}
+	for id := range gone {
+		removed = append(removed, id)
+	}
+	return recs, removed, rev, nil
+}
+
+func scanNodes(rows *sql.Rows, err error) ([]record, error) {
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +245,7 @@ func (s *Store) Nodes(ctx context.Context) ([]record, error) {
 		var created, seen int64
 		var tags string
 		if err := rows.Scan(&r.NodeID, &r.NodeName, &r.NodeKey, &r.WGPublicKey, &r.VPNIP,
-			&r.PublicIP, &r.LANIP, &r.Port, &r.NATPort, &created, &seen, &tags); err != nil {
+			&r.PublicIP, &r.LANIP, &r.Port, &r.NATPort, &created, &seen, &tags, &r.Revision); err != nil {
 			return nil, err
 		}
 		r.Created, r.LastSeen, r.Tags = time.Unix(created, 0), time.Unix(seen, 0), splitTags(tags)
@@ -140,57 +258,63 @@ func (s *Store) Nodes(ctx context.Context) ([]record, error) {
 // key, in the same transaction, after checking secret and expiry, and
 // gives the node the key's tags: it returns them.
 func (s *Store) Enrol(ctx context.Context, r record, key *api.JoinKey, now time.Time) ([]string, error) {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, err
-	}
-	defer tx.Rollback()
 	var tags []string
-	if key != nil {
-		if tags, err = spendKey(ctx, tx, *key, now); err != nil {
-			return nil, err
+	err := s.write(ctx, func(b bound, rev int64) error {
+		var err error
+		if key != nil {
+			if tags, err = spendKey(ctx, b, *key, now); err != nil {
+				return err
+			}
 		}
-	}
-	var nodeKey any
-	if r.NodeKey != "" {
-		nodeKey = r.NodeKey
-	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO nodes (node_id, node_name, node_key, wg_public_key, vpn_ip,
-		public_ip, port, nat_port, lan_ip, created_at, last_seen, tags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		r.NodeID, r.NodeName, nodeKey, r.WGPublicKey, r.VPNIP, r.PublicIP,
-		r.Port, r.NATPort, r.LANIP, r.Created.Unix(), r.LastSeen.Unix(), joinTags(tags))
-	if err != nil {
-		return nil, conflictError(err)
-	}
-	return tags, tx.Commit()
+		var nodeKey any
+		if r.NodeKey != "" {
+			nodeKey = r.NodeKey
+		}
+		_, err = b.exec(ctx, `INSERT INTO nodes (node_id, node_name, node_key, wg_public_key, vpn_ip,
+			public_ip, port, nat_port, lan_ip, created_at, last_seen, tags, revision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			r.NodeID, r.NodeName, nodeKey, r.WGPublicKey, r.VPNIP, r.PublicIP,
+			r.Port, r.NATPort, r.LANIP, r.Created.Unix(), r.LastSeen.Unix(), joinTags(tags), rev)
+		if err != nil {
+			return s.conflictError(err)
+		}
+		// A node that was removed and joins again is no longer removed.
+		_, err = b.exec(ctx, `DELETE FROM removals WHERE node_id = ?`, r.NodeID)
+		return err
+	})
+	return tags, err
 }
 
 // spendKey checks key and spends one use of it; it returns the key's tags.
-func spendKey(ctx context.Context, tx *sql.Tx, key api.JoinKey, now time.Time) ([]string, error) {
-	if err := checkKey(ctx, tx, key, now); err != nil {
+// The use is spent only if the key still admits a node when its row is
+// written: servers sharing a store may spend a single-use key at once,
+// and only one of them may succeed.
+func spendKey(ctx context.Context, b bound, key api.JoinKey, now time.Time) ([]string, error) {
+	if err := checkKey(ctx, b, key, now); err != nil {
 		return nil, err
 	}
 	var tags string
-	err := tx.QueryRowContext(ctx, `UPDATE join_keys SET uses = uses + 1 WHERE id = ? RETURNING tags`, key.ID).Scan(&tags)
+	err := b.row(ctx, `UPDATE join_keys SET uses = uses + 1
+		WHERE id = ? AND expires_at > ? AND (reusable OR uses = 0) RETURNING tags`, key.ID, now.Unix()).Scan(&tags)
+	if errors.Is(err, sql.ErrNoRows) {
+		if err := checkKey(ctx, b, key, now); err != nil {
+			return nil, err
+		}
+		return nil, ErrKeyUsed
+	}
 	return splitTags(tags), err
 }
 
 // CheckKey says whether key would admit a node now, without spending it.
 func (s *Store) CheckKey(ctx context.Context, key api.JoinKey, now time.Time) error {
-	return checkKey(ctx, s.db, key, now)
+	return s.unavailable(checkKey(ctx, s.conn(), key, now))
 }
 
-// querier is what checkKey needs of a database or a transaction.
-type querier interface {
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
-func checkKey(ctx context.Context, q querier, key api.JoinKey, now time.Time) error {
+func checkKey(ctx context.Context, b bound, key api.JoinKey, now time.Time) error {
 	var hash []byte
 	var reusable bool
 	var expires int64
 	var uses int
-	err := q.QueryRowContext(ctx, `SELECT hash, reusable, expires_at, uses FROM join_keys WHERE id = ?`, key.ID).
+	err := b.row(ctx, `SELECT hash, reusable, expires_at, uses FROM join_keys WHERE id = ?`, key.ID).
 		Scan(&hash, &reusable, &expires, &uses)
 	switch {
 	case errors.Is(err, sql.ErrNoRows) || (err == nil && !api.SecretMatches(key.Secret, hash)):
@@ -210,15 +334,24 @@ type ErrConflict struct{ Field string }
 
 func (e *ErrConflict) Error() string { return e.Field + " is already taken by another node" }
 
-func conflictError(err error) error {
+// uniqueFields are the node columns that no two nodes share.
+var uniqueFields = []string{"node_id", "node_name", "node_key", "wg_public_key", "vpn_ip"}
+
+// conflictError names the field of a uniqueness violation, as SQLite
+// reports it (UNIQUE constraint failed: nodes.vpn_ip) or PostgreSQL (by
+// the constraint's name, nodes_vpn_ip_key).
+func (s *Store) conflictError(err error) error {
 	if err == nil {
 		return nil
+	}
+	if s.dialect == dialectPostgres {
+		return pgConflict(err)
 	}
 	msg := err.Error()
 	if !strings.Contains(msg, "UNIQUE constraint failed") {
 		return err
 	}
-	for _, f := range []string{"node_id", "node_name", "node_key", "wg_public_key", "vpn_ip"} {
+	for _, f := range uniqueFields {
 		if strings.Contains(msg, "nodes."+f) {
 			return &ErrConflict{Field: f}
 		}
@@ -233,72 +366,105 @@ func (s *Store) Claim(ctx context.Context, r record, key *api.JoinKey, now time.
 	if key == nil {
 		return nil, errors.New("claiming a node needs a join key")
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, err
-	}
-	defer tx.Rollback()
-	tags, err := spendKey(ctx, tx, *key, now)
-	if err != nil {
-		return nil, err
-	}
-	res, err := tx.ExecContext(ctx, `UPDATE nodes SET node_key = ?, node_name = ?, wg_public_key = ?,
-		public_ip = ?, port = ?, nat_port = ?, lan_ip = ?, last_seen = ?, tags = ? WHERE node_id = ? AND node_key IS NULL`,
-		r.NodeKey, r.NodeName, r.WGPublicKey, r.PublicIP, r.Port, r.NATPort, r.LANIP, r.LastSeen.Unix(), joinTags(tags), r.NodeID)
-	if err != nil {
-		return nil, conflictError(err)
-	}
-	if n, _ := res.RowsAffected(); n != 1 {
-		return nil, &ErrConflict{Field: "node_id"}
-	}
-	return tags, tx.Commit()
+	var tags []string
+	err := s.write(ctx, func(b bound, rev int64) error {
+		var err error
+		if tags, err = spendKey(ctx, b, *key, now); err != nil {
+			return err
+		}
+		res, err := b.exec(ctx, `UPDATE nodes SET node_key = ?, node_name = ?, wg_public_key = ?,
+			public_ip = ?, port = ?, nat_port = ?, lan_ip = ?, last_seen = ?, tags = ?, revision = ? WHERE node_id = ? AND node_key IS NULL`,
+			r.NodeKey, r.NodeName, r.WGPublicKey, r.PublicIP, r.Port, r.NATPort, r.LANIP, r.LastSeen.Unix(), joinTags(tags), rev, r.NodeID)
+		if err != nil {
+			return s.conflictError(err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return &ErrConflict{Field: "node_id"}
+		}
+		return nil
+	})
+	return tags, err
 }
 
 // UpdateIdentity writes a node's name and WireGuard key, which change
 // rarely and must survive a crash once acknowledged.
 func (s *Store) UpdateIdentity(ctx context.Context, r record) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE nodes SET node_name = ?, wg_public_key = ? WHERE node_id = ?`,
-		r.NodeName, r.WGPublicKey, r.NodeID)
-	return conflictError(err)
+	return s.write(ctx, func(b bound, rev int64) error {
+		res, err := b.exec(ctx, `UPDATE nodes SET node_name = ?, wg_public_key = ?, revision = ? WHERE node_id = ?`,
+			r.NodeName, r.WGPublicKey, rev, r.NodeID)
+		if err != nil {
+			return s.conflictError(err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return ErrNotEnrolled // removed meanwhile, perhaps through another server
+		}
+		return nil
+	})
 }
 
 // SaveSeen writes heartbeat facts (last seen, endpoints) of many nodes in
-// one transaction.
+// one transaction. A node's facts are written only if they are at least
+// as recent as the stored ones: a node that moved to another server
+// sharing the store is not set back by this one's older news of it.
 func (s *Store) SaveSeen(ctx context.Context, rs []record) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, `UPDATE nodes SET public_ip = ?, port = ?, nat_port = ?, lan_ip = ?, last_seen = ? WHERE node_id = ?`)
-	if err != nil {
-		return err
-	}
-	defer stmt.Close()
-	for _, r := range rs {
-		if _, err := stmt.ExecContext(ctx, r.PublicIP, r.Port, r.NATPort, r.LANIP, r.LastSeen.Unix(), r.NodeID); err != nil {
+	return s.write(ctx, func(b bound, rev int64) error {
+		q := b.query(`UPDATE nodes SET public_ip = ?, port = ?, nat_port = ?, lan_ip = ?, last_seen = ?, revision = ?
+			WHERE node_id = ? AND last_seen <= ?`)
+		stmt, err := b.c.(*sql.Tx).PrepareContext(ctx, q)
+		if err != nil {
 			return err
 		}
-	}
-	return tx.Commit()
+		defer stmt.Close()
+		for _, r := range rs {
+			seen := r.LastSeen.Unix()
+			if _, err := stmt.ExecContext(ctx, r.PublicIP, r.Port, r.NATPort, r.LANIP, seen, rev, r.NodeID, seen); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // RemoveNode deletes the node with the given name, in any case (names are
 // unique regardless of case), and returns its name as stored.
 func (s *Store) RemoveNode(ctx context.Context, name string) (string, error) {
 	var removed string
-	err := s.db.QueryRowContext(ctx, `DELETE FROM nodes WHERE node_name = ? COLLATE NOCASE RETURNING node_name`, name).Scan(&removed)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", fmt.Errorf("node %q: %w", name, ErrNotFound)
-	}
+	err := s.write(ctx, func(b bound, rev int64) error {
+		var id string
+		err := b.row(ctx, `DELETE FROM nodes WHERE lower(node_name) = lower(?) RETURNING node_id, node_name`, name).Scan(&id, &removed)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("node %q: %w", name, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		return s.tombstone(ctx, b, id, rev)
+	})
 	return removed, err
 }
+
+// tombstone records that the node with the given id left the store, for
+// the servers that read changes. Tombstones older than tombstoneAge go.
+func (s *Store) tombstone(ctx context.Context, b bound, id string, rev int64) error {
+	now := time.Now().Unix()
+	if _, err := b.exec(ctx, `INSERT INTO removals VALUES (?, ?, ?)
+		ON CONFLICT(node_id) DO UPDATE SET revision = excluded.revision, removed_at = excluded.removed_at`, id, rev, now); err != nil {
+		return err
+	}
+	_, err := b.exec(ctx, `DELETE FROM removals WHERE removed_at < ?`, now-int64(tombstoneAge/time.Second))
+	return err
+}
+
+// tombstoneAge is how long a removal is kept for the servers that read
+// changes. One that has not read them for longer reads every node again
+// (see Server.sync).
+const tombstoneAge = 24 * time.Hour
 
 // CreateKey stores a new join key for the server with the given pin and
 // returns it; only its hash is kept. The nodes it enrols get tags.
 func (s *Store) CreateKey(ctx context.Context, pin api.Pin, reusable bool, expires time.Time, tags []string) (api.JoinKey, error) {
 	k := api.NewJoinKey(pin)
-	_, err := s.db.ExecContext(ctx, `INSERT INTO join_keys (id, hash, reusable, expires_at, created_at, tags) VALUES (?, ?, ?, ?, ?, ?)`,
+	_, err := s.conn().exec(ctx, `INSERT INTO join_keys (id, hash, reusable, expires_at, created_at, tags) VALUES (?, ?, ?, ?, ?, ?)`,
 		k.ID, api.SecretHash(k.Secret), reusable, expires.Unix(), time.Now().Unix(), joinTags(tags))
 	if err != nil {
 		return api.JoinKey{}, fmt.Errorf("storing join key: %w", err)

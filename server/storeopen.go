@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -21,6 +22,21 @@ import (
 // of permission or of a writable file system. The store itself may be
 // intact: moving it away, as for a damaged one, would lose a working mesh.
 var ErrStoreAccess = errors.New("cannot write the store")
+
+// OpenStoreAt opens the store that a --store value names: "" (or
+// sqlite:PATH-TO-DIR) for the SQLite store in dir, a postgres:// URL for
+// one in PostgreSQL.
+func OpenStoreAt(ctx context.Context, dir, store string) (*Store, error) {
+	switch {
+	case store == "":
+		return OpenStore(dir)
+	case IsPostgres(store):
+		return OpenPostgres(ctx, store)
+	case strings.HasPrefix(store, "sqlite:"):
+		return OpenStore(strings.TrimPrefix(store, "sqlite:"))
+	}
+	return nil, fmt.Errorf("--store %q: want a postgres:// URL, or sqlite:DIR for the SQLite store in a state dir", store)
+}
 
 // OpenStore opens the store in dir, creating it if dir holds none. A store
 // that exists but cannot be read whole is an error, never a fresh start; so
@@ -210,7 +226,7 @@ func createStore(path string) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.db.Exec(`PRAGMA journal_mode = WAL;`+schema+`INSERT INTO meta VALUES ('schema_version', ?)`, schemaVersion)
+	_, err = s.db.Exec(`PRAGMA journal_mode = WAL;`+schemaSQLite+`INSERT INTO meta VALUES ('schema_version', ?)`, schemaVersion)
 	if err == nil {
 		err = os.Chmod(tmp, 0o600) // node keys and key hashes: the WAL inherits this
 	}

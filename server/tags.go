@@ -37,11 +37,14 @@ func splitTags(s string) []string { return strings.Fields(s) }
 // case) and returns its name as stored.
 func (s *Store) SetNodeTags(ctx context.Context, name string, tags []string) (string, error) {
 	var stored string
-	err := s.db.QueryRowContext(ctx, `UPDATE nodes SET tags = ? WHERE node_name = ? COLLATE NOCASE RETURNING node_name`,
-		joinTags(tags), name).Scan(&stored)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", fmt.Errorf("node %q: %w", name, ErrNotFound)
-	}
+	err := s.write(ctx, func(b bound, rev int64) error {
+		err := b.row(ctx, `UPDATE nodes SET tags = ?, revision = ? WHERE lower(node_name) = lower(?) RETURNING node_name`,
+			joinTags(tags), rev, name).Scan(&stored)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("node %q: %w", name, ErrNotFound)
+		}
+		return err
+	})
 	return stored, err
 }
 
@@ -51,9 +54,11 @@ func (s *Store) Policy(ctx context.Context) (string, error) { return s.Meta(ctx,
 // SetPolicy stores the policy's text; "" removes the policy. The caller
 // has validated it.
 func (s *Store) SetPolicy(ctx context.Context, text string) error {
-	if text == "" {
-		_, err := s.db.ExecContext(ctx, `DELETE FROM meta WHERE key = 'policy'`)
-		return err
+	if text != "" {
+		return s.SetMeta(ctx, "policy", text)
 	}
-	return s.SetMeta(ctx, "policy", text)
+	return s.write(ctx, func(b bound, _ int64) error {
+		_, err := b.exec(ctx, `DELETE FROM meta WHERE key = 'policy'`)
+		return err
+	})
 }

@@ -9,6 +9,8 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -117,4 +119,25 @@ func (e *Env) Admin(t testing.TB) *api.Client {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// Store keeps the mesh in the store that a --store value names.
+func Store(store string) Option { return func(c *server.Config) { c.Store = store } }
+
+// Replica starts another server sharing first's store (a PostgreSQL URL),
+// with a state dir of its own holding first's identity, as an admin would
+// copy it.
+func Replica(t testing.TB, first *Env, store string, opts ...Option) *Env {
+	t.Helper()
+	dir := t.TempDir()
+	for _, f := range []string{server.KeyFile, server.TokenFile} {
+		b, err := os.ReadFile(filepath.Join(first.Dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return Start(t, dir, append(opts, Store(store))...)
 }

@@ -1,0 +1,280 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wire-mesh/wire/api"
+	"github.com/wire-mesh/wire/internal/pgtest"
+	"github.com/wire-mesh/wire/server"
+	"github.com/wire-mesh/wire/server/servertest"
+)
+
+// Two servers sharing one PostgreSQL database, as replicas behind DNS or
+// a load balancer run.
+func startReplicas(t *testing.T) (pg *pgtest.Cluster, store string, a, b *servertest.Env) {
+	t.Helper()
+	pg = pgtest.Start(t)
+	store = pg.NewDB()
+	a = servertest.Start(t, "", servertest.Store(store))
+	b = servertest.Replica(t, a, store)
+	return pg, store, a, b
+}
+
+// A single-use key stays single-use when enrolments race on two replicas.
+func TestReplicasSpendSingleUseKeyOnce(t *testing.T) {
+	_, store, a, b := startReplicas(t)
+	k := a.Key(t, false)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ok, used := 0, 0
+	for i := range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			env := []*servertest.Env{a, b}[i%2]
+			n := servertest.NewNode(t)
+			_, err := env.Client(t, &n).Register(ctx, register(fmt.Sprintf("racer%d", i), n, &k))
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				ok++
+			case contains(err, "already used"):
+				used++
+			default:
+				t.Errorf("racer %d: %v", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if ok != 1 || used != 49 {
+		t.Fatalf("50 enrolments across two replicas with one single-use key: %d succeeded, %d refused as used; want 1 and 49", ok, used)
+	}
+	if nodes := storedNodes(t, store); len(nodes) != 1 {
+		t.Errorf("the store holds %d nodes, want 1", len(nodes))
+	}
+}
+
+// Addresses chosen on two replicas at once never collide: each node gets
+// its own, and both replicas agree on all of them.
+func TestReplicasEnrolConcurrently(t *testing.T) {
+	_, store, a, b := startReplicas(t)
+	k := a.Key(t, true)
+	var wg sync.WaitGroup
+	ips := make([]string, 40)
+	for i := range ips {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			env := []*servertest.Env{a, b}[i%2]
+			n := servertest.NewNode(t)
+			resp, err := env.Client(t, &n).Register(ctx, register(fmt.Sprintf("n%02d", i), n, &k))
+			if err != nil {
+				t.Errorf("node %d: %v", i, err)
+				return
+			}
+			ips[i] = resp.VPNIP
+		}()
+	}
+	wg.Wait()
+	seen := map[string]bool{}
+	for i, ip := range ips {
+		if ip != "" && seen[ip] {
+			t.Errorf("node %d got %s, which another node has", i, ip)
+		}
+		seen[ip] = true
+	}
+	if nodes := storedNodes(t, store); len(nodes) != len(ips) {
+		t.Errorf("the store holds %d nodes, want %d", len(nodes), len(ips))
+	}
+	for _, env := range []*servertest.Env{a, b} {
+		waitFor(t, 2*time.Second, func() bool {
+			st, err := env.Admin(t).Status(ctx)
+			return err == nil && st.Total == len(ips)
+		}, "both replicas know every node")
+	}
+}
+
+// A node enrolled through one replica may heartbeat through the other at
+// once, as it does when it fails over.
+func TestHeartbeatThroughOtherReplica(t *testing.T) {
+	_, _, a, b := startReplicas(t)
+	k := a.Key(t, false)
+	n := servertest.NewNode(t)
+	first, err := a.Client(t, &n).Register(ctx, register("mover", n, &k))
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := b.Client(t, &n).Register(ctx, register("mover", n, nil))
+	if err != nil {
+		t.Fatalf("heartbeat through the other replica right after enrolling: %v", err)
+	}
+	if again.VPNIP != first.VPNIP {
+		t.Errorf("address %s through the other replica, %s through the first", again.VPNIP, first.VPNIP)
+	}
+}
+
+// What one replica learns (an enrolment, an endpoint that moved, an admin
+// removal) reaches a long-poll on the other within a second.
+func TestReplicaChangeReachesLongPoll(t *testing.T) {
+	_, store, a, b := startReplicas(t)
+	k := a.Key(t, true)
+	y := servertest.NewNode(t)
+	yc := b.Client(t, &y)
+	if _, err := yc.Register(ctx, register("watcher", y, &k)); err != nil {
+		t.Fatal(err)
+	}
+	full, err := yc.Peers(ctx, "0", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	since := full.Version
+
+	// An enrolment through a.
+	x := servertest.NewNode(t)
+	xc := a.Client(t, &x)
+	polled := poll(yc, since)
+	start := time.Now()
+	if _, err := xc.Register(ctx, register("mover", x, &k)); err != nil {
+		t.Fatal(err)
+	}
+	got := <-polled
+	since = expectPeer(t, got, start, "the enrolment of mover through the other replica", func(p api.Peer) bool { return p.NodeName == "mover" })
+
+	// A heartbeat through a that moves mover's endpoint.
+	polled = poll(yc, since)
+	start = time.Now()
+	moved := register("mover", x, nil)
+	moved.NATPort = 41234
+	if _, err := xc.Register(ctx, moved); err != nil {
+		t.Fatal(err)
+	}
+	got = <-polled
+	since = expectPeer(t, got, start, "mover's new endpoint", func(p api.Peer) bool { return p.NodeName == "mover" && p.NATPort == 41234 })
+
+	// An admin removal, written to the shared store.
+	polled = poll(yc, since)
+	start = time.Now()
+	s, err := server.OpenStoreAt(ctx, "", store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RemoveNode(ctx, "mover"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	got = <-polled
+	if got.err != nil || len(got.resp.Removed) != 1 {
+		t.Fatalf("long-poll after the removal: %+v, %v", got.resp, got.err)
+	}
+	if d := got.at.Sub(start); d > time.Second {
+		t.Errorf("the removal reached the other replica's long-poll after %v, want within 1 s", d)
+	}
+	if _, err := xc.Register(ctx, register("mover", x, nil)); statusCode(err) != 401 {
+		t.Errorf("the removed node's heartbeat through the first replica: %v, want 401", err)
+	}
+}
+
+// PostgreSQL restarting (a crash, a failover of its own) leaves the
+// replicas serving what they know, and then serving all of it again.
+func TestReplicasSurvivePostgresRestart(t *testing.T) {
+	pg, _, a, b := startReplicas(t)
+	k := a.Key(t, true)
+	y := servertest.NewNode(t)
+	yc := b.Client(t, &y)
+	if _, err := yc.Register(ctx, register("watcher", y, &k)); err != nil {
+		t.Fatal(err)
+	}
+	pg.Stop()
+	// Without the store: heartbeats and peer lists go on from memory, a
+	// new node is refused with an error that says why.
+	if _, err := yc.Register(ctx, register("watcher", y, nil)); err != nil {
+		t.Errorf("heartbeat while PostgreSQL is down: %v", err)
+	}
+	if _, err := yc.Peers(ctx, "", 0); err != nil {
+		t.Errorf("peers while PostgreSQL is down: %v", err)
+	}
+	x := servertest.NewNode(t)
+	xc := a.Client(t, &x)
+	if _, err := xc.Register(ctx, register("late", x, &k)); err == nil {
+		t.Error("an enrolment succeeded while PostgreSQL was down")
+	} else if statusCode(err) != 503 {
+		t.Errorf("enrolment while PostgreSQL is down: %v, want 503", err)
+	}
+	pg.Start()
+	waitFor(t, 10*time.Second, func() bool {
+		_, err := xc.Register(ctx, register("late", x, &k))
+		return err == nil
+	}, "an enrolment succeeds once PostgreSQL is back")
+	waitFor(t, 2*time.Second, func() bool {
+		p, err := yc.Peers(ctx, "0", 0)
+		return err == nil && slices.ContainsFunc(p.Peers, func(p api.Peer) bool { return p.NodeName == "late" })
+	}, "the other replica serves the node enrolled after the restart")
+}
+
+type polled struct {
+	resp api.PeersResponse
+	err  error
+	at   time.Time
+}
+
+// poll long-polls c from version since, in the background.
+func poll(c *api.Client, since string) <-chan polled {
+	ch := make(chan polled, 1)
+	go func() {
+		resp, err := c.Peers(ctx, since, 10*time.Second)
+		ch <- polled{resp, err, time.Now()}
+	}()
+	time.Sleep(50 * time.Millisecond) // let it reach the server and wait there
+	return ch
+}
+
+// expectPeer checks that a long-poll answered within a second of start
+// with a peer matching want, and returns the version to poll from next.
+func expectPeer(t *testing.T, got polled, start time.Time, what string, want func(api.Peer) bool) string {
+	t.Helper()
+	if got.err != nil {
+		t.Fatalf("%s: long-poll: %v", what, got.err)
+	}
+	found := false
+	for _, p := range got.resp.Peers {
+		found = found || want(p)
+	}
+	if !found {
+		t.Fatalf("%s: the long-poll answered %+v", what, got.resp)
+	}
+	if d := got.at.Sub(start); d > time.Second {
+		t.Errorf("%s reached the other replica's long-poll after %v, want within 1 s", what, d)
+	}
+	return got.resp.Version
+}
+
+func storedNodes(t *testing.T, store string) []api.NodeStatus {
+	t.Helper()
+	s, err := server.OpenStoreAt(context.Background(), "", store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	nodes, err := s.List(context.Background(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nodes
+}
+
+func waitFor(t *testing.T, limit time.Duration, ok func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, limit)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

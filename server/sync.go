@@ -1,0 +1,253 @@
+package server
+
+import (
+	"context"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/wire-mesh/wire/api"
+)
+
+// Servers sharing a store (replicas on PostgreSQL) each keep the whole
+// mesh in memory, and learn what the others wrote by reading the store's
+// changes every watchEvery. An admin command writing a SQLite store is
+// noticed the same way. What a server writes that the others must know
+// at once (an enrolment, a new name or key, a node coming online or
+// moving) is written within watchEvery; last-seen times in batches.
+
+// syncState is where a server is in reading the store's changes.
+type syncState struct {
+	rev     int64     // the store revision the registry holds everything up to
+	full    bool      // read every node next time, not only the changes
+	ok      time.Time // last successful read
+	failing bool      // the last read failed, and that was logged
+}
+
+// sync brings the registry up to what the store holds: the changes since
+// the last read, or every node after a failure or a long gap (when the
+// removals kept in the store may no longer cover it).
+func (s *Server) sync(ctx context.Context) {
+	st := &s.syncs
+	if st.full || s.cfg.Now().Sub(st.ok) > tombstoneAge/2 {
+		s.syncAll(ctx)
+		return
+	}
+	recs, removed, rev, err := s.store.Changes(ctx, st.rev)
+	if err != nil {
+		s.syncFailed(err)
+		return
+	}
+	s.syncDone(rev)
+	if rev == st.rev && len(recs)+len(removed) == 0 {
+		return
+	}
+	gone, consistent := s.reg.apply(recs, removed)
+	s.applied(ctx, gone)
+	st.rev, st.full = rev, !consistent
+}
+
+// syncAll reads every node, and drops those the store no longer holds.
+func (s *Server) syncAll(ctx context.Context) {
+	st := &s.syncs
+	rev, err := s.store.Revision(ctx)
+	if err != nil {
+		s.syncFailed(err)
+		return
+	}
+	mark := s.reg.mark()
+	recs, err := s.store.Nodes(ctx)
+	if err != nil {
+		s.syncFailed(err)
+		return
+	}
+	s.syncDone(rev)
+	gone, again := s.reg.reload(recs, mark)
+	more, consistent := s.reg.apply(recs, nil)
+	s.applied(ctx, append(gone, more...))
+	if !again && consistent {
+		st.rev, st.full = rev, false
+	}
+}
+
+func (s *Server) syncFailed(err error) {
+	if !s.syncs.failing {
+		s.log.Error("reading the store's changes; serving what is known until it answers", "store", s.store.Path(), "err", err)
+	}
+	s.syncs.failing, s.syncs.full = true, true
+}
+
+func (s *Server) syncDone(rev int64) {
+	if s.syncs.failing {
+		s.log.Info("the store answers again", "store", s.store.Path(), "revision", rev)
+	}
+	s.syncs.failing, s.syncs.ok = false, s.cfg.Now()
+	s.reg.synced()
+}
+
+// applied takes removed nodes off the relay and reloads the policy.
+func (s *Server) applied(ctx context.Context, gone []netip.Addr) {
+	for _, addr := range gone {
+		s.relay.Forget(addr) // a removed node loses the relay at once
+	}
+	if err := s.loadPolicy(ctx); err != nil {
+		s.log.Error("the policy in force stays", "err", err)
+	}
+}
+
+// flushUrgent writes the heartbeat facts that other servers sharing the
+// store must see within a second.
+func (s *Server) flushUrgent(ctx context.Context) {
+	recs := s.reg.takeUrgent()
+	if len(recs) == 0 {
+		return
+	}
+	if err := s.store.SaveSeen(ctx, recs); err != nil {
+		s.reg.markUrgent(recs)
+		s.log.Error("saving heartbeats", "nodes", len(recs), "err", err)
+	}
+}
+
+// synced wakes whoever waits for the next read of the store's changes.
+func (r *registry) synced() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	close(r.syncedCh)
+	r.syncedCh = make(chan struct{})
+}
+
+// awaitSync waits for the next read of the store's changes, so that a
+// node that enrolled through another server is known here: at most
+// syncWait, or until ctx ends.
+func (r *registry) awaitSync(ctx context.Context) {
+	r.mu.Lock()
+	ch := r.syncedCh
+	r.mu.Unlock()
+	t := time.NewTimer(syncWait)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+const syncWait = 2 * time.Second
+
+// apply makes the registry hold what the store's changes say: nodes
+// removed, nodes enrolled through another server, and new names, keys,
+// tags, endpoints and last-seen times. A node whose registration here is
+// writing to the store is left to it. Of a node's heartbeat facts, the
+// newer (by last seen) of the store's and the registry's wins. It returns
+// the removed nodes' addresses, and false if the store contradicted what
+// is in memory in a way that needs every node read again.
+func (r *registry) apply(recs []record, removed []string) (gone []netip.Addr, consistent bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	consistent = true
+	drop := func(n *node) {
+		r.remove(n)
+		if a, err := netip.ParseAddr(n.VPNIP); err == nil {
+			gone = append(gone, a)
+		}
+	}
+	for _, id := range removed {
+		if n := r.nodes[id]; n != nil && r.held[reserved{reservedID, id}] == nil {
+			drop(n)
+		}
+	}
+	// Nodes whose name, keys or address changed leave the indexes first,
+	// and all come back after: one read may swap two nodes' names.
+	var moved []*node
+	now := r.now()
+	for _, rec := range recs {
+		if r.held[reserved{reservedID, rec.NodeID}] != nil {
+			continue
+		}
+		n := r.nodes[rec.NodeID]
+		if n == nil {
+			moved = append(moved, &node{record: rec})
+			continue
+		}
+		if sameIdentity(n.record, rec) {
+			if r.update(n, rec, now) {
+				r.bump(n)
+			}
+			continue
+		}
+		r.unindex(n)
+		if a, err := netip.ParseAddr(n.VPNIP); err == nil && a.String() != rec.VPNIP {
+			r.alloc.release(a)
+			r.tokens.forget(a)
+			gone = append(gone, a)
+		}
+		n.NodeName, n.NodeKey, n.WGPublicKey, n.VPNIP = rec.NodeName, rec.NodeKey, rec.WGPublicKey, rec.VPNIP
+		r.update(n, rec, now)
+		moved = append(moved, n)
+	}
+	for _, n := range moved {
+		addr, err := netip.ParseAddr(n.VPNIP)
+		if err != nil {
+			consistent = false
+			continue
+		}
+		// What the store gives this node, no other node holds: one that
+		// does here is out of date, and its own change is in this read or
+		// it has gone.
+		for _, other := range r.holders(n, addr) {
+			drop(other)
+		}
+		if err := r.alloc.take(addr, n.NodeID); err != nil {
+			consistent = false // not in the subnet: nothing to do but report it
+			continue
+		}
+		r.index(n)
+		r.setOnline(n, now.Sub(n.LastSeen) < api.Online)
+		r.bump(n)
+	}
+	return gone, consistent
+}
+
+func sameIdentity(a, b record) bool {
+	return a.NodeName == b.NodeName && a.NodeKey == b.NodeKey && a.WGPublicKey == b.WGPublicKey && a.VPNIP == b.VPNIP
+}
+
+// update takes from rec the tags and, if rec's are news, the heartbeat
+// facts, and says whether peers see a change. Callers hold r.mu.
+func (r *registry) update(n *node, rec record, now time.Time) bool {
+	changed := !slices.Equal(n.Tags, rec.Tags)
+	n.Tags = rec.Tags
+	// The store's facts are news if they are no older than this server's
+	// (to the second, as stored), or strictly newer than those it has not
+	// written yet: its own write read back is not news.
+	stored, mine := rec.LastSeen.Unix(), n.LastSeen.Unix()
+	if stored > mine || (stored == mine && !n.dirty) {
+		changed = changed || n.PublicIP != rec.PublicIP || n.Port != rec.Port || n.NATPort != rec.NATPort || n.LANIP != rec.LANIP
+		n.PublicIP, n.Port, n.NATPort, n.LANIP, n.LastSeen = rec.PublicIP, rec.Port, rec.NATPort, rec.LANIP, rec.LastSeen
+		n.dirty, n.urgent = false, false // the store holds newer news than this server
+	}
+	if online := now.Sub(n.LastSeen) < api.Online; online != n.online {
+		r.setOnline(n, online)
+		changed = true
+	}
+	return changed
+}
+
+// holders are the nodes other than n that hold one of its unique values.
+// Callers hold r.mu.
+func (r *registry) holders(n *node, addr netip.Addr) []*node {
+	var out []*node
+	add := func(o *node) {
+		if o != nil && o != n && !slices.Contains(out, o) {
+			out = append(out, o)
+		}
+	}
+	add(r.nodes[r.alloc.used[addr]])
+	add(r.byName[strings.ToLower(n.NodeName)])
+	add(r.byWG[n.WGPublicKey])
+	if n.NodeKey != "" {
+		add(r.byKey[n.NodeKey])
+	}
+	return out
+}

@@ -32,6 +32,19 @@ func stateDirFlag() cli.Flag {
 	}
 }
 
+func storeFlag() cli.Flag {
+	return &cli.StringFlag{
+		Name:    "store",
+		Usage:   "where the mesh is kept: a postgres:// URL that several servers share (default: SQLite in the state dir)",
+		EnvVars: []string{"WIRE_STORE"},
+	}
+}
+
+// withState is an admin command's flags: the state dir and store, then more.
+func withState(more ...cli.Flag) []cli.Flag {
+	return append([]cli.Flag{stateDirFlag(), storeFlag()}, more...)
+}
+
 // rootStateDir is where the server keeps its state when it runs as root.
 const rootStateDir = "/var/lib/wire"
 
@@ -63,6 +76,7 @@ func serverCommand() *cli.Command {
 			nodesCommand(),
 			nodeCommand(),
 			policyCommand(),
+			migrateCommand(),
 			installServiceCommand(),
 		},
 	}
@@ -76,6 +90,7 @@ func serverFlags() []cli.Flag {
 		&cli.StringFlag{Name: "stun-listen", Usage: "STUN's UDP address (default: the HTTP port + 1)"},
 		&cli.StringFlag{Name: "relay-listen", Usage: "the relay's UDP address (default: the HTTP port + 2)"},
 		stateDirFlag(),
+		storeFlag(),
 		&cli.BoolFlag{Name: "open", Usage: "seed-compatible mode: plain HTTP, no join keys, NO AUTHENTICATION (for migrating from meshpop-wire)"},
 		&cli.StringFlag{Name: "subnet", Usage: "VPN subnet: 10.99 means 10.99.0.0/16; a CIDR works too", Value: server.DefaultSubnet, EnvVars: []string{"WIRE_VPN_SUBNET"}},
 		&cli.StringFlag{Name: "dns-domain", Usage: "the mesh's DNS domain: every node is reachable as NAME.DOMAIN", Value: api.DefaultDNSDomain},
@@ -114,7 +129,7 @@ func serverConfig(c *cli.Context, dir string) (server.Config, error) {
 		level = slog.LevelDebug
 	}
 	return server.Config{
-		StateDir: dir, Listen: listen, STUNListen: c.String("stun-listen"), RelayListen: c.String("relay-listen"), Open: c.Bool("open"),
+		StateDir: dir, Store: c.String("store"), Listen: listen, STUNListen: c.String("stun-listen"), RelayListen: c.String("relay-listen"), Open: c.Bool("open"),
 		Subnet: subnet, DNSDomain: domain, TrustedProxies: proxies, SeedStateFile: c.String("import"), Version: buildVersion(),
 		Logger: slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})),
 	}, nil
@@ -167,13 +182,20 @@ func printBanner(w, ew io.Writer, s *server.Server, cfg server.Config) {
 		fmt.Fprintf(w, "  RELAY udp %-24s for pairs that cannot connect directly (ciphertext only)\n", s.RelayAddr())
 	}
 	fmt.Fprintf(w, "  state %s\n", cfg.StateDir)
+	if cfg.Store != "" {
+		fmt.Fprintf(w, "  store %s (shared with the mesh's other servers)\n", s.StorePath())
+	}
 	fmt.Fprintf(w, "  VPN   %s\n", cfg.Subnet)
 	if cfg.Open {
 		fmt.Fprint(ew, openWarning)
 		return
 	}
 	fmt.Fprintf(w, "  pin   %s (curl --pinnedpubkey)\n", s.Identity().Pin.Curl())
-	fmt.Fprintf(w, "Create a join key:  wire server key create --state-dir %s\n", cfg.StateDir)
+	if cfg.Store != "" {
+		fmt.Fprintln(w, "Create a join key:  wire server key create --store URL")
+	} else {
+		fmt.Fprintf(w, "Create a join key:  wire server key create --state-dir %s\n", cfg.StateDir)
+	}
 	fmt.Fprintf(w, "Then on each node:  sudo wire up --server https://THIS_HOST:%s --join KEY\n", portOf(s.Addr()))
 }
 
@@ -213,6 +235,7 @@ func keyCommand() *cli.Command {
 			Usage: "create a join key; it is printed once, as the last line",
 			Flags: []cli.Flag{
 				stateDirFlag(),
+				storeFlag(),
 				&cli.BoolFlag{Name: "reusable", Usage: "admit any number of nodes until it expires, not just one"},
 				&cli.StringFlag{Name: "ttl", Usage: "how long the key is valid: 30m, 24h, 7d (1m to 365d)", Value: "24h"},
 				&cli.StringSliceFlag{Name: "tag", Usage: "give the nodes it enrols this tag, for the policy: tag:server (repeatable)"},
@@ -258,15 +281,7 @@ func createKey(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	dir, err := serverStateDir(c)
-	if err != nil {
-		return err
-	}
-	id, err := server.LoadIdentity(dir)
-	if err != nil {
-		return err
-	}
-	store, err := server.OpenStore(dir)
+	store, pin, err := openKeyStore(c)
 	if err != nil {
 		return err
 	}
@@ -276,7 +291,7 @@ func createKey(c *cli.Context) error {
 		return err
 	}
 	expires := time.Now().Add(ttl).UTC().Truncate(time.Second)
-	key, err := store.CreateKey(c.Context, id.Pin, c.Bool("reusable"), expires, tags)
+	key, err := store.CreateKey(c.Context, pin, c.Bool("reusable"), expires, tags)
 	if err != nil {
 		return err
 	}
@@ -295,7 +310,7 @@ func nodesCommand() *cli.Command {
 	return &cli.Command{
 		Name:   "nodes",
 		Usage:  "list the enrolled nodes",
-		Flags:  []cli.Flag{stateDirFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+		Flags:  withState(&cli.BoolFlag{Name: "json", Usage: "print JSON"}),
 		Action: noArgs(listNodes),
 	}
 }
@@ -326,14 +341,46 @@ func listNodes(c *cli.Context) error {
 // openExistingStore opens the store without creating one: listing or
 // removing nodes of a server that never ran is a mistake in --state-dir.
 func openExistingStore(c *cli.Context) (*server.Store, error) {
+	if store := c.String("store"); store != "" {
+		return server.OpenStoreAt(c.Context, "", store)
+	}
 	dir, err := serverStateDir(c)
 	if err != nil {
 		return nil, err
 	}
 	if _, err := os.Stat(filepath.Join(dir, server.StoreFile)); errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("no wire server state in %s: has the server run there? (pass --state-dir)", dir)
+		return nil, fmt.Errorf("no wire server state in %s: has the server run there? (pass --state-dir, or --store)", dir)
 	}
 	return server.OpenStore(dir)
+}
+
+// openKeyStore opens the store that a join key is created in, and returns
+// the pin of the servers the key is for: the state dir's TLS key (made on
+// first use, before the server first runs), or for a shared store the pin
+// its servers recorded, so that an admin needs no server's state dir.
+func openKeyStore(c *cli.Context) (*server.Store, api.Pin, error) {
+	dir, err := serverStateDir(c)
+	if err != nil {
+		return nil, api.Pin{}, err
+	}
+	store, err := server.OpenStoreAt(c.Context, dir, c.String("store"))
+	if err != nil {
+		return nil, api.Pin{}, err
+	}
+	if !store.Shared() {
+		id, err := server.LoadIdentity(dir)
+		if err != nil {
+			store.Close()
+			return nil, api.Pin{}, err
+		}
+		return store, id.Pin, nil
+	}
+	pin, err := store.ServerPin(c.Context)
+	if err != nil {
+		store.Close()
+		return nil, api.Pin{}, err
+	}
+	return store, pin, nil
 }
 
 func endpoint(ip string, port int) string {
@@ -367,13 +414,13 @@ func nodeCommand() *cli.Command {
 			Name:      "remove",
 			Usage:     "remove a node: its key stops working and its address is freed",
 			ArgsUsage: "NAME",
-			Flags:     []cli.Flag{stateDirFlag()},
+			Flags:     withState(),
 			Action:    removeNode,
 		}, {
 			Name:      "tag",
 			Usage:     "replace a node's tags, for the policy (in force within a second)",
 			ArgsUsage: "NAME TAG...",
-			Flags:     []cli.Flag{stateDirFlag(), &cli.BoolFlag{Name: "clear", Usage: "remove all of the node's tags"}},
+			Flags:     withState(&cli.BoolFlag{Name: "clear", Usage: "remove all of the node's tags"}),
 			Action:    tagNode,
 		}},
 	}
@@ -459,4 +506,75 @@ func tagColumn(tags []string) string {
 		return "-"
 	}
 	return strings.Join(tags, ",")
+}
+
+func migrateCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "migrate",
+		Usage: "copy the mesh to another store (SQLite to PostgreSQL, or back); no node enrols again",
+		Description: "Stop the server first: what it writes after the copy would be lost. Then start the servers\n" +
+			"with --store set to the new store, each with the TLS key and admin token of the old state dir.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "from", Usage: "the store to copy: sqlite:STATE_DIR (or its wire.db), or a postgres:// URL", Required: true},
+			&cli.StringFlag{Name: "to", Usage: "the empty store to copy into: a postgres:// URL, or sqlite:STATE_DIR", Required: true},
+		},
+		Action: noArgs(migrateStore),
+	}
+}
+
+func migrateStore(c *cli.Context) error {
+	from, fromDir, err := openMigrateStore(c, "from")
+	if err != nil {
+		return err
+	}
+	defer from.Close()
+	to, _, err := openMigrateStore(c, "to")
+	if err != nil {
+		return err
+	}
+	defer to.Close()
+	pin := ""
+	if fromDir != "" {
+		// The servers of the new store present this server's key.
+		if _, err := os.Stat(filepath.Join(fromDir, server.KeyFile)); err == nil {
+			id, err := server.LoadIdentity(fromDir)
+			if err != nil {
+				return err
+			}
+			pin = id.Pin.String()
+		}
+	}
+	rep, err := server.Migrate(c.Context, from, to, pin)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.Writer, "copied %d nodes, %d join keys and %d settings from %s to %s, and read them back.\n",
+		rep.Nodes, rep.Keys, rep.Settings, from.Path(), to.Path())
+	if fromDir != "" {
+		fmt.Fprintf(c.App.Writer, "Start each server with --store %s and a state dir holding %s and %s from %s.\n",
+			c.String("to"), server.KeyFile, server.TokenFile, fromDir)
+	}
+	return nil
+}
+
+// openMigrateStore opens --from or --to; for a SQLite store it also
+// returns its state dir. The source must exist.
+func openMigrateStore(c *cli.Context, flag string) (*server.Store, string, error) {
+	v := c.String(flag)
+	if server.IsPostgres(v) {
+		s, err := server.OpenPostgres(c.Context, v)
+		return s, "", err
+	}
+	path, ok := strings.CutPrefix(v, "sqlite:")
+	if !ok || path == "" {
+		return nil, "", fmt.Errorf("--%s %q: want sqlite:STATE_DIR or a postgres:// URL", flag, v)
+	}
+	if filepath.Base(path) == server.StoreFile {
+		path = filepath.Dir(path)
+	}
+	if _, err := os.Stat(filepath.Join(path, server.StoreFile)); flag == "from" && err != nil {
+		return nil, "", fmt.Errorf("--from %s: no wire store there (%v)", v, err)
+	}
+	s, err := server.OpenStore(path)
+	return s, path, err
 }

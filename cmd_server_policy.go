@@ -17,7 +17,7 @@ import (
 )
 
 func policyCommand() *cli.Command {
-	flags := []cli.Flag{stateDirFlag()}
+	flags := withState()
 	return &cli.Command{
 		Name:  "policy",
 		Usage: "manage the mesh's policy: who may reach whom, on which ports",

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 	"unicode"
@@ -41,6 +42,9 @@ func showStatus(c *cli.Context) error {
 		reach = "  (server unreachable: cached peers, online as their tunnels say)"
 	}
 	fmt.Fprintf(w, "wire status  %s%s\n", shown(st.ServerURL), reach)
+	if len(st.OtherServers) > 0 {
+		fmt.Fprintf(w, "  failover: %s\n", strings.Join(st.OtherServers, ", "))
+	}
 	if st.Removed {
 		fmt.Fprintf(w, "  %s\n", st.Advice)
 	}

@@ -83,7 +83,7 @@ func upCommand() *cli.Command {
 			"launchd's com.wire-mesh.wire on macOS), otherwise in the background;\n" +
 			"--foreground runs it in this process.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "server", Aliases: []string{"s"}, Usage: "coordination server URL (saved)"},
+			&cli.StringSliceFlag{Name: "server", Aliases: []string{"s"}, Usage: "coordination server URL (saved); repeat it for the servers of a mesh with replicas, tried in turn"},
 			&cli.StringFlag{Name: "join", Aliases: []string{"j"}, Usage: "join key from 'wire server key create' on the server (first time only)", EnvVars: []string{"WIRE_JOIN_KEY"}},
 			&cli.StringFlag{Name: "name", Aliases: []string{"n"}, Usage: "this node's name (default: the hostname)"},
 			&cli.IntFlag{Name: "port", Aliases: []string{"p"}, Usage: "WireGuard listen port", Value: node.DefaultPort},
@@ -134,10 +134,10 @@ func alreadyUp(c *cli.Context, dir string, st node.Status) error {
 		}
 	}
 	exact := func(a, b string) bool { return a == b }
-	same("server", st.ServerURL, func(a, b string) bool {
-		u, err := api.ParseServerURL(a)
-		return err == nil && u.String() == b
-	})
+	if c.IsSet("server") && !sameServers(c.StringSlice("server"), append([]string{st.ServerURL}, st.OtherServers...)) {
+		differ = append(differ, fmt.Sprintf("--server %s (it runs with %s)", strings.Join(c.StringSlice("server"), " --server "),
+			strings.Join(append([]string{st.ServerURL}, st.OtherServers...), ", ")))
+	}
 	same("name", st.NodeName, strings.EqualFold)
 	same("port", strconv.Itoa(st.ListenPort), exact)
 	same("interface", st.Interface, exact)
@@ -165,6 +165,28 @@ func alreadyUp(c *cli.Context, dir string, st node.Status) error {
 	return nil
 }
 
+// sameServers says whether the URLs in flags name the servers in have, in
+// any order.
+func sameServers(flags, have []string) bool {
+	want := map[string]bool{}
+	for _, f := range flags {
+		u, err := api.ParseServerURL(f)
+		if err != nil {
+			return false
+		}
+		want[u.String()] = true
+	}
+	if len(want) != len(have) {
+		return false
+	}
+	for _, h := range have {
+		if !want[h] {
+			return false
+		}
+	}
+	return true
+}
+
 // joinKeyFits checks a join key given to a node that is up: it must be a
 // key, and one for the server this node is joined to.
 func joinKeyFits(key, dir string) error {
@@ -186,7 +208,7 @@ func joinKeyFits(key, dir string) error {
 // flags the user set. What this machine must have for the node to run is
 // checked first, before a join spends its key.
 func upConfig(c *cli.Context, dir string) (node.Config, error) {
-	if c.IsSet("server") || c.IsSet("join") {
+	if c.IsSet("join") || (c.IsSet("server") && !pinned(dir)) {
 		if !c.IsSet("server") {
 			return node.Config{}, errors.New("--join needs --server URL too")
 		}
@@ -196,7 +218,7 @@ func upConfig(c *cli.Context, dir string) (node.Config, error) {
 		ctx, cancel := context.WithTimeout(c.Context, 15*time.Second)
 		defer cancel()
 		cfg, err := node.Join(ctx, node.JoinOptions{
-			Dir: dir, ServerURL: c.String("server"), JoinKey: c.String("join"), Name: c.String("name"),
+			Dir: dir, ServerURL: c.StringSlice("server")[0], OtherServers: c.StringSlice("server")[1:], JoinKey: c.String("join"), Name: c.String("name"),
 			Port: c.Int("port"), Interface: c.String("interface"), NodeID: c.String("node-id"),
 		})
 		if err != nil || !c.IsSet("accept-dns") {
@@ -211,6 +233,15 @@ func upConfig(c *cli.Context, dir string) (node.Config, error) {
 		return cfg, err
 	}
 	changed := false
+	if c.IsSet("server") {
+		// A node joined to a server with a pinned key may be pointed at
+		// others of its mesh without joining again: the pin still decides
+		// which servers it trusts.
+		if err := cfg.SetServers(c.StringSlice("server")); err != nil {
+			return cfg, err
+		}
+		changed = true
+	}
 	for flag, set := range map[string]func(){
 		"port":      func() { cfg.ListenPort = c.Int("port") },
 		"interface": func() { cfg.Interface = c.String("interface") },
@@ -235,6 +266,13 @@ func upConfig(c *cli.Context, dir string) (node.Config, error) {
 		return cfg, cfg.Save(dir)
 	}
 	return cfg, nil
+}
+
+// pinned says whether the node in dir has joined a server with a pinned
+// key (not an --open one).
+func pinned(dir string) bool {
+	cfg, err := node.LoadConfig(dir)
+	return err == nil && cfg.ServerPin != ""
 }
 
 func runDaemon(c *cli.Context, dir string) error {

@@ -8,9 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -18,35 +20,56 @@ import (
 // pinned server key and authenticates with the node's certificate; over
 // http (a server in --open mode) it authenticates nothing.
 type Client struct {
-	base  *url.URL
+	bases []*url.URL   // the servers of one mesh, tried in turn
+	cur   atomic.Int32 // the one in use
 	http  *http.Client
 	token string
 }
 
 // ClientConfig says how to reach and trust a server.
 type ClientConfig struct {
-	URL  string
-	Pin  Pin              // required for https URLs
-	Cert *tls.Certificate // the node's identity; nil before enrolment is fine
+	URL string
+	// Others are more servers of the same mesh (replicas sharing a store,
+	// presenting the same key), tried in turn when the one in use does
+	// not answer or answers that it cannot serve.
+	Others []string
+	Pin    Pin              // required for https URLs
+	Cert   *tls.Certificate // the node's identity; nil before enrolment is fine
 	// AdminToken, if set, is sent as a bearer token (for /status and
 	// /peers without a node identity).
 	AdminToken string
 }
 
-// NewClient checks the URL and returns a client for it.
+// NewClient checks the URLs and returns a client for them.
 func NewClient(cfg ClientConfig) (*Client, error) {
-	u, err := ParseServerURL(cfg.URL)
-	if err != nil {
-		return nil, err
+	var bases []*url.URL
+	for _, s := range append([]string{cfg.URL}, cfg.Others...) {
+		u, err := ParseServerURL(s)
+		if err != nil {
+			return nil, err
+		}
+		if len(bases) > 0 && u.Scheme != bases[0].Scheme {
+			return nil, fmt.Errorf("server URLs %s and %s: the servers of one mesh are all https, or all http", bases[0], u)
+		}
+		bases = append(bases, u)
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = nil // the control channel goes straight to the server
 	tr.ForceAttemptHTTP2 = false
-	if u.Scheme == "https" {
+	if len(bases) > 1 {
+		// A server that does not answer costs seconds, not half a minute,
+		// before the next is tried.
+		tr.DialContext = (&net.Dialer{Timeout: failoverDial, KeepAlive: 30 * time.Second}).DialContext
+		tr.TLSHandshakeTimeout = failoverDial
+	}
+	if bases[0].Scheme == "https" {
 		tr.TLSClientConfig = PinnedTLS(cfg.Pin, cfg.Cert)
 	}
-	return &Client{base: u, http: &http.Client{Transport: tr}, token: cfg.AdminToken}, nil
+	return &Client{bases: bases, http: &http.Client{Transport: tr}, token: cfg.AdminToken}, nil
 }
+
+// failoverDial bounds connecting to one of several servers.
+const failoverDial = 5 * time.Second
 
 // ParseServerURL accepts http:// and https:// URLs with a host and no path.
 func ParseServerURL(s string) (*url.URL, error) {
@@ -58,7 +81,10 @@ func ParseServerURL(s string) (*url.URL, error) {
 }
 
 // URL is the server's base URL.
-func (c *Client) URL() string { return c.base.String() }
+func (c *Client) URL() string { return c.base().String() }
+
+// base is the server in use.
+func (c *Client) base() *url.URL { return c.bases[c.cur.Load()] }
 
 // CloseIdle closes idle connections, e.g. after the node's key changed.
 func (c *Client) CloseIdle() { c.http.CloseIdleConnections() }
@@ -123,16 +149,38 @@ func (c *Client) Offline(ctx context.Context) error {
 	return c.do(ctx, http.MethodPost, PathOffline, struct{}{}, &resp)
 }
 
+// do sends a request to the server in use, and on to the next of several
+// while one cannot be reached or cannot serve; the first that answers is
+// used from then on.
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
-	var rd io.Reader
+	var b []byte
 	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
+		var err error
+		if b, err = json.Marshal(body); err != nil {
 			return err
 		}
-		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base.String()+path, rd)
+	first := int(c.cur.Load())
+	var err error
+	for i := range c.bases {
+		at := (first + i) % len(c.bases)
+		err = c.doAt(ctx, c.bases[at], method, path, b, body != nil, out)
+		if err == nil || !failover(err) || ctx.Err() != nil {
+			if err == nil && at != first {
+				c.cur.Store(int32(at))
+			}
+			return err
+		}
+	}
+	return err
+}
+
+func (c *Client) doAt(ctx context.Context, base *url.URL, method, path string, body []byte, hasBody bool, out any) error {
+	var rd io.Reader
+	if hasBody {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, base.String()+path, rd)
 	if err != nil {
 		return err
 	}
@@ -142,27 +190,41 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return c.reachError(err)
+		return reachError(base, err)
 	}
 	defer resp.Body.Close()
 	return decodeResponse(resp, out)
 }
 
-func (c *Client) reachError(err error) error {
+// failover says whether err is worth trying another server for: it could
+// not be reached, or said it cannot serve just now.
+func failover(err error) bool {
+	var se *StatusError
+	if errors.As(err, &se) {
+		switch se.Code {
+		case http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+			return true
+		}
+		return false
+	}
+	return !errors.Is(err, context.Canceled)
+}
+
+func reachError(base *url.URL, err error) error {
 	if errors.Is(err, ErrPinMismatch) {
-		return fmt.Errorf("server %s: %w", c.base, ErrPinMismatch)
+		return fmt.Errorf("server %s: %w", base, ErrPinMismatch)
 	}
 	if errors.Is(err, context.Canceled) {
 		return err
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("server %s did not answer in time (%w): is it running, reachable from here, and is that its port?", c.base, err)
+		return fmt.Errorf("server %s did not answer in time (%w): is it running, reachable from here, and is that its port?", base, err)
 	}
 	var uerr *url.Error
 	if errors.As(err, &uerr) {
 		err = uerr.Err
 	}
-	return fmt.Errorf("cannot reach server %s (%v): is wire server running there?", c.base, err)
+	return fmt.Errorf("cannot reach server %s (%v): is wire server running there?", base, err)
 }
 
 func decodeResponse(resp *http.Response, out any) error {

@@ -45,16 +45,19 @@ const DefaultInterface = "wire0"
 // Config is config.json: the seed's fields, plus what a node needs to
 // reach its server securely and come back up without it.
 type Config struct {
-	ServerURL  string `json:"server_url"`
-	ServerPin  string `json:"server_pin,omitempty"` // empty for an --open server
-	STUNPort   int    `json:"stun_port"`
-	NodeName   string `json:"node_name"`
-	NodeID     string `json:"node_id"`
-	VPNIP      string `json:"vpn_ip"`
-	Subnet     string `json:"subnet"`
-	ListenPort int    `json:"listen_port"`
-	NATPort    int    `json:"nat_port"`
-	Interface  string `json:"interface"`
+	ServerURL string `json:"server_url"`
+	// OtherServers are more servers of the mesh (replicas sharing its
+	// store), tried in turn when the one in use does not answer.
+	OtherServers []string `json:"other_servers,omitempty"`
+	ServerPin    string   `json:"server_pin,omitempty"` // empty for an --open server
+	STUNPort     int      `json:"stun_port"`
+	NodeName     string   `json:"node_name"`
+	NodeID       string   `json:"node_id"`
+	VPNIP        string   `json:"vpn_ip"`
+	Subnet       string   `json:"subnet"`
+	ListenPort   int      `json:"listen_port"`
+	NATPort      int      `json:"nat_port"`
+	Interface    string   `json:"interface"`
 	// DNSDomain is the mesh's DNS domain, as the server says ("" from
 	// older servers and --open ones: api.DefaultDNSDomain).
 	DNSDomain string `json:"dns_domain,omitempty"`
@@ -97,8 +100,10 @@ func LoadConfig(dir string) (Config, error) {
 }
 
 func (c Config) check() error {
-	if _, err := api.ParseServerURL(c.ServerURL); err != nil {
-		return err
+	for _, u := range c.Servers() {
+		if _, err := api.ParseServerURL(u); err != nil {
+			return err
+		}
 	}
 	if _, err := c.Address(); err != nil {
 		return err
@@ -113,6 +118,9 @@ func (c Config) check() error {
 	}
 	return nil
 }
+
+// Servers are the URLs of the mesh's servers, the first first.
+func (c Config) Servers() []string { return append([]string{c.ServerURL}, c.OtherServers...) }
 
 // Address is the node's VPN address with the subnet's prefix length.
 func (c Config) Address() (netip.Prefix, error) {

@@ -334,7 +334,8 @@ func (d *Daemon) discover(ctx context.Context) bool {
 }
 
 func (d *Daemon) stunServer(ctx context.Context) (netip.AddrPort, error) {
-	u, _ := api.ParseServerURL(d.cfg.ServerURL)
+	// The server in use: after a failover, its STUN and relay.
+	u, _ := api.ParseServerURL(d.client.URL())
 	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", u.Hostname())
 	if err != nil || len(addrs) == 0 {
 		return netip.AddrPort{}, fmt.Errorf("resolving %s: %v", u.Hostname(), err)

@@ -23,11 +23,13 @@ var nodeIDPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 type JoinOptions struct {
 	Dir       string
 	ServerURL string
-	JoinKey   string // needed unless the server runs in --open mode
-	Name      string // default: the hostname
-	Port      int    // WireGuard listen port
-	Interface string
-	NodeID    string // default: NodeIDFor(Dir)
+	// OtherServers are more servers of the same mesh, for failover.
+	OtherServers []string
+	JoinKey      string // needed unless the server runs in --open mode
+	Name         string // default: the hostname
+	Port         int    // WireGuard listen port
+	Interface    string
+	NodeID       string // default: NodeIDFor(Dir)
 }
 
 // Join enrols this node with a server and saves its config. Nothing is
@@ -61,6 +63,9 @@ func Join(ctx context.Context, o JoinOptions) (Config, error) {
 	cfg := Config{
 		ServerURL: u.String(), NodeName: o.Name, NodeID: o.NodeID, ListenPort: o.Port,
 		Interface: o.Interface, STUNPort: defaultSTUNPort(u),
+	}
+	if cfg.OtherServers, err = otherServers(u, o.OtherServers); err != nil {
+		return Config{}, err
 	}
 	if cfg.NodeID == "" {
 		cfg.NodeID = NodeIDFor(o.Dir)
@@ -125,6 +130,47 @@ func discoverBeforeUp(ctx context.Context, u *url.URL, cfg Config) netip.AddrPor
 	return mapped
 }
 
+// SetServers makes urls the mesh's servers, the first first.
+func (c *Config) SetServers(urls []string) error {
+	if len(urls) == 0 {
+		return errors.New("no server URL")
+	}
+	u, err := api.ParseServerURL(urls[0])
+	if err != nil {
+		return err
+	}
+	others, err := otherServers(u, urls[1:])
+	if err != nil {
+		return err
+	}
+	if c.ServerPin != "" && u.Scheme != "https" {
+		return fmt.Errorf("server URL %s: this node trusts its server by a pinned key, over https://", u)
+	}
+	c.ServerURL, c.OtherServers = u.String(), others
+	return nil
+}
+
+// otherServers checks the URLs of more servers of the mesh of first, and
+// returns them in their canonical form, without repeats.
+func otherServers(first *url.URL, others []string) ([]string, error) {
+	seen := map[string]bool{first.String(): true}
+	var out []string
+	for _, s := range others {
+		u, err := api.ParseServerURL(s)
+		if err != nil {
+			return nil, err
+		}
+		if u.Scheme != first.Scheme {
+			return nil, fmt.Errorf("server URLs %s and %s: the servers of one mesh are all https, or all http", first, u)
+		}
+		if !seen[u.String()] {
+			seen[u.String()] = true
+			out = append(out, u.String())
+		}
+	}
+	return out, nil
+}
+
 func joinError(err error) error {
 	var se *api.StatusError
 	if errors.As(err, &se) {
@@ -156,7 +202,7 @@ func (c *Config) apply(resp api.RegisterResponse) {
 }
 
 func (c Config) client(keys Keys) (*api.Client, error) {
-	cc := api.ClientConfig{URL: c.ServerURL, Cert: &keys.Identity}
+	cc := api.ClientConfig{URL: c.ServerURL, Others: c.OtherServers, Cert: &keys.Identity}
 	if c.ServerPin != "" {
 		pin, err := api.ParsePin(c.ServerPin)
 		if err != nil {

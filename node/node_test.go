@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -68,7 +69,7 @@ func TestJoinErrorsLeaveNoConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	back, err := LoadConfig(dir)
-	if err != nil || back != cfg {
+	if err != nil || !reflect.DeepEqual(back, cfg) {
 		t.Fatalf("LoadConfig = %+v, %v; want %+v", back, err, cfg)
 	}
 	if a, _ := cfg.Address(); a.Bits() != 16 || !netip.MustParsePrefix("10.99.0.0/16").Contains(a.Addr()) {

@@ -24,18 +24,20 @@ type Status struct {
 	// Nodes is the server's node list, this node included, as the seed's
 	// /status has it; while the server cannot be reached, this node and
 	// the cached peers, with status unknown.
-	Nodes           []api.NodeStatus `json:"nodes"`
-	NodeName        string           `json:"node_name"`
-	VPNIP           string           `json:"vpn_ip"`
-	PublicIP        string           `json:"public_ip"`
-	NATPort         int              `json:"nat_port"`
-	ServerURL       string           `json:"server_url"`
-	ServerReachable bool             `json:"server_reachable"`
-	Interface       string           `json:"interface"`
-	Engine          string           `json:"engine"`
-	ListenPort      int              `json:"listen_port"`
-	WGPublicKey     string           `json:"wg_public_key"`
-	Relay           string           `json:"relay"` // up, down or unsupported
+	Nodes     []api.NodeStatus `json:"nodes"`
+	NodeName  string           `json:"node_name"`
+	VPNIP     string           `json:"vpn_ip"`
+	PublicIP  string           `json:"public_ip"`
+	NATPort   int              `json:"nat_port"`
+	ServerURL string           `json:"server_url"` // the server in use
+	// OtherServers are the mesh's other servers, for failover.
+	OtherServers    []string `json:"other_servers,omitempty"`
+	ServerReachable bool     `json:"server_reachable"`
+	Interface       string   `json:"interface"`
+	Engine          string   `json:"engine"`
+	ListenPort      int      `json:"listen_port"`
+	WGPublicKey     string   `json:"wg_public_key"`
+	Relay           string   `json:"relay"` // up, down or unsupported
 	// Removed says the server does not know this node any more (its
 	// admin removed it); Advice then says how to join again.
 	Removed bool   `json:"removed"`
@@ -106,7 +108,7 @@ func (d *Daemon) status(ctx context.Context) Status {
 	defer d.mu.Unlock()
 	st := Status{
 		NodeName: d.cfg.NodeName, VPNIP: d.cfg.VPNIP, PublicIP: d.publicIP, NATPort: int(d.mapped.Port()),
-		ServerURL: d.cfg.ServerURL, ServerReachable: d.reachable, Interface: d.engine.Name(), Engine: d.engine.Kind(),
+		ServerURL: d.client.URL(), OtherServers: others(d.cfg.Servers(), d.client.URL()), ServerReachable: d.reachable, Interface: d.engine.Name(), Engine: d.engine.Kind(),
 		ListenPort: d.cfg.ListenPort, WGPublicKey: d.keys.WG.PublicKey().String(), Peers: []PeerStatus{},
 		Relay: d.relay.String(), Removed: d.removed,
 	}
@@ -269,4 +271,15 @@ func (d *Daemon) resolve(target string) (api.Peer, bool) {
 		}
 	}
 	return api.Peer{}, false
+}
+
+// others are the servers other than the one in use.
+func others(all []string, inUse string) []string {
+	var out []string
+	for _, u := range all {
+		if u != inUse {
+			out = append(out, u)
+		}
+	}
+	return out
 }

@@ -164,6 +164,19 @@ func (s *Server) load(ctx context.Context) error {
 	return s.loadPolicy(ctx)
 }
 
+// ServerPin is the pin of the TLS key that the servers of a shared store
+// present, as the first of them recorded it.
+func (s *Store) ServerPin(ctx context.Context) (api.Pin, error) {
+	stored, err := s.Meta(ctx, "server_pin")
+	if err != nil {
+		return api.Pin{}, err
+	}
+	if stored == "" {
+		return api.Pin{}, fmt.Errorf("no server has run on the store %s yet: start the first `wire server --store` (it records its TLS key's pin), then create keys", s.Path())
+	}
+	return api.ParsePin(stored)
+}
+
 // checkPin makes sure that every server of a store presents the same TLS
 // key: join keys name its pin, and nodes pin it. The first server to run
 // records its pin; a replica with another key is refused.
@@ -261,6 +274,9 @@ func (s *Server) URL() string {
 	}
 	return scheme + "://" + s.ln.Addr().String()
 }
+
+// StorePath names the store: its file, or its URL without the password.
+func (s *Server) StorePath() string { return s.store.Path() }
 
 // Identity is the server's TLS identity and admin token.
 func (s *Server) Identity() Identity { return s.id }

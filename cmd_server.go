@@ -89,6 +89,7 @@ func serverFlags() []cli.Flag {
 		&cli.StringFlag{Name: "listen", Usage: "HTTP API address; STUN uses the next port on UDP", Value: defaultListen, DefaultText: ":8787, or :$WIRE_PORT"},
 		&cli.StringFlag{Name: "stun-listen", Usage: "STUN's UDP address (default: the HTTP port + 1)"},
 		&cli.StringFlag{Name: "relay-listen", Usage: "the relay's UDP address (default: the HTTP port + 2)"},
+		&cli.StringSliceFlag{Name: "relay-peer", Usage: "the relay (HOST:PORT) of another server of this mesh, for pairs of nodes on different servers (repeatable)"},
 		stateDirFlag(),
 		storeFlag(),
 		&cli.BoolFlag{Name: "open", Usage: "seed-compatible mode: plain HTTP, no join keys, NO AUTHENTICATION (for migrating from meshpop-wire)"},
@@ -129,7 +130,7 @@ func serverConfig(c *cli.Context, dir string) (server.Config, error) {
 		level = slog.LevelDebug
 	}
 	return server.Config{
-		StateDir: dir, Store: c.String("store"), Listen: listen, STUNListen: c.String("stun-listen"), RelayListen: c.String("relay-listen"), Open: c.Bool("open"),
+		StateDir: dir, Store: c.String("store"), Listen: listen, STUNListen: c.String("stun-listen"), RelayListen: c.String("relay-listen"), RelayPeers: c.StringSlice("relay-peer"), Open: c.Bool("open"),
 		Subnet: subnet, DNSDomain: domain, TrustedProxies: proxies, SeedStateFile: c.String("import"), Version: buildVersion(),
 		Logger: slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})),
 	}, nil

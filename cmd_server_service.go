@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -132,6 +133,10 @@ func serverArgs(c *cli.Context, cfg server.Config) ([]string, error) {
 			}
 		default:
 			v := c.String(name)
+			if name == "store" && storeHasPassword(v) {
+				return nil, errors.New("--store: the URL holds a password, which the service's unit would show every user of this machine; " +
+					"leave it out and give it to PostgreSQL's client in the service user's ~/.pgpass (or connect over a unix socket with peer authentication)")
+			}
 			if name == "import" && v != "" {
 				var err error
 				if v, err = filepath.Abs(v); err != nil {
@@ -145,6 +150,16 @@ func serverArgs(c *cli.Context, cfg server.Config) ([]string, error) {
 		args = append(args, "--listen", cfg.Listen) // from $WIRE_PORT
 	}
 	return args, nil
+}
+
+// storeHasPassword says whether a --store URL carries a password.
+func storeHasPassword(store string) bool {
+	u, err := url.Parse(store)
+	if err != nil {
+		return strings.Contains(store, "password")
+	}
+	_, set := u.User.Password()
+	return set || u.Query().Has("password")
 }
 
 // checkFlags rejects what `wire server` would fail on when it starts

@@ -126,6 +126,8 @@ func TestInstallServiceRefuses(t *testing.T) {
 		{[]string{"--format", "launchd"}, "--format goes with --print"},
 		{[]string{"--print", "--format", "upstart"}, `--format "upstart": want systemd or launchd`},
 		{[]string{"extra"}, `unexpected argument "extra"`},
+		{[]string{"--print", "--store", "postgres://wire:secret@db/wire"}, "holds a password"},
+		{[]string{"--print", "--store", "postgres://wire@db/wire?password=secret"}, "holds a password"},
 	}
 	for _, tt := range tests {
 		args := append([]string{"server", "install-service", "--state-dir", state}, tt.args...)

@@ -61,6 +61,9 @@ type Options struct {
 	// BindingTimeout is how long a binding lasts without a HELLO or DATA
 	// from the node (DefaultBindingTimeout if zero).
 	BindingTimeout time.Duration
+	// MeshKey, if set, makes the relay one of a mesh of relays that share
+	// the key (see SetMesh and FORWARD).
+	MeshKey []byte
 	// Logger receives a debug record for each dropped datagram and a
 	// warning for each read error; nil discards.
 	Logger *slog.Logger
@@ -98,8 +101,11 @@ type Stats struct {
 	ForwardedBytes uint64 // their bytes, relay header included
 	Malformed      uint64 // dropped: not a relay message node → relay
 	Unbound        uint64 // dropped: DATA from an address bound to no node
-	NoRoute        uint64 // dropped: DATA to a VPN IP bound nowhere
+	NoRoute        uint64 // dropped: DATA to a VPN IP bound nowhere (here or, in a mesh, at the others)
 	RateLimited    uint64 // dropped: the sending node is over its limits
+	MeshSent       uint64 // FORWARDs sent to other relays of the mesh (counted in Forwarded once sent)
+	MeshReceived   uint64 // FORWARDs from them delivered to a node bound here
+	MeshBad        uint64 // dropped: FORWARDs that failed authentication
 }
 
 // NodeStats describes one bound node.
@@ -120,9 +126,11 @@ type Server struct {
 	ack    []byte // HELLO-ACK buffer, owned by the Serve goroutine
 	udp    *net.UDPConn
 	out    *outbox // batch being built, if Serve reads batches
+	mesh   *mesh   // nil unless Options.MeshKey
 
 	received, hellosOK, hellosBad, hellosStale, forwarded, forwardedBytes atomic.Uint64
 	malformed, unbound, noRoute, rateLimited                              atomic.Uint64
+	meshSent, meshReceived, meshBad                                       atomic.Uint64
 }
 
 // NewServer returns a Server that will relay on conn once Serve runs. The
@@ -134,6 +142,9 @@ func NewServer(conn net.PacketConn, tokens Tokens, opts Options) *Server {
 		log:    opts.Logger,
 		table:  newTable(opts),
 		ack:    make([]byte, 0, helloAckLen),
+	}
+	if len(opts.MeshKey) > 0 {
+		s.mesh = newMesh(opts.MeshKey)
 	}
 	if conn != nil {
 		s.conn = asUDP(conn)
@@ -149,7 +160,8 @@ type outbox struct {
 	w    *batchIO
 	bufs [][]byte
 	to   []netip.AddrPort
-	src  []*node // the node a DATA is from; nil for a HELLO-ACK
+	src  []*node // the node a DATA (or FORWARD) is from; nil for a HELLO-ACK or a delivery from the mesh
+	ack  []bool
 	acks [maxBatch][helloAckLen]byte
 }
 
@@ -159,6 +171,7 @@ func newOutbox(w *batchIO) *outbox {
 		bufs: make([][]byte, 0, maxBatch),
 		to:   make([]netip.AddrPort, 0, maxBatch),
 		src:  make([]*node, 0, maxBatch),
+		ack:  make([]bool, 0, maxBatch),
 	}
 }
 
@@ -166,6 +179,12 @@ func (o *outbox) add(b []byte, to netip.AddrPort, src *node) {
 	o.bufs = append(o.bufs, b)
 	o.to = append(o.to, to)
 	o.src = append(o.src, src)
+	o.ack = append(o.ack, false)
+}
+
+func (o *outbox) addAck(b []byte, to netip.AddrPort) {
+	o.add(b, to, nil)
+	o.ack[len(o.ack)-1] = true
 }
 
 // Serve relays until ctx is done, then closes the conn and returns nil. If
@@ -254,7 +273,7 @@ func (s *Server) flush() {
 		for j := i; j < i+n; j++ {
 			if src := o.src[j]; src != nil {
 				s.sent(src, len(o.bufs[j]))
-			} else {
+			} else if o.ack[j] {
 				s.hellosOK.Add(1)
 			}
 		}
@@ -267,7 +286,7 @@ func (s *Server) flush() {
 		}
 	}
 	clear(o.src) // keep no node alive
-	o.bufs, o.to, o.src = o.bufs[:0], o.to[:0], o.src[:0]
+	o.bufs, o.to, o.src, o.ack = o.bufs[:0], o.to[:0], o.src[:0], o.ack[:0]
 }
 
 // Stats returns the counters so far. It is safe to call while Serve runs.
@@ -283,6 +302,9 @@ func (s *Server) Stats() Stats {
 		Unbound:        s.unbound.Load(),
 		NoRoute:        s.noRoute.Load(),
 		RateLimited:    s.rateLimited.Load(),
+		MeshSent:       s.meshSent.Load(),
+		MeshReceived:   s.meshReceived.Load(),
+		MeshBad:        s.meshBad.Load(),
 	}
 }
 
@@ -314,6 +336,8 @@ func (s *Server) handle(b []byte, from netip.AddrPort, now time.Time) {
 		s.forward(b, from, now)
 	case typ == typeHello:
 		s.hello(b, from, now)
+	case typ == typeForward:
+		s.fromMesh(b, from, now)
 	default:
 		s.drop(&s.malformed, "unexpected message type", from)
 	}
@@ -328,7 +352,10 @@ func (s *Server) forward(b []byte, from netip.AddrPort, now time.Time) {
 		return
 	}
 	src, to, blame := s.table.route(from, dst, len(b), now, s)
-	if src == nil {
+	if blame == &s.noRoute && s.toMesh(b, src, dst, now) {
+		return
+	}
+	if blame != nil {
 		s.drop(blame, "not forwarded", from)
 		return
 	}
@@ -365,7 +392,7 @@ func (s *Server) hello(b []byte, from netip.AddrPort, now time.Time) {
 	}
 	if o := s.out; o != nil {
 		ack := AppendHelloAck(o.acks[len(o.bufs)][:0], h.Nonce)
-		o.add(ack, from, nil)
+		o.addAck(ack, from)
 		return
 	}
 	s.ack = AppendHelloAck(s.ack[:0], h.Nonce)

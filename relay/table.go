@@ -135,8 +135,9 @@ func (t *table) newNode(vpnIP netip.Addr) *node {
 }
 
 // route finds where DATA of size bytes from the address from to the VPN IP
-// dst goes. It returns the sending node and the destination address, or a
-// nil node and the counter to blame.
+// dst goes. It returns the sending node and the destination address, or
+// the counter to blame (and for a destination bound nowhere, the sending
+// node).
 func (t *table) route(from netip.AddrPort, dst netip.Addr, size int, now time.Time, s *Server) (*node, netip.AddrPort, *atomic.Uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -150,9 +151,20 @@ func (t *table) route(from netip.AddrPort, dst netip.Addr, size int, now time.Ti
 	}
 	to := t.nodes[dst]
 	if to == nil || !t.bound(to, now) {
-		return nil, netip.AddrPort{}, &s.noRoute
+		return src, netip.AddrPort{}, &s.noRoute // src may try the mesh
 	}
 	return src, to.addr, nil
+}
+
+// lookup returns where the node with VPN IP dst is bound, if it is.
+func (t *table) lookup(dst netip.Addr, now time.Time) (netip.AddrPort, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := t.nodes[dst]
+	if n == nil || !t.bound(n, now) {
+		return netip.AddrPort{}, false
+	}
+	return n.addr, true
 }
 
 // forget drops vpnIP's binding and replay state.

@@ -3,7 +3,9 @@ package server
 import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
@@ -131,4 +133,16 @@ func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
 		return err // another process won the race; its file stands
 	}
 	return syncDir(filepath.Dir(path))
+}
+
+// MeshKey is the key the relays of the servers sharing this identity (the
+// replicas of one mesh) authenticate FORWARDs to each other with.
+func (id Identity) MeshKey() []byte {
+	der, err := x509.MarshalPKCS8PrivateKey(id.Cert.PrivateKey)
+	if err != nil {
+		return nil // no relay mesh, rather than one with a guessable key
+	}
+	h := hmac.New(sha256.New, der)
+	h.Write([]byte("wire relay mesh v1"))
+	return h.Sum(nil)
 }

@@ -3,6 +3,8 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/netip"
 	"slices"
 	"sync"
 	"testing"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/wire-mesh/wire/api"
 	"github.com/wire-mesh/wire/internal/pgtest"
+	"github.com/wire-mesh/wire/relay"
 	"github.com/wire-mesh/wire/server"
 	"github.com/wire-mesh/wire/server/servertest"
 )
@@ -277,4 +280,68 @@ func waitFor(t *testing.T, limit time.Duration, ok func() bool, what string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// Nodes on different replicas relay through each other's relays: the
+// replicas' relays forward to each other.
+func TestRelayAcrossReplicas(t *testing.T) {
+	_, _, a, b := startReplicas(t)
+	for _, pair := range [][2]*servertest.Env{{a, b}, {b, a}} {
+		if err := pair[0].SetRelayPeers([]string{pair[1].RelayAddr().String()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, cx, rx := enrol(t, a, "x")
+	_, cy, ry := enrol(t, b, "y")
+	x, gotX := dialRelay(t, a, cx, rx.VPNIP)
+	y, gotY := dialRelay(t, b, cy, ry.VPNIP)
+	send := func(c *relay.Conn, to string, msg string, got chan string, want string) {
+		t.Helper()
+		if err := c.WriteTo([]byte(msg), netip.MustParseAddr(to)); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case m := <-got:
+			if m != want {
+				t.Errorf("received %q, want %q", m, want)
+			}
+		case <-time.After(3 * time.Second):
+			t.Fatalf("%q did not arrive across the replicas' relays", msg)
+		}
+	}
+	send(x, ry.VPNIP, "x to y", gotY, rx.VPNIP+":x to y")
+	send(y, rx.VPNIP, "y to x", gotX, ry.VPNIP+":y to x")
+}
+
+// dialRelay binds the node with client c and address vpn to env's relay,
+// and returns the conn and what it receives, as "FROM:PAYLOAD".
+func dialRelay(t *testing.T, env *servertest.Env, c *api.Client, vpn string) (*relay.Conn, chan string) {
+	t.Helper()
+	creds, err := c.Relay(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, _ := net.ListenPacket("udp", "127.0.0.1:0")
+	conn, err := relay.NewConn(pc, relay.Config{Relay: netip.MustParseAddrPort(env.RelayAddr().String()), VPNIP: netip.MustParseAddr(vpn), Token: creds.Token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	got := make(chan string, 16)
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := conn.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			got <- from.String() + ":" + string(buf[:n])
+		}
+	}()
+	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := conn.Hello(hctx); err != nil {
+		t.Fatalf("HELLO as %s: %v", vpn, err)
+	}
+	return conn, got
 }

@@ -40,6 +40,9 @@ type Config struct {
 	Listen      string
 	STUNListen  string
 	RelayListen string // UDP; default: the HTTP port + 2
+	// RelayPeers are the relays (HOST:PORT, UDP) of the mesh's other
+	// servers, which DATA for nodes bound to one of them is forwarded to.
+	RelayPeers []string
 	// Open is the seed-compatible mode: plain HTTP, no join keys, no
 	// authentication at all.
 	Open   bool
@@ -222,8 +225,14 @@ func (s *Server) listen() error {
 		udp.Close()
 		return fmt.Errorf("relay listen on UDP %s: %w (see --relay-listen)", relayAddr, err)
 	}
-	s.relay = relay.NewServer(rconn, s.reg, relay.Options{Logger: s.log})
+	s.relay = relay.NewServer(rconn, s.reg, relay.Options{Logger: s.log, MeshKey: s.id.MeshKey()})
 	s.relayAddr = rconn.LocalAddr()
+	if err := s.SetRelayPeers(s.cfg.RelayPeers); err != nil {
+		ln.Close()
+		udp.Close()
+		rconn.Close()
+		return err
+	}
 	s.conns = s.newConns()
 	ln = s.conns.Listener(ln)
 	if !s.cfg.Open {
@@ -247,6 +256,21 @@ func (s *Server) listen() error {
 		// OPTIONS * is answered by the handler, in JSON, like any path.
 		DisableGeneralOptionsHandler: true,
 	}
+	return nil
+}
+
+// SetRelayPeers makes the relays at addrs (HOST:PORT) the mesh's other
+// relays, resolving their names now.
+func (s *Server) SetRelayPeers(addrs []string) error {
+	var peers []netip.AddrPort
+	for _, a := range addrs {
+		ua, err := net.ResolveUDPAddr("udp", a)
+		if err != nil {
+			return fmt.Errorf("--relay-peer %q: %w", a, err)
+		}
+		peers = append(peers, ua.AddrPort())
+	}
+	s.relay.SetMesh(peers)
 	return nil
 }
 

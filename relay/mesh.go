@@ -1,0 +1,179 @@
+package relay
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"fmt"
+	"hash"
+	"net/netip"
+	"sync/atomic"
+	"time"
+)
+
+// Relays of one mesh (the relays of replicas of its coordination server)
+// forward to each other the DATA whose destination is bound to another:
+// a pair of nodes talking to different replicas still meets. Between
+// relays a DATA travels as FORWARD, authenticated with a key all of them
+// derive from the coordination server's private key:
+//
+//	FORWARD  header | srcVPN(4) | dstVPN(4) | mac(16) | payload      relay → relay
+//
+// The mac is HMAC-SHA256(meshKey, header|srcVPN|dstVPN|payload) cut to 16
+// bytes. A relay sends FORWARD only for DATA from a node bound to itself,
+// and delivers a FORWARD only to a node bound to itself, never on, so a
+// datagram crosses at most one pair of relays. It sends a FORWARD to the
+// relay it last had one from for that destination (within meshRouteTTL),
+// or else to every relay of the mesh.
+
+const (
+	typeForward = 5
+	// forwardOverhead is what a FORWARD adds to a payload: 20 bytes more
+	// than DATA.
+	forwardOverhead = headerLen + 4 + 4 + macLen
+	meshRouteTTL    = 30 * time.Second
+)
+
+// mesh is a relay's view of the other relays of its mesh. It belongs to
+// the Serve goroutine, but for peers, which SetMesh replaces.
+type mesh struct {
+	peers  atomic.Pointer[[]netip.AddrPort]
+	key    []byte
+	mac    hash.Hash
+	routes map[netip.Addr]meshRoute // where a VPN IP was last heard from
+	sum    [sha256.Size]byte
+}
+
+type meshRoute struct {
+	relay netip.AddrPort
+	at    time.Time
+}
+
+func newMesh(key []byte) *mesh {
+	m := &mesh{key: key, mac: hmac.New(sha256.New, key), routes: make(map[netip.Addr]meshRoute)}
+	m.peers.Store(new([]netip.AddrPort))
+	return m
+}
+
+// seal computes the mac of the FORWARD b (whose mac field it fills).
+func (m *mesh) seal(b []byte) {
+	copy(b[12:12+macLen], m.sign(b))
+}
+
+func (m *mesh) sign(b []byte) []byte {
+	m.mac.Reset()
+	m.mac.Write(b[:12])
+	m.mac.Write(b[forwardOverhead:])
+	return m.mac.Sum(m.sum[:0])[:macLen]
+}
+
+// open checks the FORWARD b and returns its addresses.
+func (m *mesh) open(b []byte) (src, dst netip.Addr, err error) {
+	if err := expect(b, typeForward, forwardOverhead, true); err != nil {
+		return src, dst, err
+	}
+	if !hmac.Equal(m.sign(b), b[12:12+macLen]) {
+		return src, dst, fmt.Errorf("%w: FORWARD", ErrBadMAC)
+	}
+	return netip.AddrFrom4([4]byte(b[4:8])), netip.AddrFrom4([4]byte(b[8:12])), nil
+}
+
+// targets are the relays a FORWARD for dst goes to.
+func (m *mesh) targets(dst netip.Addr, now time.Time) []netip.AddrPort {
+	if r, ok := m.routes[dst]; ok && now.Sub(r.at) <= meshRouteTTL {
+		return []netip.AddrPort{r.relay}
+	}
+	return *m.peers.Load()
+}
+
+// learn records that src is bound to the relay at from.
+func (m *mesh) learn(src netip.Addr, from netip.AddrPort, now time.Time) {
+	if len(m.routes) > 4*DefaultMaxNodes { // forget old news rather than grow
+		clear(m.routes)
+	}
+	m.routes[src] = meshRoute{from, now}
+}
+
+// SetMesh makes the relays at peers (the other relays of this relay's
+// mesh, not itself) the ones DATA to nodes not bound here is forwarded to.
+// It is safe to call while Serve runs. Without a key (Options.MeshKey) it
+// does nothing.
+func (s *Server) SetMesh(peers []netip.AddrPort) {
+	if s.mesh == nil {
+		return
+	}
+	p := append([]netip.AddrPort(nil), peers...)
+	s.mesh.peers.Store(&p)
+}
+
+// toMesh sends the DATA b, from the bound node src to the VPN IP dst that
+// is bound to no node here, to the mesh's other relays as FORWARD. b is
+// rewritten in place when its buffer has room, as read buffers do.
+func (s *Server) toMesh(b []byte, src *node, dst netip.Addr, now time.Time) bool {
+	m := s.mesh
+	if m == nil {
+		return false
+	}
+	to := m.targets(dst, now)
+	if len(to) == 0 {
+		return false
+	}
+	payload := len(b) - DataOverhead
+	var f []byte
+	if cap(b) >= forwardOverhead+payload {
+		f = b[:forwardOverhead+payload]
+		copy(f[forwardOverhead:], b[DataOverhead:DataOverhead+payload]) // memmove: the regions overlap
+	} else {
+		f = make([]byte, forwardOverhead+payload)
+		copy(f[forwardOverhead:], b[DataOverhead:])
+	}
+	f[3] = typeForward
+	*(*[4]byte)(f[4:8]) = src.vpnIP.As4()
+	*(*[4]byte)(f[8:12]) = dst.As4()
+	m.seal(f)
+	for _, relay := range to {
+		s.meshSent.Add(1)
+		if s.out != nil {
+			s.out.add(f, relay, src)
+			continue
+		}
+		if _, err := s.conn.WriteToUDPAddrPort(f, relay); err != nil {
+			s.log.Debug("relay: forward to the mesh failed", "to", relay, "err", err)
+			continue
+		}
+		s.sent(src, len(f))
+	}
+	return true
+}
+
+// fromMesh delivers a FORWARD from another relay of the mesh to the node
+// bound here that it is for, as DATA from its source.
+func (s *Server) fromMesh(b []byte, from netip.AddrPort, now time.Time) {
+	m := s.mesh
+	if m == nil {
+		s.drop(&s.malformed, "FORWARD, and this relay is in no mesh", from)
+		return
+	}
+	src, dst, err := m.open(b)
+	if err != nil {
+		s.drop(&s.meshBad, err, from)
+		return
+	}
+	m.learn(src, from, now)
+	to, ok := s.table.lookup(dst, now)
+	if !ok {
+		s.drop(&s.noRoute, "FORWARD to a VPN IP not bound here", from)
+		return
+	}
+	d := b[:DataOverhead+len(b)-forwardOverhead]
+	copy(d[DataOverhead:], b[forwardOverhead:])
+	d[3] = typeData
+	*(*[4]byte)(d[4:8]) = src.As4()
+	s.meshReceived.Add(1)
+	if s.out != nil {
+		s.out.add(d, to, nil)
+		return
+	}
+	if _, err := s.conn.WriteToUDPAddrPort(d, to); err != nil {
+		s.log.Debug("relay: delivery from the mesh failed", "to", to, "err", err)
+	}
+}

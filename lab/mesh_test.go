@@ -46,6 +46,7 @@ func requireWire(t *testing.T) {
 
 // status is what `wire status --json` prints.
 type status struct {
+	ServerURL   string       `json:"server_url"`
 	NodeName    string       `json:"node_name"`
 	VPNIP       string       `json:"vpn_ip"`
 	WGPublicKey string       `json:"wg_public_key"`

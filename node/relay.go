@@ -29,6 +29,7 @@ const (
 func (d *Daemon) keepRelay(ctx context.Context) {
 	retry := backoff{first: time.Second, cap: 10 * time.Second}
 	for ctx.Err() == nil {
+		server := d.client.URL() // the relay is this server's
 		conn, err := d.dialRelay(ctx)
 		if errors.Is(err, errors.ErrUnsupported) {
 			d.log.Info("no relay with this engine", "err", err)
@@ -42,7 +43,7 @@ func (d *Daemon) keepRelay(ctx context.Context) {
 		}
 		retry.reset()
 		d.setRelay(true, false)
-		d.holdRelay(ctx, conn)
+		d.holdRelay(ctx, conn, server)
 		d.engine.SetRelay(nil)
 		conn.Close()
 	}
@@ -85,11 +86,21 @@ func (d *Daemon) dialRelay(ctx context.Context) (*relay.Conn, error) {
 	return conn, nil
 }
 
-// holdRelay sends keepalive HELLOs until two fail in a row or ctx ends.
-func (d *Daemon) holdRelay(ctx context.Context, conn *relay.Conn) {
+// holdRelay sends keepalive HELLOs until two fail in a row, the daemon
+// moves to another of the mesh's servers (server is the one whose relay
+// conn is), or ctx ends. The relay follows the server in use: the node's
+// control channel moves at once when its server dies, and its relayed
+// peers should not wait for two keepalives to fail.
+func (d *Daemon) holdRelay(ctx context.Context, conn *relay.Conn, server string) {
 	fails := 0
 	for fails < 2 {
-		sleep(ctx, relayEvery)
+		for wait := relayEvery; wait > 0 && ctx.Err() == nil; wait -= relayCheck {
+			if d.client.URL() != server {
+				d.log.Info("relay moves with the server", "from", server, "to", d.client.URL())
+				return
+			}
+			sleep(ctx, min(wait, relayCheck))
+		}
 		if ctx.Err() != nil {
 			return
 		}
@@ -105,6 +116,9 @@ func (d *Daemon) holdRelay(ctx context.Context, conn *relay.Conn) {
 		d.setRelay(true, false)
 	}
 }
+
+// relayCheck is how often holdRelay looks whether the server in use moved.
+const relayCheck = 250 * time.Millisecond
 
 // setRelay records the relay's state, and re-applies the peers if it
 // changed: relayed peers need it up.

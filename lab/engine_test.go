@@ -38,10 +38,10 @@ func TestEngineAuto(t *testing.T) {
 
 // TestMixedEngines: kernel and userspace nodes in one mesh, behind NATs
 // and not, all reach each other directly. Only where the kernel has
-// WireGuard: the VM lab (TestKernelEngineInVM) runs it.
+// WireGuard: the VM lab (lab/vmlab) runs it.
 func TestMixedEngines(t *testing.T) {
 	if !kernelWireGuard() {
-		t.Skip("this kernel has no WireGuard: TestKernelEngineInVM runs this in its VM")
+		t.Skip("this kernel has no WireGuard: lab/vmlab runs this in its VM")
 	}
 	m := newMesh(t)
 	l := m.lab

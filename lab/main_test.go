@@ -13,7 +13,7 @@ import (
 )
 
 // Environment of the lab's tests when they run inside the VM (see
-// TestKernelEngineInVM): the wire binary to use, and the engine its
+// lab/vmlab): the wire binary to use, and the engine its
 // nodes run.
 const (
 	binEnv    = "WIRE_LAB_BIN"

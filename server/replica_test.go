@@ -19,7 +19,7 @@ import (
 
 // Two servers sharing one PostgreSQL database, as replicas behind DNS or
 // a load balancer run.
-func startReplicas(t *testing.T) (pg *pgtest.Cluster, store string, a, b *servertest.Env) {
+func startReplicas(t *testing.T) (pg *pgtest.TestCluster, store string, a, b *servertest.Env) {
 	t.Helper()
 	pg = pgtest.Start(t)
 	store = pg.NewDB()

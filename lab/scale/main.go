@@ -30,6 +30,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"runtime"
 	"strconv"
@@ -38,6 +39,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/wire-mesh/wire/internal/pgtest"
 )
 
 func main() {
@@ -51,6 +54,7 @@ func main() {
 	timeout := flag.Duration("timeout", 30*time.Minute, "bound on the whole run")
 	perWorker := flag.Int("per-process", 2500, "nodes per simulator process (each holds 2 connections per node)")
 	keep := flag.Bool("keep", false, "keep the temporary dir: the binary, each N's state dir and server log")
+	store := flag.String("store", "sqlite", "the server's store: sqlite, or postgres (a throwaway cluster of Debian's postgresql, pinned to the server's CPU)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./lab/scale [-n 1000,5000,10000] [-duration 60s] [flags]\n")
 		flag.PrintDefaults()
@@ -64,10 +68,10 @@ func main() {
 		return
 	}
 	o := options{duration: *duration, rounds: *rounds, enrolConc: *conc, kill: *kill, syncLimit: *syncLimit,
-		timeout: *timeout, perWorker: *perWorker, keep: *keep}
+		timeout: *timeout, perWorker: *perWorker, keep: *keep, store: *store}
 	var err error
 	if o.ns, err = parseNs(*ns); err != nil || flag.NArg() > 0 || o.duration < time.Second || o.rounds < 1 || o.rounds > 50 ||
-		o.enrolConc < 1 || o.perWorker < 1 || o.syncLimit < time.Second || o.timeout < time.Minute {
+		o.enrolConc < 1 || o.perWorker < 1 || o.syncLimit < time.Second || o.timeout < time.Minute || (o.store != "sqlite" && o.store != "postgres") {
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "scale:", err)
 		}
@@ -88,6 +92,7 @@ type options struct {
 	timeout   time.Duration
 	perWorker int
 	keep      bool
+	store     string // sqlite or postgres
 }
 
 // maxNodes is what srcAddr and the 10.99.0.0/16 VPN subnet allow.
@@ -112,6 +117,7 @@ type env struct {
 	serverCPU, simCPU int
 	fileLimit         uint64
 	host              host
+	pg                *pgtest.Cluster // with -store postgres
 }
 
 func run(o options) int {
@@ -123,12 +129,18 @@ func run(o options) int {
 	if e != nil && !o.keep {
 		defer os.RemoveAll(e.tmp)
 	}
+	if e != nil && e.pg != nil {
+		defer e.pg.Close()
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "scale:", err)
 		return 1
 	}
 	fmt.Print(e.host)
 	fmt.Printf("pinning   server to CPU %d, simulator to CPU %d; open-file limit %d for both\n", e.serverCPU, e.simCPU, e.fileLimit)
+	if e.pg != nil {
+		fmt.Printf("store     %s, on the server's CPU\n", e.pg.Version())
+	}
 	var results []*result
 	code := 0
 	for _, n := range o.ns {
@@ -172,6 +184,17 @@ func setup(o options) (*env, error) {
 	}
 	if need := uint64(2*o.perWorker + 256); need > e.fileLimit {
 		return e, fmt.Errorf("-per-process %d needs an open-file limit of %d, and this one is %d: use a smaller -per-process", o.perWorker, need, e.fileLimit)
+	}
+	if o.store == "postgres" {
+		// PostgreSQL is the server's side of the benchmark: its CPU.
+		wrap := []string{"taskset", "-c", strconv.Itoa(e.serverCPU)}
+		if _, err := exec.LookPath("taskset"); err != nil {
+			return e, errors.New("-store postgres pins PostgreSQL with taskset (Debian package util-linux)")
+		}
+		logf("starting PostgreSQL")
+		if e.pg, err = pgtest.Launch(wrap...); err != nil {
+			return e, err
+		}
 	}
 	if want > e.fileLimit {
 		logf("open-file limit %d (hard; raising it needs CAP_SYS_RESOURCE): the server's MaxConns is %d, below the %d connections of %d nodes",

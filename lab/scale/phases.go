@@ -142,6 +142,7 @@ func (b *nbench) steady(ctx context.Context) error {
 	mem, err := lab.ReadMemory(b.srv.pid)
 	b.res.steady = steadyResult{
 		ran: true, wall: time.Duration(s1.at - s0.at), serverCPU: s1.serverCPU - s0.serverCPU, simCPU: s1.simCPU - s0.simCPU,
+		storeCPU:  s1.storeCPU - s0.storeCPU,
 		serverMem: mem, fds: openFiles(b.srv.pid), counts: s1.counts.sub(s0.counts),
 	}
 	return err
@@ -227,7 +228,7 @@ func (b *nbench) coldStart(ctx context.Context) error {
 	}
 	defer logw.Close()
 	t = mono()
-	if b.srv, err = startServer(b.env.wire, state, b.srv.addr, b.env.serverCPU, logw); err != nil {
+	if b.srv, err = startServer(b.env.wire, state, b.store, b.srv.addr, b.env.serverCPU, logw); err != nil {
 		return err
 	}
 	b.res.coldStart = time.Duration(mono() - t)

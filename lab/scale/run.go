@@ -71,6 +71,7 @@ type steadyResult struct {
 	ran       bool
 	wall      time.Duration
 	serverCPU time.Duration
+	storeCPU  time.Duration // PostgreSQL's, with -store postgres
 	simCPU    time.Duration
 	serverMem lab.Memory
 	fds       int // the server's open files
@@ -87,13 +88,14 @@ type round struct {
 
 // nbench is the measurement of one N: a fresh server, state and nodes.
 type nbench struct {
-	o   options
-	env *env
-	n   int
-	dir string
-	srv *serverProc
-	ws  []*workerProc
-	res *result
+	o     options
+	env   *env
+	n     int
+	dir   string
+	srv   *serverProc
+	store string // the PostgreSQL database's URL, or "" for SQLite
+	ws    []*workerProc
+	res   *result
 
 	enrolDone int64 // mono
 }
@@ -142,10 +144,15 @@ func (b *nbench) start() error {
 		return err
 	}
 	defer logw.Close() // the server has its own copy
-	if b.srv, err = startServer(b.env.wire, state, "127.0.0.1:0", b.env.serverCPU, logw); err != nil {
+	if b.env.pg != nil {
+		if b.store, err = b.env.pg.CreateDB(); err != nil {
+			return err
+		}
+	}
+	if b.srv, err = startServer(b.env.wire, state, b.store, "127.0.0.1:0", b.env.serverCPU, logw); err != nil {
 		return err
 	}
-	key, err := createKey(b.env.wire, state)
+	key, err := createKey(b.env.wire, state, b.store)
 	if err != nil {
 		return err
 	}
@@ -196,6 +203,7 @@ type snapshot struct {
 	inflight          int64
 	counts            counts
 	serverCPU, simCPU time.Duration
+	storeCPU          time.Duration
 }
 
 // snap takes a snapshot while the server should be running: an error if
@@ -213,6 +221,9 @@ func (b *nbench) snap(ctx context.Context) (snapshot, error) {
 func (b *nbench) status(ctx context.Context) (snapshot, error) {
 	reps, err := callAll(ctx, b.ws, callWait, same(request{Op: "status"}))
 	s := snapshot{at: mono(), serverCPU: cpuTimes(b.srv.pid), simCPU: b.simCPU()}
+	if b.env.pg != nil {
+		s.storeCPU = cpuTimes(b.env.pg.Pids()...)
+	}
 	if b.res.codes == nil {
 		b.res.codes, b.res.samples = map[int]uint64{}, map[string]string{}
 	}

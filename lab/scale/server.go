@@ -61,12 +61,15 @@ var bannerHTTP = regexp.MustCompile(`HTTP\s+https://(\S+)`)
 const bannerWait = 2 * time.Minute
 
 // startServer runs `wire server` on cpu alone, with its state in
-// stateDir, its API on listen and STUN and the relay on loopback ports
+// stateDir (and store, if not the state dir's SQLite), its API on listen and STUN and the relay on loopback ports
 // of its choosing, its log to logw; it returns once the banner says
 // where it listens.
-func startServer(bin, stateDir, listen string, cpu int, logw io.Writer) (*serverProc, error) {
+func startServer(bin, stateDir, store, listen string, cpu int, logw io.Writer) (*serverProc, error) {
 	cmd := exec.Command(bin, "server", "--state-dir", stateDir, "--listen", listen,
 		"--stun-listen", "127.0.0.1:0", "--relay-listen", "127.0.0.1:0")
+	if store != "" {
+		cmd.Args = append(cmd.Args, "--store", store)
+	}
 	cmd.Stderr = logw
 	// Killed if the benchmark dies: Pdeathsig follows the thread that
 	// forks, which startPinned locks and which lives on after.
@@ -141,8 +144,12 @@ func (p *serverProc) kill() {
 
 // createKey runs `wire server key create --reusable` against the state
 // dir and returns the key on its last line.
-func createKey(bin, stateDir string) (api.JoinKey, error) {
-	out, err := output(bin, "server", "key", "create", "--state-dir", stateDir, "--reusable", "--ttl", "24h")
+func createKey(bin, stateDir, store string) (api.JoinKey, error) {
+	args := []string{"server", "key", "create", "--state-dir", stateDir, "--reusable", "--ttl", "24h"}
+	if store != "" {
+		args = append(args, "--store", store)
+	}
+	out, err := output(bin, args...)
 	if err != nil {
 		return api.JoinKey{}, fmt.Errorf("wire server key create: %w", err)
 	}

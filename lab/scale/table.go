@@ -97,6 +97,7 @@ func steadyRows(r *result) []row {
 		{"steady: server open files", fmt.Sprint(s.fds), "", fmt.Sprintf("its open-file limit %d, so MaxConns %d; the nodes hold 2 × %d connections", r.fileLimit, r.fileLimit-serverFDReserve, r.enrolled)},
 		{"steady: failed requests", fmt.Sprint(c.failed(opPoll, opHeartbeat)), "", "poll " + kinds(c, opPoll) + "; heartbeat " + kinds(c, opHeartbeat)},
 		{"steady: simulator CPU", percent(s.simCPU, s.wall), "% of its core", verdict(s.simCPU, s.serverCPU, s.wall)},
+		{"steady: PostgreSQL CPU", percent(s.storeCPU, s.wall), "% of a core", "every process of the cluster; 0 with SQLite"},
 	}
 }
 
@@ -205,7 +206,7 @@ func summaryLine(r *result) string {
 	}
 	cells := []string{
 		fmt.Sprint(r.n), enrol, syncCell(r.initial), syncCell(r.cold), fmt.Sprint(r.cold.counts.failed(opPoll, opHeartbeat)),
-		percent(r.steady.serverCPU, r.steady.wall) + "%",
+		percent(r.steady.serverCPU, r.steady.wall) + "%" + storeCell(r),
 		mib(r.steady.serverMem.RSS) + " MiB (" + mib(r.steady.serverMem.HWM) + ")",
 		prop, missed,
 		percent(r.steady.simCPU, r.steady.wall) + "% / " + percent(r.cold.simCPU, r.cold.wall) + "%",
@@ -338,4 +339,12 @@ func topCounts(m map[string]int, n int) []string {
 		out = append(out, fmt.Sprintf("%q ×%d", k, m[k]))
 	}
 	return out
+}
+
+// storeCell is PostgreSQL's steady CPU, beside the server's, when it runs.
+func storeCell(r *result) string {
+	if r.steady.storeCPU == 0 {
+		return ""
+	}
+	return " (+ " + percent(r.steady.storeCPU, r.steady.wall) + "% PostgreSQL)"
 }

@@ -1,12 +1,17 @@
 //go:build linux
 
-package lab_test
+// Package vmlab runs the lab's scenarios again in a VM whose kernel has
+// WireGuard, on wire's kernel engine. It is a package of its own so that
+// the VM, which takes minutes under emulation, has a test binary and a
+// time budget of its own.
+package vmlab_test
 
 import (
 	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,8 +19,44 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wire-mesh/wire/lab"
 	"github.com/wire-mesh/wire/lab/vm"
 )
+
+// wireBin is the real wire binary, built once by TestMain; buildErr says
+// why there is none.
+var (
+	wireBin  string
+	buildErr error
+)
+
+func TestMain(m *testing.M) {
+	if lab.Check() != nil {
+		os.Exit(m.Run()) // the test says why it skips (or fails under CI=true)
+	}
+	dir, err := os.MkdirTemp("", "wire-vmlab")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	wireBin, buildErr = buildWire(dir)
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// buildWire builds the binary from the repository root, as the release
+// does.
+func buildWire(dir string) (string, error) {
+	bin := filepath.Join(dir, "wire")
+	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, ".")
+	cmd.Dir = "../.."
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building wire: %v\n%s", err, out)
+	}
+	return bin, nil
+}
 
 // vmScenarios are the lab's tests that run again inside the VM, where the
 // kernel has WireGuard, with every node on --engine kernel.
@@ -78,10 +119,10 @@ poweroff -f
 // none. Each scenario's result (and on failure, its output, node logs
 // included) comes back through test2json's events.
 func TestKernelEngineInVM(t *testing.T) {
-	if os.Getenv(binEnv) != "" {
-		t.Skip("already inside the VM")
+	lab.Require(t)
+	if buildErr != nil {
+		t.Fatal(buildErr)
 	}
-	requireWire(t)
 	if err := vm.Check(); err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("%v (CI=true: the VM lab must run)", err)
@@ -91,6 +132,7 @@ func TestKernelEngineInVM(t *testing.T) {
 	dir := t.TempDir()
 	labTest := filepath.Join(dir, "lab.test")
 	build := exec.Command("go", "test", "-c", "-o", labTest, ".")
+	build.Dir = ".." // the lab's scenarios
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building the lab's tests: %v\n%s", err, out)

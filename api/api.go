@@ -51,7 +51,17 @@ type RegisterResponse struct {
 	STUNPort int `json:"stun_port,omitempty"`
 	// DNSDomain is the mesh's DNS domain: node NAME is NAME.DNSDomain.
 	DNSDomain string `json:"dns_domain,omitempty"`
+	// HeartbeatEvery, in seconds, is how often the node need heartbeat
+	// while its long-polls are answered: a server that counts each
+	// long-poll as a sign of life says so. Absent: every 30 s, as the
+	// seed did.
+	HeartbeatEvery int `json:"heartbeat_every,omitempty"`
 }
+
+// PollHeartbeat is the heartbeat period a server that counts long-polls
+// as signs of life asks for: well inside Online, so that a node whose
+// polls fail for a while still counts as online.
+const PollHeartbeat = 2 * time.Minute
 
 // DefaultDNSDomain is the mesh's DNS domain unless the server says another.
 const DefaultDNSDomain = "wire"

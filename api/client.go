@@ -165,10 +165,19 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	for i := range c.bases {
 		at := (first + i) % len(c.bases)
 		err = c.doAt(ctx, c.bases[at], method, path, b, body != nil, out)
-		if err == nil || !failover(err) || ctx.Err() != nil {
-			if err == nil && at != first {
+		switch {
+		case err == nil:
+			if at != first {
 				c.cur.Store(int32(at))
 			}
+			return nil
+		case errors.Is(ctx.Err(), context.DeadlineExceeded):
+			// The server took all the time there was: one that accepts
+			// connections but does not answer must not keep the node. The
+			// next request goes to the next server.
+			c.cur.CompareAndSwap(int32(first), int32((at+1)%len(c.bases)))
+			return err
+		case !failover(err) || ctx.Err() != nil:
 			return err
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // A client of several servers goes on to the next while one cannot be
@@ -59,5 +60,33 @@ func TestClientFailover(t *testing.T) {
 	}
 	if _, err := NewClient(ClientConfig{URL: good.URL, Others: []string{"https://example.invalid:8787"}}); err == nil {
 		t.Error("a mesh of http and https servers was accepted")
+	}
+}
+
+// A server that accepts connections but does not answer is left for the
+// next request, once it has taken all the time the caller gave.
+func TestClientLeavesSilentServer(t *testing.T) {
+	release := make(chan struct{})
+	silent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	t.Cleanup(silent.Close)
+	t.Cleanup(func() { close(release) })
+	good := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(`{"ok":true}`)) }))
+	t.Cleanup(good.Close)
+	c, _ := NewClient(ClientConfig{URL: silent.URL, Others: []string{good.URL}})
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if _, err := c.Health(ctx); err == nil {
+		t.Fatal("a server that never answered answered")
+	}
+	if c.URL() != good.URL {
+		t.Errorf("after the silent server took all the time: %s in use, want %s", c.URL(), good.URL)
+	}
+	if _, err := c.Health(context.Background()); err != nil {
+		t.Errorf("the next request: %v", err)
 	}
 }

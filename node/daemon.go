@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wire-mesh/wire/agent"
@@ -60,13 +61,20 @@ type Daemon struct {
 	sysdns    *sysdns.Manager
 	agent     *agent.Agent // nil while messaging is off, for agentErr
 	agentErr  error
-	reachable bool                      // the last call to the server worked
-	removed   bool                      // the server said it does not know this node
-	endpoints map[string]netip.AddrPort // as last applied, by node_id
-	paths     map[string]*path          // by node_id
-	relay     relayState
-	down      chan struct{}
-	downOnce  sync.Once
+	reachable bool // the last call to the server worked
+	// Heartbeats: how often (the server may ask for fewer, when it counts
+	// long-polls as signs of life: then they go on the poll's connection,
+	// between polls, so that a node holds one connection), when the last
+	// poll was answered, and whether one is due for the poll loop to send.
+	hbEvery      atomic.Int64 // a time.Duration
+	lastPoll     atomic.Int64 // Unix nanoseconds
+	heartbeatDue atomic.Bool
+	removed      bool                      // the server said it does not know this node
+	endpoints    map[string]netip.AddrPort // as last applied, by node_id
+	paths        map[string]*path          // by node_id
+	relay        relayState
+	down         chan struct{}
+	downOnce     sync.Once
 
 	// reapply asks the reconciler, the one goroutine that configures the
 	// engine once Run has started, to apply the current state; requests
@@ -205,6 +213,11 @@ func (d *Daemon) goOffline() {
 	}
 }
 
+// jittered is a random time from 3/4 of period to period (so on average
+// 7/8), so that nodes started together (after a power cut, or by one
+// script) do not stay in step.
+func jittered(period time.Duration) time.Duration { return period/4*3 + rand.N(period/4+1) }
+
 // Down stops Run.
 func (d *Daemon) Down() { d.downOnce.Do(func() { close(d.down) }) }
 
@@ -228,6 +241,7 @@ func (d *Daemon) register(ctx context.Context) error {
 		}
 		return err
 	}
+	d.setHeartbeat(resp.HeartbeatEvery)
 	d.mu.Lock()
 	d.publicIP = resp.YourIP
 	d.told = netip.AddrPortFrom(d.mapped.Addr(), uint16(req.NATPort))
@@ -279,20 +293,49 @@ func (d *Daemon) setReachable(err error) {
 }
 
 func (d *Daemon) heartbeat(ctx context.Context) {
-	every(ctx, heartbeatEvery, func() {
-		if err := d.register(ctx); err != nil && ctx.Err() == nil {
-			d.log.Warn("heartbeat failed", "err", err)
+	for {
+		period := d.heartbeatPeriod()
+		sleep(ctx, jittered(period))
+		if ctx.Err() != nil {
+			return
 		}
-	})
+		if period > heartbeatEvery && time.Since(time.Unix(0, d.lastPoll.Load())) < period {
+			d.heartbeatDue.Store(true) // polls flow: the poll loop sends it on its connection
+			continue
+		}
+		d.sendHeartbeat(ctx)
+	}
 }
 
-// every calls f every period until ctx ends.
-// every calls f about every period, each wait a random time from 3/4 of
-// period to period (so on average 7/8), so that nodes started together
-// (after a power cut, or by one script) do not stay in step.
+func (d *Daemon) sendHeartbeat(ctx context.Context) {
+	if err := d.register(ctx); err != nil && ctx.Err() == nil {
+		d.log.Warn("heartbeat failed", "err", err)
+	}
+}
+
+// heartbeatPeriod is how often this node heartbeats: every 30 s, or less
+// often if the server asked, within the window in which it counts as
+// online.
+func (d *Daemon) heartbeatPeriod() time.Duration {
+	if p := time.Duration(d.hbEvery.Load()); p > 0 {
+		return p
+	}
+	return heartbeatEvery
+}
+
+// setHeartbeat takes the period a register answer asks for, if any.
+func (d *Daemon) setHeartbeat(secs int) {
+	p := heartbeatEvery
+	if secs > 0 {
+		p = min(max(time.Duration(secs)*time.Second, heartbeatEvery), api.Online/2)
+	}
+	d.hbEvery.Store(int64(p))
+}
+
+// every calls f about every period until ctx ends, each wait jittered.
 func every(ctx context.Context, period time.Duration, f func()) {
 	for {
-		sleep(ctx, period/4*3+rand.N(period/4+1))
+		sleep(ctx, jittered(period))
 		if ctx.Err() != nil {
 			return
 		}
@@ -393,6 +436,9 @@ func (d *Daemon) pollPeers(ctx context.Context) {
 		if since == "" {
 			since = "0"
 		}
+		if d.heartbeatDue.Swap(false) {
+			d.sendHeartbeat(ctx) // on the connection the poll will use
+		}
 		pctx, cancel := context.WithTimeout(ctx, pollWait+10*time.Second)
 		d.mu.Lock()
 		d.pollStop = cancel
@@ -413,6 +459,7 @@ func (d *Daemon) pollPeers(ctx context.Context) {
 			continue
 		}
 		retry.reset()
+		d.lastPoll.Store(time.Now().UnixNano())
 		if d.merge(resp) {
 			d.changed()
 			d.peersChanged(ctx)

@@ -3,9 +3,11 @@ package relay
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"hash"
 	"net/netip"
+	"slices"
 	"sync/atomic"
 	"time"
 )
@@ -16,10 +18,13 @@ import (
 // relays a DATA travels as FORWARD, authenticated with a key all of them
 // derive from the coordination server's private key:
 //
-//	FORWARD  header | srcVPN(4) | dstVPN(4) | mac(16) | payload      relay → relay
+//	FORWARD  header | srcVPN(4) | dstVPN(4) | unixMillis(8) | mac(16) | payload   relay → relay
 //
-// The mac is HMAC-SHA256(meshKey, header|srcVPN|dstVPN|payload) cut to 16
-// bytes. A relay sends FORWARD only for DATA from a node bound to itself,
+// The mac is HMAC-SHA256(meshKey, header|srcVPN|dstVPN|unixMillis|payload)
+// cut to 16 bytes. A relay accepts a FORWARD only from the address of a
+// relay of its mesh, and only within Window of its clock, so that a copy
+// replayed later, or from elsewhere, cannot redirect a node's traffic.
+// A relay sends FORWARD only for DATA from a node bound to itself,
 // and delivers a FORWARD only to a node bound to itself, never on, so a
 // datagram crosses at most one pair of relays. It sends a FORWARD to the
 // relay it last had one from for that destination (within meshRouteTTL),
@@ -27,9 +32,10 @@ import (
 
 const (
 	typeForward = 5
-	// forwardOverhead is what a FORWARD adds to a payload: 20 bytes more
+	// forwardOverhead is what a FORWARD adds to a payload: 28 bytes more
 	// than DATA.
-	forwardOverhead = headerLen + 4 + 4 + macLen
+	forwardOverhead = forwardSigned + macLen
+	forwardSigned   = headerLen + 4 + 4 + 8 // the header the mac covers
 	meshRouteTTL    = 30 * time.Second
 )
 
@@ -54,25 +60,34 @@ func newMesh(key []byte) *mesh {
 	return m
 }
 
-// seal computes the mac of the FORWARD b (whose mac field it fills).
-func (m *mesh) seal(b []byte) {
-	copy(b[12:12+macLen], m.sign(b))
+// seal stamps the FORWARD b with the time and fills in its mac.
+func (m *mesh) seal(b []byte, now time.Time) {
+	binary.BigEndian.PutUint64(b[12:forwardSigned], uint64(now.UnixMilli()))
+	copy(b[forwardSigned:forwardOverhead], m.sign(b))
 }
 
 func (m *mesh) sign(b []byte) []byte {
 	m.mac.Reset()
-	m.mac.Write(b[:12])
+	m.mac.Write(b[:forwardSigned])
 	m.mac.Write(b[forwardOverhead:])
 	return m.mac.Sum(m.sum[:0])[:macLen]
 }
 
-// open checks the FORWARD b and returns its addresses.
-func (m *mesh) open(b []byte) (src, dst netip.Addr, err error) {
+// open checks the FORWARD b from the address from, and returns its
+// addresses.
+func (m *mesh) open(b []byte, from netip.AddrPort, now time.Time) (src, dst netip.Addr, err error) {
 	if err := expect(b, typeForward, forwardOverhead, true); err != nil {
 		return src, dst, err
 	}
-	if !hmac.Equal(m.sign(b), b[12:12+macLen]) {
+	if !slices.Contains(*m.peers.Load(), unmap(from)) {
+		return src, dst, fmt.Errorf("relay: FORWARD from %v, which is not a relay of this mesh", from)
+	}
+	if !hmac.Equal(m.sign(b), b[forwardSigned:forwardOverhead]) {
 		return src, dst, fmt.Errorf("%w: FORWARD", ErrBadMAC)
+	}
+	sent := time.UnixMilli(int64(binary.BigEndian.Uint64(b[12:forwardSigned])))
+	if d := now.Sub(sent); d > Window || d < -Window {
+		return src, dst, fmt.Errorf("%w: FORWARD %v from %v", ErrStale, d.Round(time.Millisecond), from)
 	}
 	return netip.AddrFrom4([4]byte(b[4:8])), netip.AddrFrom4([4]byte(b[8:12])), nil
 }
@@ -101,7 +116,10 @@ func (s *Server) SetMesh(peers []netip.AddrPort) {
 	if s.mesh == nil {
 		return
 	}
-	p := append([]netip.AddrPort(nil), peers...)
+	p := make([]netip.AddrPort, len(peers))
+	for i, a := range peers {
+		p[i] = unmap(a) // as datagrams' sources are seen
+	}
 	s.mesh.peers.Store(&p)
 }
 
@@ -129,7 +147,7 @@ func (s *Server) toMesh(b []byte, src *node, dst netip.Addr, now time.Time) bool
 	f[3] = typeForward
 	*(*[4]byte)(f[4:8]) = src.vpnIP.As4()
 	*(*[4]byte)(f[8:12]) = dst.As4()
-	m.seal(f)
+	m.seal(f, now)
 	for _, relay := range to {
 		s.meshSent.Add(1)
 		if s.out != nil {
@@ -153,7 +171,7 @@ func (s *Server) fromMesh(b []byte, from netip.AddrPort, now time.Time) {
 		s.drop(&s.malformed, "FORWARD, and this relay is in no mesh", from)
 		return
 	}
-	src, dst, err := m.open(b)
+	src, dst, err := m.open(b, from, now)
 	if err != nil {
 		s.drop(&s.meshBad, err, from)
 		return

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"errors"
 	"net/netip"
 	"strings"
 	"testing"
@@ -41,15 +42,45 @@ func TestMeshForwardsBetweenRelays(t *testing.T) {
 		t.Errorf("r1: %+v; want the packet to nobody sent once to the mesh", s)
 	}
 
-	// A relay with another key sends a FORWARD as if from the mesh.
+	// A relay listed as r2's peer, but with another key, sends a FORWARD
+	// as if from the mesh; and one with the key that r2 does not list.
 	other := opts
 	other.MeshKey = []byte("not the mesh's key")
 	r3 := startServer(t, other)
+	r2.SetMesh([]netip.AddrPort{r1.addr, r3.addr})
 	r3.SetMesh([]netip.AddrPort{r2.addr})
-	c := r3.join(t, ipC)
-	c.send(t, ipB, "forged")
+	r3.join(t, ipC).send(t, ipB, "forged")
 	waitStat(t, r2, func(s Stats) bool { return s.MeshBad == 1 })
+	r4 := startServer(t, opts) // the key, but not in the list
+	r4.SetMesh([]netip.AddrPort{r2.addr})
+	r4.join(t, ipC).send(t, ipB, "from outside the list")
+	waitStat(t, r2, func(s Stats) bool { return s.MeshBad == 2 })
 	b.expectNothing(t)
+}
+
+// A FORWARD replayed outside the window, even from a relay of the mesh,
+// is refused.
+func TestMeshRefusesStaleForward(t *testing.T) {
+	key := []byte("a key the mesh's relays share, 32")
+	m := newMesh(key)
+	peer := netip.MustParseAddrPort("127.0.0.1:9")
+	m.peers.Store(&[]netip.AddrPort{peer})
+	f := make([]byte, forwardOverhead+3)
+	copy(f, []byte{'w', 'r', Version, typeForward})
+	copy(f[forwardOverhead:], "abc")
+	now := time.Now()
+	m.seal(f, now.Add(-2*Window))
+	if _, _, err := m.open(f, peer, now); !errors.Is(err, ErrStale) {
+		t.Errorf("a FORWARD two windows old: %v, want ErrStale", err)
+	}
+	m.seal(f, now)
+	if _, _, err := m.open(f, peer, now); err != nil {
+		t.Errorf("a fresh FORWARD: %v", err)
+	}
+	f[len(f)-1] ^= 1
+	if _, _, err := m.open(f, peer, now); !errors.Is(err, ErrBadMAC) {
+		t.Errorf("a FORWARD with a changed payload: %v, want ErrBadMAC", err)
+	}
 }
 
 // Without a mesh, a FORWARD is malformed, and DATA to a node bound
@@ -72,5 +103,48 @@ func waitStat(t *testing.T, r *testRelay, ok func(Stats) bool) {
 			t.Fatalf("relay stats %+v", r.Stats())
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// One batch of DATA to a node bound nowhere, fanned out to several relays
+// of the mesh, with HELLOs among them: the outbox holds more entries than
+// datagrams, and every HELLO is answered.
+func TestMeshFanOutInABatch(t *testing.T) {
+	opts := noLimits
+	opts.MeshKey = []byte("a key the mesh's relays share, 32")
+	conn := listen(t)
+	tokens := &mapTokens{m: map[netip.Addr][]byte{ipA: token(ipA)}}
+	s := NewServer(conn, tokens, opts)
+	w := newBatchIO(conn)
+	if w == nil {
+		t.Skip("no batch I/O on this platform")
+	}
+	s.out = newOutbox(w)
+	// Three relays of the mesh that nothing answers for.
+	var peers []netip.AddrPort
+	for range 3 {
+		peers = append(peers, netip.MustParseAddrPort(listen(t).LocalAddr().String()))
+	}
+	s.SetMesh(peers)
+	a := netip.MustParseAddrPort(listen(t).LocalAddr().String())
+	now := time.Now()
+	var bufs [][]byte
+	var from []netip.AddrPort
+	for i := range maxBatch {
+		var b []byte
+		if i%2 == 0 {
+			b = AppendHello(make([]byte, 0, maxDatagram), ipA, token(ipA), now, uint64(i))
+		} else {
+			b = AppendData(make([]byte, 0, maxDatagram), ipC, []byte("to nobody here"))
+		}
+		bufs, from = append(bufs, b), append(from, a)
+	}
+	s.handleBatch(bufs, from, now) // panicked when acks were indexed by the outbox's length
+	st := s.Stats()
+	if st.HellosOK != maxBatch/2 {
+		t.Errorf("%d HELLOs answered, want %d", st.HellosOK, maxBatch/2)
+	}
+	if st.MeshSent != 3*(maxBatch/2) {
+		t.Errorf("%d FORWARDs sent, want %d (every DATA to each of 3 relays)", st.MeshSent, 3*(maxBatch/2))
 	}
 }

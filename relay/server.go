@@ -162,7 +162,8 @@ type outbox struct {
 	to   []netip.AddrPort
 	src  []*node // the node a DATA (or FORWARD) is from; nil for a HELLO-ACK or a delivery from the mesh
 	ack  []bool
-	acks [maxBatch][helloAckLen]byte
+	acks [maxBatch][helloAckLen]byte // one per datagram at most: a FORWARD may add several entries
+	nack int                         // acks used
 }
 
 func newOutbox(w *batchIO) *outbox {
@@ -286,7 +287,7 @@ func (s *Server) flush() {
 		}
 	}
 	clear(o.src) // keep no node alive
-	o.bufs, o.to, o.src, o.ack = o.bufs[:0], o.to[:0], o.src[:0], o.ack[:0]
+	o.bufs, o.to, o.src, o.ack, o.nack = o.bufs[:0], o.to[:0], o.src[:0], o.ack[:0], 0
 }
 
 // Stats returns the counters so far. It is safe to call while Serve runs.
@@ -391,7 +392,8 @@ func (s *Server) hello(b []byte, from netip.AddrPort, now time.Time) {
 		return
 	}
 	if o := s.out; o != nil {
-		ack := AppendHelloAck(o.acks[len(o.bufs)][:0], h.Nonce)
+		ack := AppendHelloAck(o.acks[o.nack][:0], h.Nonce)
+		o.nack++
 		o.addAck(ack, from)
 		return
 	}

@@ -37,8 +37,10 @@ type enrolment struct {
 // finds the same node's earlier one still writing (a retry, or a seed
 // node's heartbeats overlapping its first) waits for it and starts again.
 func (r *registry) register(ctx context.Context, e enrolment) (record, error) {
+	var err error
 	for range 4 { // each round waits for a write in flight, or for the store
-		rec, err := r.registerOnce(ctx, e)
+		var rec record
+		rec, err = r.registerOnce(ctx, e)
 		var busy *inFlight
 		switch {
 		case errors.As(err, &busy):
@@ -56,7 +58,11 @@ func (r *registry) register(ctx context.Context, e enrolment) (record, error) {
 			return rec, err
 		}
 	}
-	return record{}, &ErrConflict{Field: "node_id"}
+	var busy *inFlight
+	if errors.As(err, &busy) || errors.Is(err, errEnrolledMeanwhile) || errors.Is(err, errAddressTaken) {
+		return record{}, &ErrConflict{Field: "node_id"}
+	}
+	return record{}, err // the last round's answer
 }
 
 // errAddressTaken says that another server sharing the store gave the
@@ -79,7 +85,16 @@ func (r *registry) registerOnce(ctx context.Context, e enrolment) (record, error
 	// The join key is checked before anything else, so that whoever lacks
 	// a valid one learns nothing of which names, ids or keys exist.
 	if e.key != nil {
-		if err := r.store.CheckKey(ctx, *e.key, r.now()); err != nil {
+		err := r.store.CheckKey(ctx, *e.key, r.now())
+		if errors.Is(err, ErrKeyUsed) && e.pin != "" && r.store.Shared() {
+			// Perhaps this very enrolment succeeded through another server
+			// and its answer was lost: then this is its first heartbeat.
+			r.awaitSync(ctx)
+			if n, ok := r.known(e); ok {
+				return r.refresh(ctx, n, e)
+			}
+		}
+		if err != nil {
 			return record{}, err
 		}
 	}
@@ -146,7 +161,7 @@ func (r *registry) enrol(ctx context.Context, e enrolment) (record, error) {
 	if imported != nil {
 		r.unindex(imported)
 	}
-	n := &node{record: rec}
+	n := &node{record: rec, savedSeen: rec.LastSeen}
 	r.index(n)
 	r.setOnline(n, true)
 	r.bump(n)
@@ -254,6 +269,9 @@ func (r *registry) refresh(ctx context.Context, n *node, e enrolment) (record, e
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.unreserve(res)
+	if errors.Is(err, ErrNotEnrolled) && r.nodes[n.NodeID] == n {
+		r.remove(n) // the store no longer has it: removed through another process
+	}
 	if err != nil {
 		return record{}, err
 	}

@@ -110,6 +110,11 @@ func (s *Server) identify(r *http.Request) (caller, error) {
 		return caller{}, errors.New("credentials required: a node's certificate or the admin token (Authorization: Bearer, from admin.token in the server's state dir)")
 	}
 	n, ok := s.reg.byPin(pin)
+	if !ok && s.store.Shared() {
+		// Perhaps it enrolled through another server a moment ago.
+		s.reg.awaitSync(r.Context())
+		n, ok = s.reg.byPin(pin)
+	}
 	if !ok {
 		return caller{}, ErrNotEnrolled
 	}
@@ -183,6 +188,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		resp.Subnet = s.cfg.Subnet.String()
 		resp.STUNPort = s.stunPort()
 		resp.DNSDomain = s.cfg.DNSDomain
+		resp.HeartbeatEvery = int(api.PollHeartbeat / time.Second)
 	}
 	writeJSON(w, http.StatusOK, resp)
 }
@@ -215,6 +221,9 @@ func (s *Server) handlePeers(w http.ResponseWriter, r *http.Request, c caller) {
 	if err != nil {
 		httpError(w, http.StatusBadRequest, "%v", err)
 		return
+	}
+	if c.node != nil {
+		s.reg.alive(c.node) // a node that polls is online, heartbeat or not
 	}
 	since := q.Get("since")
 	if q.Has("since") && since == "" {
@@ -279,7 +288,7 @@ func (s *Server) handlePunch(w http.ResponseWriter, r *http.Request, c caller) {
 		httpError(w, http.StatusBadRequest, "%v", err)
 		return
 	}
-	if !s.cfg.Open && (c.node == nil || c.node.VPNIP != req.FromVPNIP) {
+	if !s.cfg.Open && (c.node == nil || s.reg.vpnIP(c.node) != req.FromVPNIP) {
 		httpError(w, http.StatusForbidden, "from_vpn_ip %s is not the calling node's address", req.FromVPNIP)
 		return
 	}

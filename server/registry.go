@@ -24,6 +24,12 @@ type node struct {
 	online  bool   // as of the last change or sweep
 	dirty   bool   // heartbeat facts not yet written to the store
 	urgent  bool   // among them, some that servers sharing the store must see soon
+	// savedSeen is the last-seen time as last written (or read): a
+	// long-poll makes the node dirty only when it is a minute older.
+	savedSeen time.Time
+	// downAt is when the node said it goes down (wire down): its
+	// last-seen time, read back from the store, does not bring it back.
+	downAt time.Time
 	// added is the registry's commit count when the node was added: the
 	// store held it for every reload that began after that.
 	added uint64
@@ -116,7 +122,7 @@ func (r *registry) load(recs []record) error {
 		if err := r.alloc.take(addr, rec.NodeID); err != nil {
 			return fmt.Errorf("node %s: %w", rec.NodeName, err)
 		}
-		n := &node{record: rec}
+		n := &node{record: rec, savedSeen: rec.LastSeen}
 		r.index(n)
 		r.setOnline(n, now.Sub(rec.LastSeen) < api.Online)
 		r.bump(n)
@@ -229,6 +235,13 @@ func (r *registry) forget(log []change, n int) []change {
 	return kept
 }
 
+// vpnIP is n's VPN address, which a read of the store's changes may move.
+func (r *registry) vpnIP(n *node) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return n.VPNIP
+}
+
 // byPin returns the node that enrolled with the given TLS key pin.
 func (r *registry) byPin(pin string) (*node, bool) {
 	r.mu.Lock()
@@ -301,12 +314,36 @@ func (r *registry) offline(n *node) (netip.Addr, error) {
 	if r.nodes[n.NodeID] != n {
 		return netip.Addr{}, ErrNotEnrolled
 	}
+	n.downAt = r.now()
 	if n.online {
 		r.setOnline(n, false)
 		r.bump(n)
 	}
 	return netip.ParseAddr(n.VPNIP)
 }
+
+// alive records that n long-polls, which is as good a sign of life as a
+// heartbeat: its last-seen time moves on (reaching the store once a
+// minute), and a node marked offline is online again.
+func (r *registry) alive(n *node) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.nodes[n.NodeID] != n {
+		return // removed
+	}
+	n.LastSeen = r.now()
+	if n.LastSeen.Sub(n.savedSeen) >= seenWrite {
+		n.dirty = true
+	}
+	if !n.online {
+		n.urgent = true
+		r.setOnline(n, true)
+		r.bump(n)
+	}
+}
+
+// seenWrite is how stale a polling node's stored last-seen time may get.
+const seenWrite = time.Minute
 
 // sweep marks nodes offline whose last heartbeat is older than api.Online.
 func (r *registry) sweep() {
@@ -337,6 +374,7 @@ func (r *registry) take(which func(*node) bool) []record {
 		if which(n) {
 			out = append(out, n.record)
 			n.dirty, n.urgent = false, false
+			n.savedSeen = n.LastSeen
 		}
 	}
 	return out

@@ -194,3 +194,115 @@ func TestReloadKeepsNodesAddedDuringTheRead(t *testing.T) {
 		t.Errorf("late's address %s was handed out again", late.VPNIP)
 	}
 }
+
+// A node that long-polls is online without heartbeats: its last-seen time
+// moves on, it reaches the store once a minute at most, and a node marked
+// offline comes back online with its first poll.
+func TestPollIsSignOfLife(t *testing.T) {
+	reg := newTestRegistry(t)
+	now := time.Now()
+	reg.now = func() time.Time { return now }
+	ctx := context.Background()
+	req := api.RegisterRequest{NodeID: "n1", NodeName: "n1", WGPublicKey: "k1", Port: 51820}
+	if _, err := reg.register(ctx, enrolment{req: req}); err != nil {
+		t.Fatal(err)
+	}
+	n := reg.nodes["n1"]
+	reg.takeDirty()
+	for range 20 { // 20 polls over 8 minutes, no heartbeat
+		now = now.Add(25 * time.Second)
+		reg.alive(n)
+		reg.sweep()
+		if !n.online {
+			t.Fatalf("offline %v after its last heartbeat, though it polls", now.Sub(n.Created))
+		}
+	}
+	if got := len(reg.takeDirty()); got != 1 {
+		t.Errorf("%d rows to write after the polls, want 1", got)
+	}
+	now = now.Add(25 * time.Second)
+	reg.alive(n)
+	if got := len(reg.takeDirty()); got != 0 {
+		t.Errorf("a poll 25 s after the last write made %d rows to write, want none", got)
+	}
+
+	// Silent beyond api.Online: offline; one poll: online again, as a
+	// change peers see.
+	now = now.Add(api.Online)
+	reg.sweep()
+	if n.online {
+		t.Fatal("online after api.Online without polls or heartbeats")
+	}
+	before := reg.version
+	reg.alive(n)
+	if !n.online || reg.version == before {
+		t.Errorf("after a poll: online %v, version %d (was %d)", n.online, reg.version, before)
+	}
+}
+
+// A node that said it goes down stays offline when its own last heartbeat
+// comes back from the store (a batch written, then read as a change).
+func TestOfflineSurvivesReadBack(t *testing.T) {
+	reg := newTestRegistry(t)
+	ctx := context.Background()
+	req := api.RegisterRequest{NodeID: "n1", NodeName: "n1", WGPublicKey: "k1", Port: 51820}
+	if _, err := reg.register(ctx, enrolment{req: req}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.register(ctx, enrolment{req: req, publicIP: "198.51.100.7"}); err != nil { // a heartbeat: dirty
+		t.Fatal(err)
+	}
+	n := reg.nodes["n1"]
+	if _, err := reg.offline(n); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.store.SaveSeen(ctx, reg.takeDirty()); err != nil {
+		t.Fatal(err)
+	}
+	recs, removed, _, err := reg.store.Changes(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.apply(recs, removed, reg.mark())
+	if n.online {
+		t.Error("the node is online again after its own heartbeat was read back from the store")
+	}
+}
+
+// A removal read while a registration of the node is writing is not
+// applied, and the read says it must be done again with every node, so
+// that the removal is not lost.
+func TestApplyLeavesBusyNodes(t *testing.T) {
+	reg := newTestRegistry(t)
+	ctx := context.Background()
+	req := api.RegisterRequest{NodeID: "n1", NodeName: "n1", WGPublicKey: "k1", Port: 51820}
+	if _, err := reg.register(ctx, enrolment{req: req}); err != nil {
+		t.Fatal(err)
+	}
+	mark := reg.mark()
+	if _, err := reg.store.RemoveNode(ctx, "n1"); err != nil {
+		t.Fatal(err)
+	}
+	recs, removed, _, err := reg.store.Changes(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.mu.Lock()
+	res := reg.reserve("n1", reg.nodes["n1"].record) // a rename of n1 in flight
+	reg.mu.Unlock()
+	if _, consistent := reg.apply(recs, removed, mark); consistent {
+		t.Error("apply skipped a busy node's removal and said the read was complete")
+	}
+	if _, ok := reg.nodes["n1"]; !ok {
+		t.Error("a node whose registration was writing was removed under it")
+	}
+	reg.mu.Lock()
+	reg.unreserve(res)
+	reg.mu.Unlock()
+	// Read again, with every node, as sync does then: it goes.
+	mark = reg.mark()
+	all, _ := reg.store.Nodes(ctx)
+	if gone, _ := reg.reload(all, mark); len(gone) != 1 {
+		t.Errorf("the full read removed %d nodes, want 1", len(gone))
+	}
+}

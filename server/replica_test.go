@@ -345,3 +345,28 @@ func dialRelay(t *testing.T, env *servertest.Env, c *api.Client, vpn string) (*r
 	}
 	return conn, got
 }
+
+// An enrolment that succeeded through one replica but whose answer was
+// lost is sent again, join key and all, to the other: it is the node's
+// first heartbeat there, not a second use of the single-use key.
+func TestEnrolmentRetriedThroughOtherReplica(t *testing.T) {
+	_, _, a, b := startReplicas(t)
+	k := a.Key(t, false)
+	n := servertest.NewNode(t)
+	first, err := a.Client(t, &n).Register(ctx, register("lost", n, &k))
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := b.Client(t, &n).Register(ctx, register("lost", n, &k))
+	if err != nil {
+		t.Fatalf("the same enrolment again through the other replica: %v", err)
+	}
+	if again.VPNIP != first.VPNIP {
+		t.Errorf("address %s, then %s", first.VPNIP, again.VPNIP)
+	}
+	// Another node with the spent key is still refused.
+	o := servertest.NewNode(t)
+	if _, err := b.Client(t, &o).Register(ctx, register("other", o, &k)); !contains(err, "already used") {
+		t.Errorf("another node with the spent key: %v", err)
+	}
+}

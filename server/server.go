@@ -192,8 +192,13 @@ func (s *Server) checkPin(ctx context.Context) error {
 	case err != nil:
 		return err
 	case stored == "":
-		return s.store.SetMeta(ctx, "server_pin", s.id.Pin.String())
-	case stored != s.id.Pin.String():
+		// Replicas with different keys may start at once: the first write
+		// stays, and the others find it.
+		if stored, err = s.store.InitMeta(ctx, "server_pin", s.id.Pin.String()); err != nil {
+			return err
+		}
+	}
+	if stored != s.id.Pin.String() {
 		return fmt.Errorf("this server's TLS key (%s in %s, pin %s) is not the one the mesh in %s knows (pin %s): "+
 			"every server of a mesh presents the same key. Copy %s and %s from the first server's state dir into %s",
 			KeyFile, s.cfg.StateDir, s.id.Pin, s.store.Path(), stored, KeyFile, TokenFile, s.cfg.StateDir)

@@ -312,3 +312,13 @@ func TestRestartKeepsAddresses(t *testing.T) {
 		t.Fatalf("after restart: %+v, %v; want %s", again, err, resp.VPNIP)
 	}
 }
+
+// The server tells nodes that it counts long-polls as signs of life, so
+// they may heartbeat less often.
+func TestRegisterAsksForFewerHeartbeats(t *testing.T) {
+	env := servertest.Start(t, "")
+	_, _, resp := enrol(t, env, "node1")
+	if resp.HeartbeatEvery != int(api.PollHeartbeat/time.Second) {
+		t.Errorf("heartbeat_every = %d, want %d", resp.HeartbeatEvery, int(api.PollHeartbeat/time.Second))
+	}
+}

@@ -137,6 +137,18 @@ func (s *Store) SetMeta(ctx context.Context, key, value string) error {
 	})
 }
 
+// InitMeta writes a setting unless it is set, and returns its value.
+func (s *Store) InitMeta(ctx context.Context, key, value string) (string, error) {
+	err := s.write(ctx, func(b bound, _ int64) error {
+		_, err := b.exec(ctx, `INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO NOTHING`, key, value)
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	return s.Meta(ctx, key)
+}
+
 // write runs f in a transaction that takes the next revision, which f
 // stamps on what it writes.
 func (s *Store) write(ctx context.Context, f func(b bound, rev int64) error) error {
@@ -407,6 +419,9 @@ func (s *Store) UpdateIdentity(ctx context.Context, r record) error {
 // as recent as the stored ones: a node that moved to another server
 // sharing the store is not set back by this one's older news of it.
 func (s *Store) SaveSeen(ctx context.Context, rs []record) error {
+	if s.dialect == dialectPostgres {
+		return s.saveSeenPostgres(ctx, rs)
+	}
 	return s.write(ctx, func(b bound, rev int64) error {
 		q := b.query(`UPDATE nodes SET public_ip = ?, port = ?, nat_port = ?, lan_ip = ?, last_seen = ?, revision = ?
 			WHERE node_id = ? AND last_seen <= ?`)

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"fmt"
@@ -12,8 +11,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	_ "github.com/jackc/pgx/v5/stdlib" // the PostgreSQL driver, registered as "pgx"
+	"github.com/jackc/pgx/v5/stdlib"
 )
 
 // schemaPostgres is schemaSQLite in PostgreSQL's types. Names are unique
@@ -71,10 +71,22 @@ func IsPostgres(store string) bool {
 // exist; the URL's user needs to create tables in it the first time.
 func OpenPostgres(ctx context.Context, dbURL string) (*Store, error) {
 	shown := redactURL(dbURL)
-	db, err := sql.Open("pgx", dbURL)
+	cfg, err := pgx.ParseConfig(dbURL)
 	if err != nil {
 		return nil, fmt.Errorf("store %s: %w", shown, err)
 	}
+	// No statement or lock wait may hold a request, or the revision
+	// counter that every replica's writes take, for long; the URL may
+	// say otherwise (options=-c statement_timeout=…).
+	for k, v := range map[string]string{"statement_timeout": "15s", "lock_timeout": "10s", "application_name": "wire server"} {
+		if _, set := cfg.RuntimeParams[k]; !set {
+			cfg.RuntimeParams[k] = v
+		}
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = 5 * time.Second
+	}
+	db := stdlib.OpenDB(*cfg)
 	// Long-polls never hold a connection; writes are short.
 	db.SetMaxOpenConns(16)
 	db.SetMaxIdleConns(4)
@@ -137,6 +149,27 @@ func redactURL(s string) string {
 		return "postgres://…"
 	}
 	return u.Redacted()
+}
+
+// saveSeenPostgres is SaveSeen in one statement, the rows as arrays: a
+// round trip per row would hold the revision counter's lock, which every
+// write of every replica waits for, for seconds at 10,000 nodes.
+func (s *Store) saveSeenPostgres(ctx context.Context, rs []record) error {
+	ids, ips, lans := make([]string, len(rs)), make([]string, len(rs)), make([]string, len(rs))
+	ports, nats, seen := make([]int64, len(rs)), make([]int64, len(rs)), make([]int64, len(rs))
+	for i, r := range rs {
+		ids[i], ips[i], lans[i] = r.NodeID, r.PublicIP, r.LANIP
+		ports[i], nats[i], seen[i] = int64(r.Port), int64(r.NATPort), r.LastSeen.Unix()
+	}
+	return s.write(ctx, func(b bound, rev int64) error {
+		_, err := b.exec(ctx, `UPDATE nodes AS n SET public_ip = v.public_ip, port = v.port, nat_port = v.nat_port,
+			lan_ip = v.lan_ip, last_seen = v.last_seen, revision = ?
+			FROM unnest(?::text[], ?::text[], ?::bigint[], ?::bigint[], ?::text[], ?::bigint[])
+				AS v(node_id, public_ip, port, nat_port, lan_ip, last_seen)
+			WHERE n.node_id = v.node_id AND n.last_seen <= v.last_seen`,
+			rev, ids, ips, ports, nats, lans, seen)
+		return err
+	})
 }
 
 // pgConstraints are the unique constraints of nodes, by PostgreSQL's name

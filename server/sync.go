@@ -34,16 +34,24 @@ func (s *Server) sync(ctx context.Context) {
 		s.syncAll(ctx)
 		return
 	}
+	mark := s.reg.mark()
 	recs, removed, rev, err := s.store.Changes(ctx, st.rev)
 	if err != nil {
 		s.syncFailed(err)
 		return
 	}
 	s.syncDone(rev)
-	if rev == st.rev && len(recs)+len(removed) == 0 {
+	switch {
+	case rev < st.rev:
+		// The store went back (restored from a backup, migrated again):
+		// its revisions no longer say what changed.
+		s.log.Warn("the store's revision went back: reading every node again", "was", st.rev, "now", rev)
+		st.full = true
+		return
+	case rev == st.rev && len(recs)+len(removed) == 0:
 		return
 	}
-	gone, consistent := s.reg.apply(recs, removed)
+	gone, consistent := s.reg.apply(recs, removed, mark)
 	s.applied(ctx, gone)
 	st.rev, st.full = rev, !consistent
 }
@@ -64,7 +72,7 @@ func (s *Server) syncAll(ctx context.Context) {
 	}
 	s.syncDone(rev)
 	gone, again := s.reg.reload(recs, mark)
-	more, consistent := s.reg.apply(recs, nil)
+	more, consistent := s.reg.apply(recs, nil, mark)
 	s.applied(ctx, append(gone, more...))
 	if !again && consistent {
 		st.rev, st.full = rev, false
@@ -135,14 +143,15 @@ func (r *registry) awaitSync(ctx context.Context) {
 
 const syncWait = 2 * time.Second
 
-// apply makes the registry hold what the store's changes say: nodes
-// removed, nodes enrolled through another server, and new names, keys,
-// tags, endpoints and last-seen times. A node whose registration here is
-// writing to the store is left to it. Of a node's heartbeat facts, the
-// newer (by last seen) of the store's and the registry's wins. It returns
-// the removed nodes' addresses, and false if the store contradicted what
-// is in memory in a way that needs every node read again.
-func (r *registry) apply(recs []record, removed []string) (gone []netip.Addr, consistent bool) {
+// apply makes the registry hold what the store's changes, read after
+// mark, say: nodes removed, nodes enrolled through another server, and new
+// names, keys, tags, endpoints and last-seen times. Of a node's heartbeat
+// facts, the newer (by last seen) of the store's and the registry's wins.
+// A node that a registration here is writing, or wrote after mark (so the
+// read may predate it), is left as it is, and apply returns false: what
+// the read says of it must be read again, with every node. It returns the
+// removed nodes' addresses.
+func (r *registry) apply(recs []record, removed []string, mark uint64) (gone []netip.Addr, consistent bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	consistent = true
@@ -152,8 +161,19 @@ func (r *registry) apply(recs []record, removed []string) (gone []netip.Addr, co
 			gone = append(gone, a)
 		}
 	}
+	busy := func(id string) bool {
+		if r.held[reserved{reservedID, id}] != nil {
+			return true
+		}
+		n := r.nodes[id]
+		return n != nil && n.added > mark
+	}
 	for _, id := range removed {
-		if n := r.nodes[id]; n != nil && r.held[reserved{reservedID, id}] == nil {
+		switch n := r.nodes[id]; {
+		case n == nil:
+		case busy(id):
+			consistent = false
+		default:
 			drop(n)
 		}
 	}
@@ -162,12 +182,13 @@ func (r *registry) apply(recs []record, removed []string) (gone []netip.Addr, co
 	var moved []*node
 	now := r.now()
 	for _, rec := range recs {
-		if r.held[reserved{reservedID, rec.NodeID}] != nil {
+		if busy(rec.NodeID) {
+			consistent = false
 			continue
 		}
 		n := r.nodes[rec.NodeID]
 		if n == nil {
-			moved = append(moved, &node{record: rec})
+			moved = append(moved, &node{record: rec, savedSeen: rec.LastSeen})
 			continue
 		}
 		if sameIdentity(n.record, rec) {
@@ -225,9 +246,10 @@ func (r *registry) update(n *node, rec record, now time.Time) bool {
 	if stored > mine || (stored == mine && !n.dirty) {
 		changed = changed || n.PublicIP != rec.PublicIP || n.Port != rec.Port || n.NATPort != rec.NATPort || n.LANIP != rec.LANIP
 		n.PublicIP, n.Port, n.NATPort, n.LANIP, n.LastSeen = rec.PublicIP, rec.Port, rec.NATPort, rec.LANIP, rec.LastSeen
+		n.savedSeen = rec.LastSeen
 		n.dirty, n.urgent = false, false // the store holds newer news than this server
 	}
-	if online := now.Sub(n.LastSeen) < api.Online; online != n.online {
+	if online := now.Sub(n.LastSeen) < api.Online && n.LastSeen.After(n.downAt); online != n.online {
 		r.setOnline(n, online)
 		changed = true
 	}

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	crand "crypto/rand"
 	"crypto/tls"
@@ -34,8 +35,8 @@ const (
 
 // heartbeatWait is the wait before a heartbeat: from 3/4 of the period
 // to all of it, so that nodes started together do not stay in step.
-func heartbeatWait() time.Duration {
-	return heartbeatEvery/4*3 + rand.N(heartbeatEvery/4+1)
+func heartbeatWait(period time.Duration) time.Duration {
+	return period/4*3 + rand.N(period/4+1)
 }
 
 // jitter is a random duration in [d/2, d]: each retry waits that much.
@@ -79,11 +80,24 @@ type node struct {
 	syncedAt atomic.Int64 // when it came to hold the whole map (mono); 0: not since the last reset
 	arrived  atomic.Int64 // when an answer brought the watched change (mono); 0: not yet
 
-	hbMu     sync.Mutex // one registration at a time, on hc
-	hc       *conn
+	hbMu     sync.Mutex // one registration at a time
+	hc       *conn      // for the enrolment and changes; heartbeats too, unless polls count
 	natPort  int
 	enrolled bool
 	timer    *time.Timer
+	// As the daemon: the heartbeat period the server asked for (0: 30 s),
+	// when a poll was last answered, and a heartbeat due on the poll's
+	// connection.
+	hbEvery  atomic.Int64
+	lastPoll atomic.Int64 // mono
+	due      atomic.Bool
+}
+
+func (n *node) heartbeatPeriod() time.Duration {
+	if p := time.Duration(n.hbEvery.Load()); p > 0 {
+		return p
+	}
+	return heartbeatEvery
 }
 
 // newNode makes node i a fresh identity, as servertest.NewNode does: an
@@ -113,12 +127,12 @@ func (n *node) enrol() bool {
 		if attempt > 0 {
 			time.Sleep(time.Second)
 		}
-		_, err := n.register(n.w.key, -1)
+		_, err := n.register(n.w.key, -1, &n.hc)
 		n.w.stats.count(opEnrol, err)
 		if err == nil {
 			n.enrolled = true
 			n.timer = time.AfterFunc(time.Hour, n.tick)
-			n.timer.Reset(heartbeatWait())
+			n.timer.Reset(heartbeatWait(n.heartbeatPeriod()))
 			return true
 		}
 	}
@@ -126,19 +140,25 @@ func (n *node) enrol() bool {
 }
 
 // tick sends a heartbeat, unless the gate is closed, and schedules the
-// next.
+// next. While polls count as signs of life and are answered, the poll
+// loop sends it on its connection.
 func (n *node) tick() {
-	if !n.w.gate.isClosed() {
-		_, err := n.register("", -1)
+	period := n.heartbeatPeriod()
+	switch {
+	case n.w.gate.isClosed():
+	case period > heartbeatEvery && time.Duration(mono()-n.lastPoll.Load()) < period:
+		n.due.Store(true)
+	default:
+		_, err := n.register("", -1, &n.hc)
 		n.w.stats.count(opHeartbeat, err)
 	}
-	n.timer.Reset(heartbeatWait())
+	n.timer.Reset(heartbeatWait(period))
 }
 
 // register sends POST /register: the enrolment with join set, else a
 // heartbeat; natPort >= 0 changes the node's nat_port first. It returns
 // when the request was sent.
-func (n *node) register(join string, natPort int) (sent int64, err error) {
+func (n *node) register(join string, natPort int, cp **conn) (sent int64, err error) {
 	n.hbMu.Lock()
 	defer n.hbMu.Unlock()
 	w := n.w
@@ -148,20 +168,50 @@ func (n *node) register(join string, natPort int) (sent int64, err error) {
 		n.natPort = natPort
 	}
 	deadline := time.Now().Add(registerTimeout)
-	if n.hc != nil && !n.hc.idle() {
-		n.hc.close()
-		n.hc = nil
+	if *cp != nil && !(*cp).idle() {
+		(*cp).close()
+		*cp = nil
 	}
 	body, req := w.buf(), w.buf()
 	defer w.put(body)
 	defer w.put(req)
 	*body = n.appendRegister((*body)[:0], join)
 	*req = appendPost((*req)[:0], w.host, api.PathRegister, *body)
-	resp, sent, err := n.exchange(&n.hc, *req, deadline, false)
+	resp, sent, err := n.exchange(cp, *req, deadline, false)
 	if err != nil {
 		return sent, err
 	}
-	return sent, n.done(&n.hc, resp, discard(resp))
+	return sent, n.done(cp, resp, n.registered(resp))
+}
+
+var heartbeatEveryField = []byte(`"heartbeat_every":`)
+
+// registered reads a register answer, keeping the heartbeat period it
+// asks for, as the daemon does.
+func (n *node) registered(resp *http.Response) error {
+	if resp.StatusCode != http.StatusOK {
+		return discard(resp)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	resp.Body.Close()
+	if err != nil {
+		return classify(err)
+	}
+	secs := 0
+	if i := bytes.Index(b, heartbeatEveryField); i >= 0 {
+		rest := b[i+len(heartbeatEveryField):]
+		j := 0
+		for j < len(rest) && rest[j] >= '0' && rest[j] <= '9' {
+			j++
+		}
+		secs, _ = strconv.Atoi(string(rest[:j]))
+	}
+	p := heartbeatEvery
+	if secs > 0 {
+		p = min(max(time.Duration(secs)*time.Second, heartbeatEvery), api.Online/2)
+	}
+	n.hbEvery.Store(int64(p))
+	return nil
 }
 
 // exchange sends req on *cp, dialing first if there is no connection,
@@ -244,9 +294,14 @@ func (n *node) pollLoop() {
 	var next time.Duration // zero: retryFirst
 	for {
 		n.w.gate.pass()
+		if n.due.Swap(false) {
+			_, err := n.register("", -1, &n.pc)
+			n.w.stats.count(opHeartbeat, err)
+		}
 		err := n.poll()
 		n.w.stats.count(opPoll, err)
 		if err == nil {
+			n.lastPoll.Store(mono())
 			next = 0
 			continue
 		}

@@ -284,7 +284,7 @@ func (w *worker) change(i, port int) reply {
 	if n == nil || !n.enrolled {
 		return reply{Err: fmt.Sprintf("node %d is not an enrolled node of this worker", i)}
 	}
-	sent, err := n.register("", port)
+	sent, err := n.register("", port, &n.hc)
 	w.stats.count(opHeartbeat, err)
 	r := reply{Sent: sent}
 	if err != nil {

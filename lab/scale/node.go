@@ -64,7 +64,7 @@ func srcAddr(i int) netip.Addr {
 	return netip.AddrFrom4([4]byte{127, byte(1 + block), byte(rest / 250), byte(rest%250 + 1)})
 }
 
-// node is one simulated node: its identity and its two connections.
+// node is one simulated node: its identity and its connections.
 type node struct {
 	w     *worker
 	i     int

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -93,6 +94,9 @@ func (c *Client) CloseIdle() { c.http.CloseIdleConnections() }
 type StatusError struct {
 	Code    int
 	Message string
+	// RetryAfter is how long the server asked to be left alone (its
+	// Retry-After, in seconds), 0 if it did not say.
+	RetryAfter time.Duration
 }
 
 func (e *StatusError) Error() string {
@@ -246,7 +250,11 @@ func decodeResponse(resp *http.Response, out any) error {
 		if json.Unmarshal(body, &e) != nil || e.Error == "" {
 			e.Error = strings.TrimSpace(string(body))
 		}
-		return &StatusError{Code: resp.StatusCode, Message: e.Error}
+		se := &StatusError{Code: resp.StatusCode, Message: e.Error}
+		if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
+			se.RetryAfter = min(time.Duration(secs)*time.Second, time.Minute)
+		}
+		return se
 	}
 	if err := json.Unmarshal(body, out); err != nil {
 		return fmt.Errorf("server sent a malformed %T: %w", out, err)

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -88,5 +89,22 @@ func TestClientLeavesSilentServer(t *testing.T) {
 	}
 	if _, err := c.Health(context.Background()); err != nil {
 		t.Errorf("the next request: %v", err)
+	}
+}
+
+// A server that says when to come back is heard: the error carries its
+// Retry-After.
+func TestRetryAfter(t *testing.T) {
+	busy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "7")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		w.Write([]byte(`{"error":"busy"}`))
+	}))
+	t.Cleanup(busy.Close)
+	c, _ := NewClient(ClientConfig{URL: busy.URL})
+	_, err := c.Health(context.Background())
+	var se *StatusError
+	if !errors.As(err, &se) || se.Code != http.StatusServiceUnavailable || se.RetryAfter != 7*time.Second {
+		t.Errorf("a 503 with Retry-After: 7: %#v", err)
 	}
 }

@@ -450,8 +450,12 @@ func (d *Daemon) pollPeers(ctx context.Context) {
 			if errors.Is(err, context.Canceled) {
 				continue // reconnect() asked for a fresh poll
 			}
-			if isRemoved(err) {
+			var se *api.StatusError
+			switch {
+			case isRemoved(err):
 				retry.atLeast(heartbeatEvery) // until someone rejoins it
+			case errors.As(err, &se) && se.RetryAfter > 0:
+				retry.atLeast(se.RetryAfter) // the server is busy and said when to come back
 			}
 			if ctx.Err() == nil {
 				d.log.Debug("peer poll failed", "err", err, "waited", retry.wait(ctx))

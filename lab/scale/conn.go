@@ -127,7 +127,10 @@ func (e *reqError) Error() string { return fmt.Sprintf("%s: %v", e.kind, e.err) 
 func (e *reqError) Unwrap() error { return e.err }
 
 // statusError is an answer with an HTTP error status.
-type statusError struct{ code int }
+type statusError struct {
+	code       int
+	retryAfter time.Duration // the answer's Retry-After
+}
 
 func (e *statusError) Error() string { return "HTTP " + strconv.Itoa(e.code) }
 

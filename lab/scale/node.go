@@ -281,7 +281,11 @@ func discard(resp *http.Response) error {
 		return classify(err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return classify(&statusError{resp.StatusCode})
+		se := &statusError{code: resp.StatusCode}
+		if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
+			se.retryAfter = min(time.Duration(secs)*time.Second, time.Minute)
+		}
+		return classify(se)
 	}
 	return nil
 }
@@ -308,6 +312,9 @@ func (n *node) pollLoop() {
 		var se *statusError
 		if errors.As(err, &se) && se.code == http.StatusUnauthorized {
 			next = max(next, heartbeatEvery)
+		}
+		if errors.As(err, &se) && se.retryAfter > 0 {
+			next = max(next, se.retryAfter) // as the daemon: the server said when
 		}
 		next = max(next, retryFirst)
 		n.w.gate.sleep(jitter(next))

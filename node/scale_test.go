@@ -1,0 +1,75 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"runtime"
+	"testing"
+
+	"github.com/wire-mesh/wire/api"
+	"github.com/wire-mesh/wire/server/servertest"
+	"github.com/wire-mesh/wire/wg"
+	"github.com/wire-mesh/wire/wg/wgtest"
+)
+
+// What one peer's change costs a daemon that has N peers: the delta
+// merged, the peer cache saved, and the engine's config declared again, as
+// the poll loop and the reconciler do. Issue 15 asks that it not grow with
+// N; today it does (go test -bench OnePeerChange ./node).
+func BenchmarkOnePeerChange(b *testing.B) {
+	env := servertest.Start(b, "")
+	dir := b.TempDir()
+	k := env.Key(b, false)
+	if _, err := Join(context.Background(), JoinOptions{Dir: dir, ServerURL: env.URL(), JoinKey: k.String(), Name: "bench", Port: 51820, Interface: "wire-bench", NodeID: "id-bench"}); err != nil {
+		b.Fatal(err)
+	}
+	for _, n := range []int{100, 1000, 10000} {
+		b.Run(fmt.Sprintf("peers=%d", n), func(b *testing.B) {
+			eng := wgtest.New("wire-bench")
+			d, err := New(Options{Dir: dir, NewEngine: func(wg.Options) (wg.Engine, error) { return eng, nil }})
+			if err != nil {
+				b.Fatal(err)
+			}
+			d.engine = eng
+			peers := fakePeers(n)
+			d.merge(api.PeersResponse{Peers: peers, Full: true, Version: "v.1"})
+			if err := d.apply(); err != nil {
+				b.Fatal(err)
+			}
+			runtime.GC()
+			var before runtime.MemStats
+			runtime.ReadMemStats(&before)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				p := peers[i%n]
+				p.NATPort = 40000 + i%20000
+				d.merge(api.PeersResponse{Peers: []api.Peer{p}, Version: fmt.Sprintf("v.%d", i+2)})
+				if err := d.apply(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			var after runtime.MemStats
+			runtime.ReadMemStats(&after)
+			b.ReportMetric(float64(after.HeapInuse)/(1<<20), "heap-MiB")
+		})
+	}
+}
+
+// fakePeers are n peers with valid keys and addresses.
+func fakePeers(n int) []api.Peer {
+	out := make([]api.Peer, n)
+	for i := range out {
+		key := make([]byte, 32)
+		rand.Read(key)
+		out[i] = api.Peer{
+			NodeID: fmt.Sprintf("p%05d", i), NodeName: fmt.Sprintf("p%05d", i),
+			VPNIP: fmt.Sprintf("10.99.%d.%d", 1+i/250, 1+i%250), WGPublicKey: base64.StdEncoding.EncodeToString(key),
+			PublicIP: fmt.Sprintf("198.51.%d.%d", i/250%250, 1+i%250), Port: 51820, NATPort: 40000,
+		}
+	}
+	return out
+}

@@ -76,6 +76,9 @@ type Daemon struct {
 	down         chan struct{}
 	downOnce     sync.Once
 
+	// cacheDue says the peer cache is out of date (see keepCache).
+	cacheDue chan struct{}
+
 	// reapply asks the reconciler, the one goroutine that configures the
 	// engine once Run has started, to apply the current state; requests
 	// made while it applies fold into one more round.
@@ -115,7 +118,7 @@ func New(o Options) (*Daemon, error) {
 		dir: o.Dir, log: o.Logger, newEngine: o.NewEngine, resolvConf: o.ResolvConf, cfg: cfg, keys: keys, client: client,
 		sysdns: sysdns.New(sysdns.Options{StateDir: o.Dir, ResolvConf: o.ResolvConf, ResolverDir: o.ResolverDir, Logger: o.Logger}),
 		peers:  loadPeers(o.Dir), endpoints: map[string]netip.AddrPort{}, paths: map[string]*path{}, down: make(chan struct{}),
-		reapply: make(chan struct{}, 1),
+		reapply: make(chan struct{}, 1), cacheDue: make(chan struct{}, 1),
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
@@ -185,7 +188,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	for _, loop := range []func(context.Context){d.reconcile, d.pollPeers, d.heartbeat, d.rediscover, d.choosePaths, d.keepRelay, d.serveAgent, d.serveNames} {
+	for _, loop := range []func(context.Context){d.reconcile, d.pollPeers, d.heartbeat, d.rediscover, d.choosePaths, d.keepRelay, d.serveAgent, d.serveNames, d.keepCache} {
 		wg.Add(1)
 		go func() { defer wg.Done(); loop(ctx) }()
 	}
@@ -505,7 +508,10 @@ func (d *Daemon) merge(resp api.PeersResponse) bool {
 			delete(d.paths, id)
 		}
 	}
-	savePeers(d.dir, d.peers, d.log)
+	select { // the cache writer saves it, soon and outside d.mu
+	case d.cacheDue <- struct{}{}:
+	default:
+	}
 	return true
 }
 

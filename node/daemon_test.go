@@ -424,3 +424,27 @@ func removeNode(t *testing.T, env *servertest.Env, name string) {
 		t.Fatal(err)
 	}
 }
+
+// The peer cache is written in the background soon after the peers
+// change, not only when the daemon stops.
+func TestPeerCacheWrittenWhileRunning(t *testing.T) {
+	env := servertest.Start(t, "")
+	a := startNode(t, env, "", "a", netip.MustParseAddrPort("198.51.100.1:40001"))
+	b := startNode(t, env, "", "b", netip.MustParseAddrPort("198.51.100.2:40002"))
+	a.waitPeers(t, b)
+	deadline := time.Now().Add(3 * cacheEvery)
+	for {
+		if cached := loadPeers(a.dir); len(cached) == 1 {
+			for _, p := range cached {
+				if p.NodeName != "b" {
+					t.Fatalf("the cache holds %+v, want b", p)
+				}
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the peer cache did not list b within %v of its arrival: %v", 3*cacheEvery, loadPeers(a.dir))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/wire-mesh/wire/api"
 )
@@ -287,6 +288,7 @@ func (r *registry) refresh(ctx context.Context, n *node, e enrolment) (record, e
 	endpoint := n.PublicIP != e.publicIP || n.Port != req.Port || n.NATPort != req.NATPort || n.LANIP != req.LANIP
 	n.PublicIP, n.Port, n.NATPort, n.LANIP = e.publicIP, req.Port, req.NATPort, req.LANIP
 	n.LastSeen = r.now()
+	n.downAt = time.Time{} // up again, if it had said it goes down
 	n.dirty = true
 	if identity || endpoint || !n.online {
 		n.urgent = true

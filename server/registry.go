@@ -324,12 +324,14 @@ func (r *registry) offline(n *node) (netip.Addr, error) {
 
 // alive records that n long-polls, which is as good a sign of life as a
 // heartbeat: its last-seen time moves on (reaching the store once a
-// minute), and a node marked offline is online again.
+// minute), and a node marked offline for its silence is online again.
 func (r *registry) alive(n *node) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.nodes[n.NodeID] != n {
-		return // removed
+	if r.nodes[n.NodeID] != n || !n.downAt.IsZero() {
+		// Removed; or it said it goes down, and only its next heartbeat
+		// brings it back: a poll still on its way then must not.
+		return
 	}
 	n.LastSeen = r.now()
 	if n.LastSeen.Sub(n.savedSeen) >= seenWrite {

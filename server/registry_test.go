@@ -306,3 +306,32 @@ func TestApplyLeavesBusyNodes(t *testing.T) {
 		t.Errorf("the full read removed %d nodes, want 1", len(gone))
 	}
 }
+
+// A poll that reaches the server after the node said it goes down (it was
+// on its way) does not bring the node back; its next heartbeat does.
+func TestPollAfterDownKeepsItDown(t *testing.T) {
+	reg := newTestRegistry(t)
+	ctx := context.Background()
+	req := api.RegisterRequest{NodeID: "n1", NodeName: "n1", WGPublicKey: "k1", Port: 51820}
+	if _, err := reg.register(ctx, enrolment{req: req}); err != nil {
+		t.Fatal(err)
+	}
+	n := reg.nodes["n1"]
+	if _, err := reg.offline(n); err != nil {
+		t.Fatal(err)
+	}
+	reg.alive(n)
+	if n.online {
+		t.Fatal("a poll after wire down brought the node back online")
+	}
+	if _, err := reg.register(ctx, enrolment{req: req}); err != nil {
+		t.Fatal(err)
+	}
+	if !n.online {
+		t.Error("the heartbeat after wire down did not bring the node back")
+	}
+	reg.alive(n)
+	if !n.online {
+		t.Error("offline after a poll that followed its heartbeat")
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,6 +26,16 @@ var (
 
 const relayAfter = 3
 
+// probeBudget is how many peers one round probes at most. A mesh of up to
+// that many is probed whole every round, as before; in a larger one, the
+// peers whose path is undecided (new, failing, relayed) come first, and
+// the rest of the budget goes to the settled direct peers probed longest
+// ago. At 10,000 peers, probing all every 2 s would be 5,000 probes a
+// second from every node; budgeted, it is 128, and a settled peer is
+// looked at again about every 80 s, while WireGuard's own keepalives hold
+// its NAT mappings open meanwhile.
+const probeBudget = 256
+
 // An engine that cannot probe (kernel WireGuard without raw sockets) is judged
 // by handshakes instead: a peer with no handshake for noHandshake after it
 // was configured goes to the relay, and stays there until its direct
@@ -36,6 +48,7 @@ type path struct {
 	since    time.Time      // when that endpoint was first seen
 	fails    int            // failed probes in a row
 	lastOK   time.Time      // last answered probe
+	probed   time.Time      // last probe, answered or not
 	relayed  bool
 	probeErr bool // the engine cannot probe (kernel, no raw sockets)
 }
@@ -51,6 +64,7 @@ func (d *Daemon) probeAll(ctx context.Context) {
 	for _, p := range d.peers {
 		peers = append(peers, p)
 	}
+	peers = d.pickProbes(peers, probeBudget)
 	d.mu.Unlock()
 	live := d.live()
 	var wg sync.WaitGroup
@@ -76,6 +90,53 @@ func (d *Daemon) probeAll(ctx context.Context) {
 	}
 }
 
+// pickProbes chooses the peers a round probes: all of them if they fit the
+// budget; else those the engine cannot probe (judged by handshakes, which
+// costs nothing), then the undecided ones (new, failing, relayed), then
+// the settled direct ones, each kind the one probed longest ago first, so
+// that every peer's turn comes. Callers hold d.mu.
+func (d *Daemon) pickProbes(peers []api.Peer, budget int) []api.Peer {
+	if len(peers) <= budget {
+		return peers
+	}
+	type rank struct {
+		kind   int // 0 free, 1 undecided, 2 settled
+		probed time.Time
+	}
+	rankOf := func(p api.Peer) rank {
+		switch pa := d.paths[p.NodeID]; {
+		case pa == nil:
+			return rank{kind: 1}
+		case pa.probeErr:
+			return rank{0, pa.probed}
+		case pa.relayed || pa.fails > 0 || pa.lastOK.IsZero():
+			return rank{1, pa.probed}
+		default:
+			return rank{2, pa.probed}
+		}
+	}
+	ranks := make(map[string]rank, len(peers))
+	free := 0
+	for _, p := range peers {
+		r := rankOf(p)
+		ranks[p.NodeID] = r
+		if r.kind == 0 {
+			free++
+		}
+	}
+	slices.SortFunc(peers, func(a, b api.Peer) int {
+		ra, rb := ranks[a.NodeID], ranks[b.NodeID]
+		if c := ra.kind - rb.kind; c != 0 {
+			return c
+		}
+		if c := ra.probed.Compare(rb.probed); c != 0 {
+			return c
+		}
+		return strings.Compare(a.NodeID, b.NodeID)
+	})
+	return peers[:max(budget, free)]
+}
+
 // probe probes one peer's direct endpoint; it reports whether the peer's
 // path changed.
 func (d *Daemon) probe(ctx context.Context, p api.Peer, handshake time.Time) bool {
@@ -98,6 +159,7 @@ func (d *Daemon) probe(ctx context.Context, p api.Peer, handshake time.Time) boo
 		pa = &path{direct: to, since: time.Now(), relayed: was && !pa.probeErr}
 		d.paths[p.NodeID] = pa
 	}
+	pa.probed = time.Now()
 	switch {
 	case errors.Is(err, errors.ErrUnsupported):
 		pa.probeErr = true

@@ -23,15 +23,7 @@ func startReplica(t *testing.T, store, first string) (*serverProc, string) {
 	t.Helper()
 	dir := t.TempDir()
 	if first != "" {
-		for _, f := range []string{server.KeyFile, server.TokenFile} {
-			b, err := os.ReadFile(filepath.Join(first, f))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(dir, f), b, 0o600); err != nil {
-				t.Fatal(err)
-			}
-		}
+		servertest.CopyIdentity(t, first, dir)
 	}
 	return startServer(t, dir, "--store", store), dir
 }
@@ -115,18 +107,7 @@ func TestReplicaKilledDuringEnrolments(t *testing.T) {
 	close(stop)
 	wg.Wait()
 
-	out, err = wire(t, "server", "nodes", "--json", "--store", store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var nodes []api.NodeStatus
-	if err := json.Unmarshal([]byte(out), &nodes); err != nil {
-		t.Fatal(err)
-	}
-	stored := map[string]string{}
-	for _, n := range nodes {
-		stored[n.NodeName] = n.VPNIP
-	}
+	stored := storedAddresses(t, "--store", store)
 	if len(acked) < 20 {
 		t.Fatalf("only %d enrolments were acknowledged: the test did not exercise the servers", len(acked))
 	}
@@ -233,14 +214,7 @@ func TestMigrateRoundTrip(t *testing.T) {
 // nodesJSON is `wire server nodes --json`, without the times that change.
 func nodesJSON(t *testing.T, args ...string) string {
 	t.Helper()
-	out, err := wire(t, append([]string{"server", "nodes", "--json"}, args...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var nodes []api.NodeStatus
-	if err := json.Unmarshal([]byte(out), &nodes); err != nil {
-		t.Fatal(err)
-	}
+	nodes := storedNodes(t, args...)
 	for i := range nodes {
 		nodes[i].LastSeenAgo, nodes[i].Status = 0, ""
 	}

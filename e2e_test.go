@@ -127,6 +127,30 @@ func newKey(t *testing.T, dir string, args ...string) api.JoinKey {
 	return k
 }
 
+// storedNodes is what `wire server nodes --json` with args lists.
+func storedNodes(t *testing.T, args ...string) []api.NodeStatus {
+	t.Helper()
+	out, err := wire(t, append([]string{"server", "nodes", "--json"}, args...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nodes []api.NodeStatus
+	if err := json.Unmarshal([]byte(out), &nodes); err != nil {
+		t.Fatal(err)
+	}
+	return nodes
+}
+
+// storedAddresses are the stored nodes' VPN addresses, by name.
+func storedAddresses(t *testing.T, args ...string) map[string]string {
+	t.Helper()
+	stored := map[string]string{}
+	for _, n := range storedNodes(t, args...) {
+		stored[n.NodeName] = n.VPNIP
+	}
+	return stored
+}
+
 func nodeClient(t *testing.T, url string, k api.JoinKey, n *servertest.Node) *api.Client {
 	t.Helper()
 	c, err := api.NewClient(api.ClientConfig{URL: url, Pin: k.Pin, Cert: &n.Cert})
@@ -376,18 +400,7 @@ func TestCrashDuringEnrolment(t *testing.T) {
 		srv = startServer(t, dir) // must start: the store is never left unreadable
 	}
 	srv.kill()
-	out, err := wire(t, "server", "nodes", "--json", "--state-dir", dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var nodes []api.NodeStatus
-	if err := json.Unmarshal([]byte(out), &nodes); err != nil {
-		t.Fatal(err)
-	}
-	stored := map[string]string{}
-	for _, n := range nodes {
-		stored[n.NodeName] = n.VPNIP
-	}
+	stored := storedAddresses(t, "--state-dir", dir)
 	if len(acked) < 20 {
 		t.Fatalf("only %d enrolments were acknowledged: the test did not exercise the server", len(acked))
 	}

@@ -22,11 +22,7 @@ import (
 // serverNodes returns how many nodes a server (state dir dir) has.
 func serverNodes(t *testing.T, srv *serverProc, dir string) int {
 	t.Helper()
-	token, err := os.ReadFile(filepath.Join(dir, "admin.token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := api.NewClient(api.ClientConfig{URL: srv.url, Pin: srv.pin, AdminToken: strings.TrimSpace(string(token))})
+	c, err := api.NewClient(api.ClientConfig{URL: srv.url, Pin: srv.pin, AdminToken: readToken(t, dir)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -63,6 +63,19 @@ type RegisterResponse struct {
 // polls fail for a while still counts as online.
 const PollHeartbeat = 2 * time.Minute
 
+// Heartbeat is the seed's heartbeat period, for servers that ask nothing.
+const Heartbeat = 30 * time.Second
+
+// HeartbeatPeriod is the period a node heartbeats at when a register
+// answer says heartbeat_every secs (0: nothing): never more often than the
+// seed's, never so seldom that one lost heartbeat takes it offline.
+func HeartbeatPeriod(secs int) time.Duration {
+	if secs <= 0 {
+		return Heartbeat
+	}
+	return min(max(time.Duration(secs)*time.Second, Heartbeat), Online/2)
+}
+
 // DefaultDNSDomain is the mesh's DNS domain unless the server says another.
 const DefaultDNSDomain = "wire"
 

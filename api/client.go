@@ -240,6 +240,16 @@ func reachError(base *url.URL, err error) error {
 	return fmt.Errorf("cannot reach server %s (%v): is wire server running there?", base, err)
 }
 
+// RetryAfter is an answer's Retry-After in seconds, at most a minute; 0
+// if it has none.
+func RetryAfter(h http.Header) time.Duration {
+	secs, err := strconv.Atoi(h.Get("Retry-After"))
+	if err != nil || secs <= 0 {
+		return 0
+	}
+	return min(time.Duration(secs)*time.Second, time.Minute)
+}
+
 func decodeResponse(resp *http.Response, out any) error {
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
@@ -250,11 +260,7 @@ func decodeResponse(resp *http.Response, out any) error {
 		if json.Unmarshal(body, &e) != nil || e.Error == "" {
 			e.Error = strings.TrimSpace(string(body))
 		}
-		se := &StatusError{Code: resp.StatusCode, Message: e.Error}
-		if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
-			se.RetryAfter = min(time.Duration(secs)*time.Second, time.Minute)
-		}
-		return se
+		return &StatusError{Code: resp.StatusCode, Message: e.Error, RetryAfter: RetryAfter(resp.Header)}
 	}
 	if err := json.Unmarshal(body, out); err != nil {
 		return fmt.Errorf("server sent a malformed %T: %w", out, err)

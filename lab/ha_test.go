@@ -3,15 +3,12 @@
 package lab_test
 
 import (
-	"errors"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/wire-mesh/wire/internal/pgtest"
 	"github.com/wire-mesh/wire/lab"
-	"github.com/wire-mesh/wire/server"
+	"github.com/wire-mesh/wire/server/servertest"
 )
 
 // Two replicas of the coordination server on one PostgreSQL, each its
@@ -38,15 +35,7 @@ func TestReplicaFailover(t *testing.T) {
 		return p
 	}
 	srv1 := start(ns1, "srv1", dir1, ip1, ip2)
-	for _, f := range []string{server.KeyFile, server.TokenFile} {
-		b, err := os.ReadFile(filepath.Join(dir1, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir2, f), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	servertest.CopyIdentity(t, dir1, dir2)
 	start(ns2, "srv2", dir2, ip2, ip1)
 	key := newKey(t, ns1, t.TempDir(), "--reusable", "--store", store)
 
@@ -139,21 +128,7 @@ func TestReplicaFailover(t *testing.T) {
 	// through the other, and every node learns of it.
 	d := up(l.Host("d", "203.0.113.40"), "d", url1, url2)
 	joined := time.Now()
-	for _, n := range nodes {
-		err := lab.Poll(5*time.Second, 100*time.Millisecond, func() error {
-			st, err := n.status()
-			if err != nil {
-				return err
-			}
-			if _, ok := st.peer("d"); !ok {
-				return errors.New("d is not among its peers")
-			}
-			return nil
-		})
-		if err != nil {
-			t.Errorf("%s after the failover: %v", n.name, err)
-		}
-	}
+	waitListed(t, 5*time.Second, "d", "after the failover", nodes...)
 	t.Logf("every node listed d %v after it joined", time.Since(joined).Round(100*time.Millisecond))
 	m.waitPairs(meshTimeout, append(nodes, d)...)
 }

@@ -5,8 +5,6 @@ package lab_test
 import (
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 
 	"github.com/wire-mesh/wire/lab"
@@ -52,21 +50,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	wireBin, buildErr = buildWire(dir)
+	wireBin, buildErr = lab.BuildWire(dir, "..")
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-// buildWire builds the binary from the repository root, the parent of
-// lab/, as the release does.
-func buildWire(dir string) (string, error) {
-	bin := filepath.Join(dir, "wire")
-	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, ".")
-	cmd.Dir = ".."
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building wire: %v\n%s", err, out)
-	}
-	return bin, nil
 }

@@ -531,23 +531,30 @@ func TestMeshServerOutage(t *testing.T) {
 		"--name", "n4", "--interface", n4.iface, "--state-dir", n4.dir)
 	m.waitUp(n4)
 	joined := time.Now()
+	waitListed(t, 3*time.Second, "n4", "after the server came back", nodes...)
+	t.Logf("every node listed n4 %v after it joined", time.Since(joined))
+	m.waitPairs(meshTimeout, append(nodes, n4)...)
+}
+
+// waitListed waits up to timeout for each node to list peer among its
+// peers; what says when, for the errors.
+func waitListed(t *testing.T, timeout time.Duration, peer, what string, nodes ...*node) {
+	t.Helper()
 	for _, n := range nodes {
-		err := lab.Poll(3*time.Second, 100*time.Millisecond, func() error {
+		err := lab.Poll(timeout, 100*time.Millisecond, func() error {
 			st, err := n.status()
 			if err != nil {
 				return err
 			}
-			if _, ok := st.peer("n4"); !ok {
-				return errors.New("n4 is not among its peers")
+			if _, ok := st.peer(peer); !ok {
+				return fmt.Errorf("%s is not among its peers", peer)
 			}
 			return nil
 		})
 		if err != nil {
-			t.Errorf("%s after the server came back: %v", n.name, err)
+			t.Errorf("%s %s: %v", n.name, what, err)
 		}
 	}
-	t.Logf("every node listed n4 %v after it joined", time.Since(joined))
-	m.waitPairs(meshTimeout, append(nodes, n4)...)
 }
 
 // vpnPing sends up to two pings (a second if the first is lost) from one

@@ -23,7 +23,7 @@ import (
 
 // Intervals of the daemon's loops.
 const (
-	heartbeatEvery = 30 * time.Second
+	heartbeatEvery = api.Heartbeat
 	discoverEvery  = 5 * time.Second
 	pollWait       = 25 * time.Second
 	// Stale is how old a handshake may be for a path to count as up:
@@ -327,13 +327,7 @@ func (d *Daemon) heartbeatPeriod() time.Duration {
 }
 
 // setHeartbeat takes the period a register answer asks for, if any.
-func (d *Daemon) setHeartbeat(secs int) {
-	p := heartbeatEvery
-	if secs > 0 {
-		p = min(max(time.Duration(secs)*time.Second, heartbeatEvery), api.Online/2)
-	}
-	d.hbEvery.Store(int64(p))
-}
+func (d *Daemon) setHeartbeat(secs int) { d.hbEvery.Store(int64(api.HeartbeatPeriod(secs))) }
 
 // every calls f about every period until ctx ends, each wait jittered.
 func every(ctx context.Context, period time.Duration, f func()) {

@@ -360,20 +360,15 @@ func (r *registry) sweep() {
 	}
 }
 
-// takeDirty returns the nodes whose heartbeat facts are not yet stored,
-// and marks them clean.
-func (r *registry) takeDirty() []record { return r.take(func(n *node) bool { return n.dirty }) }
-
-// takeUrgent returns those of them that servers sharing the store must
-// see soon, and marks them clean.
-func (r *registry) takeUrgent() []record { return r.take(func(n *node) bool { return n.urgent }) }
-
-func (r *registry) take(which func(*node) bool) []record {
+// takeSeen returns the nodes whose heartbeat facts are not yet stored (with
+// urgent, only those that servers sharing the store must see soon), and
+// marks them clean.
+func (r *registry) takeSeen(urgent bool) []record {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []record
 	for _, n := range r.nodes {
-		if which(n) {
+		if n.urgent || (n.dirty && !urgent) {
 			out = append(out, n.record)
 			n.dirty, n.urgent = false, false
 			n.savedSeen = n.LastSeen
@@ -382,13 +377,8 @@ func (r *registry) take(which func(*node) bool) []record {
 	return out
 }
 
-// markDirty undoes takeDirty for records that could not be written.
-func (r *registry) markDirty(recs []record) { r.undoTake(recs, false) }
-
-// markUrgent undoes takeUrgent for records that could not be written.
-func (r *registry) markUrgent(recs []record) { r.undoTake(recs, true) }
-
-func (r *registry) undoTake(recs []record, urgent bool) {
+// untake undoes takeSeen(urgent) for records that could not be written.
+func (r *registry) untake(recs []record, urgent bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, rec := range recs {

@@ -50,7 +50,7 @@ func TestHeartbeatsAreBatched(t *testing.T) {
 	if got := reg.store.totalChanges(t) - before; got != 0 {
 		t.Fatalf("500 heartbeats made %d row writes, want 0 before the batch", got)
 	}
-	dirty := reg.takeDirty()
+	dirty := reg.takeSeen(false)
 	if err := reg.store.SaveSeen(ctx, dirty); err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +208,7 @@ func TestPollIsSignOfLife(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := reg.nodes["n1"]
-	reg.takeDirty()
+	reg.takeSeen(false)
 	for range 20 { // 20 polls over 8 minutes, no heartbeat
 		now = now.Add(25 * time.Second)
 		reg.alive(n)
@@ -217,12 +217,12 @@ func TestPollIsSignOfLife(t *testing.T) {
 			t.Fatalf("offline %v after its last heartbeat, though it polls", now.Sub(n.Created))
 		}
 	}
-	if got := len(reg.takeDirty()); got != 1 {
+	if got := len(reg.takeSeen(false)); got != 1 {
 		t.Errorf("%d rows to write after the polls, want 1", got)
 	}
 	now = now.Add(25 * time.Second)
 	reg.alive(n)
-	if got := len(reg.takeDirty()); got != 0 {
+	if got := len(reg.takeSeen(false)); got != 0 {
 		t.Errorf("a poll 25 s after the last write made %d rows to write, want none", got)
 	}
 
@@ -256,7 +256,7 @@ func TestOfflineSurvivesReadBack(t *testing.T) {
 	if _, err := reg.offline(n); err != nil {
 		t.Fatal(err)
 	}
-	if err := reg.store.SaveSeen(ctx, reg.takeDirty()); err != nil {
+	if err := reg.store.SaveSeen(ctx, reg.takeSeen(false)); err != nil {
 		t.Fatal(err)
 	}
 	recs, removed, _, err := reg.store.Changes(ctx, 0)

@@ -31,30 +31,7 @@ func startReplicas(t *testing.T) (pg *pgtest.TestCluster, store string, a, b *se
 // A single-use key stays single-use when enrolments race on two replicas.
 func TestReplicasSpendSingleUseKeyOnce(t *testing.T) {
 	_, store, a, b := startReplicas(t)
-	k := a.Key(t, false)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	ok, used := 0, 0
-	for i := range 50 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			env := []*servertest.Env{a, b}[i%2]
-			n := servertest.NewNode(t)
-			_, err := env.Client(t, &n).Register(ctx, register(fmt.Sprintf("racer%d", i), n, &k))
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err == nil:
-				ok++
-			case contains(err, "already used"):
-				used++
-			default:
-				t.Errorf("racer %d: %v", i, err)
-			}
-		}()
-	}
-	wg.Wait()
+	ok, used := raceKey(t, a.Key(t, false), a, b)
 	if ok != 1 || used != 49 {
 		t.Fatalf("50 enrolments across two replicas with one single-use key: %d succeeded, %d refused as used; want 1 and 49", ok, used)
 	}
@@ -314,12 +291,16 @@ func TestRelayAcrossReplicas(t *testing.T) {
 }
 
 // dialRelay binds the node with client c and address vpn to env's relay,
-// and returns the conn and what it receives, as "FROM:PAYLOAD".
+// with the credentials the server gives it, and returns the conn and what
+// it receives, as "FROM:PAYLOAD".
 func dialRelay(t *testing.T, env *servertest.Env, c *api.Client, vpn string) (*relay.Conn, chan string) {
 	t.Helper()
 	creds, err := c.Relay(ctx)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if want := env.RelayAddr().(*net.UDPAddr).Port; creds.Port != want {
+		t.Fatalf("relay_port %d, want %d", creds.Port, want)
 	}
 	pc, _ := net.ListenPacket("udp", "127.0.0.1:0")
 	conn, err := relay.NewConn(pc, relay.Config{Relay: netip.MustParseAddrPort(env.RelayAddr().String()), VPNIP: netip.MustParseAddr(vpn), Token: creds.Token})

@@ -338,7 +338,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.http.Shutdown(shut)
 	s.http.Close()
 	s.wg.Wait()
-	s.flush(context.Background())
+	s.flush(context.Background(), false)
 	if cerr := s.store.Close(); err == nil {
 		err = cerr
 	}
@@ -369,25 +369,27 @@ func (s *Server) maintain(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-flush.C:
-			s.flush(ctx)
+			s.flush(ctx, false)
 		case <-sweep.C:
 			s.reg.sweep()
 		case <-watch.C:
 			if s.store.Shared() {
-				s.flushUrgent(ctx)
+				s.flush(ctx, true) // what the other servers must see within a second
 			}
 			s.sync(ctx)
 		}
 	}
 }
 
-func (s *Server) flush(ctx context.Context) {
-	recs := s.reg.takeDirty()
+// flush writes the heartbeat facts not yet stored; with urgent, only
+// those that other servers sharing the store must see soon.
+func (s *Server) flush(ctx context.Context, urgent bool) {
+	recs := s.reg.takeSeen(urgent)
 	if len(recs) == 0 {
 		return
 	}
 	if err := s.store.SaveSeen(ctx, recs); err != nil {
-		s.reg.markDirty(recs)
+		s.reg.untake(recs, urgent)
 		s.log.Error("saving heartbeats", "nodes", len(recs), "err", err)
 	}
 }

@@ -113,16 +113,22 @@ func contains(err error, s string) bool {
 
 func TestSingleUseKeyConcurrent(t *testing.T) {
 	env := servertest.Start(t, "")
-	k := env.Key(t, false)
+	ok, used := raceKey(t, env.Key(t, false), env)
+	if ok != 1 || used != 49 {
+		t.Fatalf("50 enrolments with one single-use key: %d succeeded, %d refused as used; want 1 and 49", ok, used)
+	}
+}
+
+// raceKey enrols 50 nodes at once with key, through envs in turn, and
+// counts those that succeed and those refused because it was used.
+func raceKey(t *testing.T, k api.JoinKey, envs ...*servertest.Env) (ok, used int) {
+	t.Helper()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	ok, used := 0, 0
 	for i := range 50 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			n := servertest.NewNode(t)
-			_, err := env.Client(t, &n).Register(ctx, register(fmt.Sprintf("racer%d", i), n, &k))
+			_, err := envs[i%len(envs)].Client(t, &n).Register(ctx, register(fmt.Sprintf("racer%d", i), n, &k))
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -133,12 +139,10 @@ func TestSingleUseKeyConcurrent(t *testing.T) {
 			default:
 				t.Errorf("racer %d: %v", i, err)
 			}
-		}()
+		})
 	}
 	wg.Wait()
-	if ok != 1 || used != 49 {
-		t.Fatalf("50 enrolments with one single-use key: %d succeeded, %d refused as used; want 1 and 49", ok, used)
-	}
+	return ok, used
 }
 
 func TestReusableKey(t *testing.T) {

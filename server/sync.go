@@ -104,19 +104,6 @@ func (s *Server) applied(ctx context.Context, gone []netip.Addr) {
 	}
 }
 
-// flushUrgent writes the heartbeat facts that other servers sharing the
-// store must see within a second.
-func (s *Server) flushUrgent(ctx context.Context) {
-	recs := s.reg.takeUrgent()
-	if len(recs) == 0 {
-		return
-	}
-	if err := s.store.SaveSeen(ctx, recs); err != nil {
-		s.reg.markUrgent(recs)
-		s.log.Error("saving heartbeats", "nodes", len(recs), "err", err)
-	}
-}
-
 // synced wakes whoever waits for the next read of the store's changes.
 func (r *registry) synced() {
 	r.mu.Lock()

@@ -23,7 +23,7 @@ import (
 
 // What a node does and when, as node/daemon.go and node/backoff.go do it.
 const (
-	heartbeatEvery  = 30 * time.Second // each wait 3/4 of it to all of it
+	heartbeatEvery  = api.Heartbeat // unless the server asks for another; each wait 3/4 of it to all of it
 	pollWait        = "25s"
 	pollTimeout     = 35 * time.Second // pollWait + 10 s
 	registerTimeout = 10 * time.Second
@@ -206,11 +206,7 @@ func (n *node) registered(resp *http.Response) error {
 		}
 		secs, _ = strconv.Atoi(string(rest[:j]))
 	}
-	p := heartbeatEvery
-	if secs > 0 {
-		p = min(max(time.Duration(secs)*time.Second, heartbeatEvery), api.Online/2)
-	}
-	n.hbEvery.Store(int64(p))
+	n.hbEvery.Store(int64(api.HeartbeatPeriod(secs)))
 	return nil
 }
 
@@ -281,11 +277,7 @@ func discard(resp *http.Response) error {
 		return classify(err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		se := &statusError{code: resp.StatusCode}
-		if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
-			se.retryAfter = min(time.Duration(secs)*time.Second, time.Minute)
-		}
-		return classify(se)
+		return classify(&statusError{code: resp.StatusCode, retryAfter: api.RetryAfter(resp.Header)})
 	}
 	return nil
 }

@@ -130,14 +130,21 @@ func Store(store string) Option { return func(c *server.Config) { c.Store = stor
 func Replica(t testing.TB, first *Env, store string, opts ...Option) *Env {
 	t.Helper()
 	dir := t.TempDir()
+	CopyIdentity(t, first.Dir, dir)
+	return Start(t, dir, append(opts, Store(store))...)
+}
+
+// CopyIdentity copies a server's TLS key and admin token from one state
+// dir to another, as an admin setting up a replica does.
+func CopyIdentity(t testing.TB, from, to string) {
+	t.Helper()
 	for _, f := range []string{server.KeyFile, server.TokenFile} {
-		b, err := os.ReadFile(filepath.Join(first.Dir, f))
+		b, err := os.ReadFile(filepath.Join(from, f))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(dir, f), b, 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(to, f), b, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return Start(t, dir, append(opts, Store(store))...)
 }

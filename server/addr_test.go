@@ -70,7 +70,7 @@ func TestTenThousandNodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg := newRegistry(store, prefix, time.Now)
+	reg := newRegistry(store, prefix, time.Now, nil)
 	wg := make([]byte, 32)
 	got := map[string]string{}
 	owner := map[string]string{}
@@ -106,7 +106,7 @@ func TestTenThousandNodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg = newRegistry(store, prefix, time.Now)
+	reg = newRegistry(store, prefix, time.Now, nil)
 	if err := reg.load(recs); err != nil {
 		t.Fatal(err)
 	}

@@ -53,7 +53,7 @@ func (r *registry) shareFull(since, viewer string) *fullAnswer {
 		return nil
 	}
 	if r.full == nil || r.full.version != r.version {
-		resp := api.PeersResponse{Peers: r.online(vw), Full: true, Version: r.formatVersion(r.version)}
+		resp := api.PeersResponse{Peers: r.online(vw), Full: true, Version: r.versionString()}
 		r.full = &fullAnswer{version: r.version, resp: resp}
 	}
 	return r.full

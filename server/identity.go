@@ -137,12 +137,22 @@ func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
 
 // MeshKey is the key the relays of the servers sharing this identity (the
 // replicas of one mesh) authenticate FORWARDs to each other with.
-func (id Identity) MeshKey() []byte {
+func (id Identity) MeshKey() []byte { return id.derive("wire relay mesh v1") }
+
+// MapKey keys the map digests of the servers sharing this identity.
+func (id Identity) MapKey() []byte { return id.derive("wire map digest v1") }
+
+// derive is a key for one purpose, from the TLS key that the servers of
+// one mesh share and nobody else has; nil without one.
+func (id Identity) derive(purpose string) []byte {
+	if id.Cert.PrivateKey == nil {
+		return nil
+	}
 	der, err := x509.MarshalPKCS8PrivateKey(id.Cert.PrivateKey)
 	if err != nil {
-		return nil // no relay mesh, rather than one with a guessable key
+		return nil // none, rather than one anybody could guess
 	}
 	h := hmac.New(sha256.New, der)
-	h.Write([]byte("wire relay mesh v1"))
+	h.Write([]byte(purpose))
 	return h.Sum(nil)
 }

@@ -78,6 +78,7 @@ type registry struct {
 	policy     *policy.Policy
 	policyFrom uint64
 	full       *fullAnswer   // the last shared full answer, see sharedFull
+	maps       digests       // the map's digest, see digest.go
 	syncedCh   chan struct{} // closed and replaced at every read of the store's changes
 
 	counts counts  // read without r.mu, by the public /health
@@ -90,7 +91,9 @@ type counts struct {
 	total, online atomic.Int64
 }
 
-func newRegistry(store *Store, prefix netip.Prefix, now func() time.Time) *registry {
+// mapKey keys the map digests (see digest.go): servers sharing a store
+// must have the same.
+func newRegistry(store *Store, prefix netip.Prefix, now func() time.Time, mapKey []byte) *registry {
 	b := make([]byte, 4)
 	rand.Read(b)
 	return &registry{
@@ -106,6 +109,7 @@ func newRegistry(store *Store, prefix netip.Prefix, now func() time.Time) *regis
 		alloc:    newAllocator(prefix),
 		held:     make(map[reserved]*reservation),
 		tokens:   newTokens(),
+		maps:     newDigests(mapKey),
 	}
 }
 
@@ -178,6 +182,7 @@ func (r *registry) bump(n *node) {
 	r.version++
 	n.version = r.version
 	r.rematch(n)
+	r.maps.set(r, n, r.version)
 	r.log = append(r.log, change{r.version, n.NodeID})
 	if len(r.log) > 4*len(r.nodes)+1024 {
 		r.compact()
@@ -212,6 +217,7 @@ func (r *registry) compact() {
 		}
 	}
 	r.log = r.forget(kept, tombstones-r.maxTombstones())
+	r.maps.trim(r.horizon, len(r.nodes)+1024)
 }
 
 // maxTombstones is how many removals the change log remembers.
@@ -389,16 +395,31 @@ func (r *registry) untake(recs []record, urgent bool) {
 	}
 }
 
-// formatVersion and parseVersion make the opaque version string that
-// nodes send back as ?since=.
-func (r *registry) formatVersion(v uint64) string {
-	return r.epoch + "." + strconv.FormatUint(v, 10)
+// versionString is the opaque version string that nodes send back as
+// ?since=: this run's epoch, its version, and (without a policy) the
+// digest of the map at that version. Callers hold r.mu.
+func (r *registry) versionString() string {
+	s := r.epoch + "." + strconv.FormatUint(r.version, 10)
+	if r.policy == nil {
+		s += "." + r.maps.sum.String()
+	}
+	return s
 }
 
+// parseVersion places a version string in this run's change log: by its
+// version if this run made it, else by its digest, if this run held that
+// map. Callers hold r.mu.
 func (r *registry) parseVersion(s string) (uint64, bool) {
-	epoch, num, ok := strings.Cut(s, ".")
-	if !ok || epoch != r.epoch {
+	epoch, rest, ok := strings.Cut(s, ".")
+	if !ok {
 		return 0, false
+	}
+	num, sum, _ := strings.Cut(rest, ".")
+	if epoch != r.epoch {
+		if sum == "" || r.policy != nil {
+			return 0, false
+		}
+		return r.maps.lookup(sum)
 	}
 	v, err := strconv.ParseUint(num, 10, 64)
 	return v, err == nil
@@ -415,14 +436,14 @@ func (r *registry) peers(since, viewer string) (api.PeersResponse, <-chan struct
 	if since == "" || r.needsFull(since, vw) {
 		resp := api.PeersResponse{Peers: r.online(vw), Full: since != ""}
 		if since != "" {
-			resp.Version = r.formatVersion(r.version)
+			resp.Version = r.versionString()
 		}
 		return resp, nil
 	}
-	v, _ := r.parseVersion(since)
-	if v == r.version {
-		return api.PeersResponse{Peers: []api.Peer{}, Version: since}, r.changed
+	if now := r.versionString(); since == now {
+		return api.PeersResponse{Peers: []api.Peer{}, Version: now}, r.changed
 	}
+	v, _ := r.parseVersion(since)
 	return r.delta(v, vw), nil
 }
 
@@ -449,7 +470,7 @@ func (r *registry) online(vw view) []api.Peer {
 // sees is removed, as one that went offline is.
 func (r *registry) delta(since uint64, vw view) api.PeersResponse {
 	i := sort.Search(len(r.log), func(i int) bool { return r.log[i].version > since })
-	resp := api.PeersResponse{Peers: []api.Peer{}, Version: r.formatVersion(r.version)}
+	resp := api.PeersResponse{Peers: []api.Peer{}, Version: r.versionString()}
 	seen := make(map[string]bool)
 	for _, c := range r.log[i:] {
 		if seen[c.nodeID] {

@@ -17,7 +17,7 @@ func newTestRegistry(t *testing.T) *registry {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	return newRegistry(store, netip.MustParsePrefix("10.99.0.0/16"), time.Now)
+	return newRegistry(store, netip.MustParsePrefix("10.99.0.0/16"), time.Now, nil)
 }
 
 func (s *Store) totalChanges(t *testing.T) int64 {

@@ -160,6 +160,36 @@ func TestReplicaChangeReachesLongPoll(t *testing.T) {
 	}
 }
 
+// A node that moves to the other replica, which holds the same map, is
+// sent what changed, not the whole map: the replicas' versions differ,
+// their map digests do not.
+func TestFailoverSendsOnlyWhatChanged(t *testing.T) {
+	_, _, a, b := startReplicas(t)
+	k := a.Key(t, true)
+	y := servertest.NewNode(t)
+	yb := b.Client(t, &y)
+	if _, err := yb.Register(ctx, register("watcher", y, &k)); err != nil {
+		t.Fatal(err)
+	}
+	x := servertest.NewNode(t)
+	if _, err := a.Client(t, &x).Register(ctx, register("other", x, &k)); err != nil {
+		t.Fatal(err)
+	}
+	ya := a.Client(t, &y)
+	var onB api.PeersResponse
+	waitFor(t, 2*time.Second, func() bool {
+		var errA, errB error
+		var onA api.PeersResponse
+		onA, errA = ya.Peers(ctx, "0", 0)
+		onB, errB = yb.Peers(ctx, "0", 0)
+		return errA == nil && errB == nil && len(onA.Peers) == 2 && len(onB.Peers) == 2
+	}, "both replicas list both nodes")
+	resp, err := ya.Peers(ctx, onB.Version, 0)
+	if err != nil || resp.Full || len(resp.Peers)+len(resp.Removed) != 0 || resp.Version == onB.Version {
+		t.Errorf("the other replica's version at the same map: %+v, %v; want no change and its own version", resp, err)
+	}
+}
+
 // PostgreSQL restarting (a crash, a failover of its own) leaves the
 // replicas serving what they know, and then serving all of it again.
 func TestReplicasSurvivePostgresRestart(t *testing.T) {

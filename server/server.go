@@ -145,7 +145,7 @@ func (s *Server) load(ctx context.Context) error {
 	if err := s.checkPin(ctx); err != nil {
 		return err
 	}
-	s.reg = newRegistry(s.store, s.cfg.Subnet, s.cfg.Now)
+	s.reg = newRegistry(s.store, s.cfg.Subnet, s.cfg.Now, s.id.MapKey())
 	if s.cfg.SeedStateFile != "" {
 		if err := s.importSeed(ctx, s.cfg.SeedStateFile); err != nil {
 			return err

@@ -317,6 +317,50 @@ func TestRestartKeepsAddresses(t *testing.T) {
 	}
 }
 
+// After a restart, a node whose map the new run loaded is sent what
+// changed since, not the whole map again.
+func TestRestartSendsOnlyWhatChanged(t *testing.T) {
+	dir := t.TempDir()
+	env := servertest.Start(t, dir)
+	na, ca, _ := enrol(t, env, "a")
+	nb, _, _ := enrol(t, env, "b")
+	enrol(t, env, "c")
+	before, err := ca.Peers(ctx, "0", 0)
+	if err != nil || len(before.Peers) != 3 {
+		t.Fatalf("first poll: %+v, %v", before, err)
+	}
+	env.Stop()
+
+	env2 := servertest.Start(t, dir)
+	ca = env2.Client(t, &na)
+	resp, err := ca.Peers(ctx, before.Version, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Full || len(resp.Peers)+len(resp.Removed) != 0 || resp.Version == before.Version {
+		t.Fatalf("after the restart: %+v, want no change and a new version", resp)
+	}
+	// The next change, and a poll from the old run's version still
+	// gets only that.
+	hb := register("b", nb, nil)
+	hb.NATPort = 40001
+	if _, err := env2.Client(t, &nb).Register(ctx, hb); err != nil {
+		t.Fatal(err)
+	}
+	for _, since := range []string{before.Version, resp.Version} {
+		d, err := ca.Peers(ctx, since, 0)
+		if err != nil || d.Full || len(d.Peers) != 1 || d.Peers[0].NodeName != "b" || d.Peers[0].NATPort != 40001 {
+			t.Errorf("since %s: %+v, %v; want b's move alone", since, d, err)
+		}
+	}
+	// A digest the new run never held gets the whole map.
+	epoch, _, _ := strings.Cut(before.Version, ".")
+	forged := epoch + ".1." + strings.Repeat("0", 32)
+	if d, err := ca.Peers(ctx, forged, 0); err != nil || !d.Full || len(d.Peers) != 3 {
+		t.Errorf("since an unknown map: %+v, %v; want the whole map", d, err)
+	}
+}
+
 // The server tells nodes that it counts long-polls as signs of life, so
 // they may heartbeat less often.
 func TestRegisterAsksForFewerHeartbeats(t *testing.T) {

@@ -198,6 +198,7 @@ func (r *registry) apply(recs []record, removed []string, mark uint64) (gone []n
 		addr, err := netip.ParseAddr(n.VPNIP)
 		if err != nil {
 			consistent = false
+			r.bump(n) // out of the map until a read says more
 			continue
 		}
 		// What the store gives this node, no other node holds: one that
@@ -208,6 +209,7 @@ func (r *registry) apply(recs []record, removed []string, mark uint64) (gone []n
 		}
 		if err := r.alloc.take(addr, n.NodeID); err != nil {
 			consistent = false // not in the subnet: nothing to do but report it
+			r.bump(n)
 			continue
 		}
 		r.index(n)

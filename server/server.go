@@ -81,6 +81,7 @@ type Server struct {
 
 	http      *http.Server
 	ln        net.Listener
+	tls       *tls.Config // the API listener's; nil in --open mode
 	relayAddr net.Addr
 	udp       net.PacketConn
 	stun      *stun.Server
@@ -241,11 +242,13 @@ func (s *Server) listen() error {
 	s.conns = s.newConns()
 	ln = s.conns.Listener(ln)
 	if !s.cfg.Open {
-		ln = tls.NewListener(ln, &tls.Config{
+		s.tls = &tls.Config{
 			MinVersion:   tls.VersionTLS13,
 			Certificates: []tls.Certificate{s.id.Cert},
 			ClientAuth:   tls.RequestClientCert, // checked by pin, in identify
-		})
+		}
+		s.rotateTickets()
+		ln = newHandshakeGate(ln, s.tls, handshakeSlots())
 	}
 	s.ln, s.udp = ln, udp
 	s.stun = stun.NewServer(udp, stun.Options{Legacy: s.cfg.Open, Logger: s.log})
@@ -350,10 +353,18 @@ func (s *Server) Run(ctx context.Context) error {
 
 // Intervals of the server's housekeeping.
 const (
-	flushEvery = 10 * time.Second
-	sweepEvery = 5 * time.Second
-	watchEvery = 250 * time.Millisecond
+	flushEvery   = 10 * time.Second
+	sweepEvery   = 5 * time.Second
+	watchEvery   = 250 * time.Millisecond
+	ticketsEvery = time.Hour
 )
+
+// rotateTickets gives the TLS listener the session ticket keys of now.
+func (s *Server) rotateTickets() {
+	if keys := s.id.ticketKeys(s.cfg.Now()); s.tls != nil && keys != nil {
+		s.tls.SetSessionTicketKeys(keys)
+	}
+}
 
 // maintain writes heartbeats in batches, marks silent nodes offline, and
 // reads what other processes (admin commands, other servers sharing the
@@ -361,9 +372,11 @@ const (
 func (s *Server) maintain(ctx context.Context) {
 	defer s.wg.Done()
 	flush, sweep, watch := time.NewTicker(flushEvery), time.NewTicker(sweepEvery), time.NewTicker(watchEvery)
+	tickets := time.NewTicker(ticketsEvery)
 	defer flush.Stop()
 	defer sweep.Stop()
 	defer watch.Stop()
+	defer tickets.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -372,6 +385,8 @@ func (s *Server) maintain(ctx context.Context) {
 			s.flush(ctx, false)
 		case <-sweep.C:
 			s.reg.sweep()
+		case <-tickets.C:
+			s.rotateTickets()
 		case <-watch.C:
 			if s.store.Shared() {
 				s.flush(ctx, true) // what the other servers must see within a second

@@ -1,10 +1,13 @@
 package server_test
 
 import (
+	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -358,6 +361,52 @@ func TestRestartSendsOnlyWhatChanged(t *testing.T) {
 	forged := epoch + ".1." + strings.Repeat("0", 32)
 	if d, err := ca.Peers(ctx, forged, 0); err != nil || !d.Full || len(d.Peers) != 3 {
 		t.Errorf("since an unknown map: %+v, %v; want the whole map", d, err)
+	}
+}
+
+// A node's TLS session resumes after the server restarts (the ticket keys
+// come from the server's key), and the resumed session still says which
+// node it is.
+func TestSessionResumesAcrossRestart(t *testing.T) {
+	dir := t.TempDir()
+	env := servertest.Start(t, dir)
+	n, _, _ := enrol(t, env, "a")
+	cfg := api.PinnedTLS(env.Identity().Pin, &n.Cert)
+	cfg.ServerName = "wire" // the session cache's key, whatever the port
+	get := func(env *servertest.Env) (resumed bool) {
+		t.Helper()
+		u, _ := url.Parse(env.URL())
+		c, err := tls.Dial("tcp", u.Host, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		req, _ := http.NewRequest("GET", env.URL()+api.PathPeers+"?since=0", nil)
+		if err := req.Write(c); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET /peers as the node: %s", resp.Status)
+		}
+		return c.ConnectionState().DidResume
+	}
+	if get(env) {
+		t.Fatal("the first handshake resumed a session")
+	}
+	env.Stop()
+	env2 := servertest.Start(t, dir)
+	if !get(env2) {
+		t.Error("after the restart the session did not resume")
+	}
+	other := servertest.Start(t, t.TempDir()) // another mesh: another key
+	u, _ := url.Parse(other.URL())
+	if _, err := tls.Dial("tcp", u.Host, cfg); !errors.Is(err, api.ErrPinMismatch) {
+		t.Errorf("another server, with the cached session: %v, want the pin refused", err)
 	}
 }
 

@@ -13,7 +13,6 @@ package connlimit
 
 import (
 	"container/list"
-	"crypto/tls"
 	"net"
 	"net/http"
 	"sync"
@@ -163,8 +162,12 @@ func (t *Tracker) forget(tr *tracked) {
 // State is the http.Server's ConnState hook.
 func (t *Tracker) State(c net.Conn, st http.ConnState) {
 	raw := c
-	if tc, ok := c.(*tls.Conn); ok {
-		raw = tc.NetConn()
+	for { // the TLS conn's, and the one under any wrapper of it
+		u, ok := raw.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
+		raw = u.NetConn()
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -65,7 +65,10 @@ func (c *conn) send(req []byte, deadline time.Time, idempotent bool) (*http.Resp
 	}
 	resp, err := http.ReadResponse(c.br, nil)
 	if err != nil {
-		return nil, stale(classify(err), c.used && idempotent && errors.Is(err, io.EOF))
+		// http.ReadResponse reports a connection that ended before the
+		// status line as io.ErrUnexpectedEOF.
+		ended := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+		return nil, stale(classify(err), c.used && idempotent && ended)
 	}
 	return resp, nil
 }

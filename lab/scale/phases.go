@@ -204,8 +204,8 @@ func (b *nbench) round(ctx context.Context, node, port int) (round, error) {
 // coldStart stops the server (SIGTERM, or SIGKILL with -kill) while the
 // nodes are held at their gates, starts it again on the same port, and
 // lets every node reconnect at once; it waits until each holds the whole
-// map again (the new server's: its versions are new, so every node's
-// first answer is the full map).
+// map again, as the new server's first answer to it says (the changes
+// since the node's version from the old run, or the whole map).
 func (b *nbench) coldStart(ctx context.Context) error {
 	if _, err := callAll(ctx, b.ws, callWait, same(request{Op: "pause"})); err != nil {
 		return err

@@ -250,8 +250,10 @@ closed, an HTTP error status, or a malformed answer.
 [2] From the moment all nodes start polling since=0 at once, until the last of them holds the
     whole map (its map lists every enrolled node).
 [3] Nodes are held; the server gets the signal and is started again on the same port and state;
-    then every node reconnects at once. Until the last node holds the whole map from the new
-    server (whose first answer to each is the full map). Failed requests: after the restart.
+    then every node reconnects at once (resuming its TLS session) and polls since its version
+    from the old run. Until the last node has had an answer from the new server: only what
+    changed, if the new server held the node's map (see server/digest.go), else the whole map.
+    Failed requests: after the restart.
 [4] %v of heartbeats and idle long-polls, from 40 s after the enrolment on. CPU: utime+stime from
     /proc/PID/stat over the interval; RSS: VmRSS and VmHWM from /proc/PID/status.
 [5] One node sends a heartbeat with a new nat_port (%d rounds, a different node each);

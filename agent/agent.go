@@ -111,25 +111,62 @@ func (a *Agent) Close() error {
 // them. Peers it has never seen are remembered, so that events can wait
 // for them while they are offline.
 func (a *Agent) SetPeers(ctx context.Context, peers []api.Peer) {
-	online := make(map[string]api.Peer, len(peers))
-	byIP := make(map[netip.Addr]string, len(peers))
-	var changed, back []api.Peer
 	a.mu.Lock()
+	was := a.online
+	a.online, a.byIP = make(map[string]api.Peer, len(peers)), make(map[netip.Addr]string, len(peers))
+	changed, back := a.add(was, peers)
+	a.mu.Unlock()
+	a.settle(ctx, changed, back)
+}
+
+// UpdatePeers is SetPeers for a change, in time that grows with it: peers
+// came online or changed, the peers with the ids in gone went; the others
+// stay as they are.
+func (a *Agent) UpdatePeers(ctx context.Context, peers []api.Peer, gone []string) {
+	a.mu.Lock()
+	for _, id := range gone {
+		a.drop(id)
+	}
+	changed, back := a.add(a.online, peers)
+	a.mu.Unlock()
+	a.settle(ctx, changed, back)
+}
+
+// add puts peers online, and returns those that are new or changed since
+// was, and those that were not online in it. Callers hold a.mu.
+func (a *Agent) add(was map[string]api.Peer, peers []api.Peer) (changed, back []api.Peer) {
 	for _, p := range peers {
-		online[p.NodeID] = p
-		if ip, err := netip.ParseAddr(p.VPNIP); err == nil {
-			byIP[ip] = p.NodeID
-		}
-		old, was := a.online[p.NodeID]
-		if !was || old.NodeName != p.NodeName || old.VPNIP != p.VPNIP || old.NodeKey != p.NodeKey {
+		old, ok := was[p.NodeID]
+		if !ok || old.NodeName != p.NodeName || old.VPNIP != p.VPNIP || old.NodeKey != p.NodeKey {
 			changed = append(changed, p)
 		}
-		if !was {
+		if !ok {
 			back = append(back, p)
 		}
+		a.drop(p.NodeID)
+		a.online[p.NodeID] = p
+		if ip, err := netip.ParseAddr(p.VPNIP); err == nil {
+			a.byIP[ip] = p.NodeID
+		}
 	}
-	a.online, a.byIP = online, byIP
-	a.mu.Unlock()
+	return changed, back
+}
+
+// drop takes the peer with id off the online set. Callers hold a.mu.
+func (a *Agent) drop(id string) {
+	p, ok := a.online[id]
+	if !ok {
+		return
+	}
+	delete(a.online, id)
+	if ip, err := netip.ParseAddr(p.VPNIP); err == nil && a.byIP[ip] == id {
+		delete(a.byIP, ip)
+	}
+}
+
+// settle remembers the peers that changed, and sends what waited for
+// those that came back.
+func (a *Agent) settle(ctx context.Context, changed, back []api.Peer) {
 	for _, p := range changed {
 		if err := a.remember(ctx, p); err != nil {
 			a.log.Warn("agent: recording a peer", "node", p.NodeName, "err", err)

@@ -193,15 +193,25 @@ func TestSendTailVerify(t *testing.T) {
 }
 
 func TestQueuedUntilPeerReturns(t *testing.T) {
-	for _, keyKnown := range []bool{true, false} {
-		t.Run(fmt.Sprintf("key known %t", keyKnown), func(t *testing.T) {
+	for _, c := range []struct{ keyKnown, update bool }{{true, false}, {false, false}, {true, true}} {
+		keyKnown := c.keyKnown
+		t.Run(fmt.Sprintf("key known %t, UpdatePeers %t", keyKnown, c.update), func(t *testing.T) {
 			a, b := pair2(t)
+			set := func(peers []api.Peer) {
+				if !c.update {
+					a.SetPeers(ctx, peers)
+				} else if len(peers) == 0 {
+					a.UpdatePeers(ctx, nil, []string{b.asPeer().NodeID})
+				} else {
+					a.UpdatePeers(ctx, peers, nil)
+				}
+			}
 			if keyKnown {
 				if res, err := a.Send(ctx, "beta", "message", json.RawMessage(`1`)); res.Verdict != Delivered {
 					t.Fatalf("first send: %+v, %v", res, err)
 				}
 			}
-			a.SetPeers(ctx, nil) // beta goes offline
+			set(nil) // beta goes offline
 			res, err := a.Send(ctx, "beta", "message", json.RawMessage(`"while away"`))
 			if err != nil || res.Verdict != Queued || !strings.Contains(res.Reason, "offline") {
 				t.Fatalf("send to an offline peer = %+v, %v; want queued", res, err)
@@ -209,7 +219,7 @@ func TestQueuedUntilPeerReturns(t *testing.T) {
 			if (res.EventID != "") != keyKnown {
 				t.Errorf("event_id %q with the key known: %t", res.EventID, keyKnown)
 			}
-			a.SetPeers(ctx, []api.Peer{b.asPeer()}) // back
+			set([]api.Peer{b.asPeer()}) // back
 			waitFor(t, "the queued event delivered", func() bool {
 				sent, _ := a.Tail(ctx, TailQuery{Sent: true})
 				last := sent.Events[len(sent.Events)-1]

@@ -69,10 +69,10 @@ type Daemon struct {
 	hbEvery      atomic.Int64 // a time.Duration
 	lastPoll     atomic.Int64 // Unix nanoseconds
 	heartbeatDue atomic.Bool
-	removed      bool                      // the server said it does not know this node
-	endpoints    map[string]netip.AddrPort // as last applied, by node_id
-	paths        map[string]*path          // by node_id
+	removed      bool             // the server said it does not know this node
+	paths        map[string]*path // by node_id
 	relay        relayState
+	fed          fed // what the engine was given, see engine.go
 	down         chan struct{}
 	downOnce     sync.Once
 
@@ -117,8 +117,11 @@ func New(o Options) (*Daemon, error) {
 	d := &Daemon{
 		dir: o.Dir, log: o.Logger, newEngine: o.NewEngine, resolvConf: o.ResolvConf, cfg: cfg, keys: keys, client: client,
 		sysdns: sysdns.New(sysdns.Options{StateDir: o.Dir, ResolvConf: o.ResolvConf, ResolverDir: o.ResolverDir, Logger: o.Logger}),
-		peers:  loadPeers(o.Dir), endpoints: map[string]netip.AddrPort{}, paths: map[string]*path{}, down: make(chan struct{}),
+		peers:  loadPeers(o.Dir), paths: map[string]*path{}, fed: newFed(), down: make(chan struct{}),
 		reapply: make(chan struct{}, 1), cacheDue: make(chan struct{}, 1),
+	}
+	for _, p := range d.peers {
+		d.fed.added(p)
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
@@ -461,9 +464,9 @@ func (d *Daemon) pollPeers(ctx context.Context) {
 		}
 		retry.reset()
 		d.lastPoll.Store(time.Now().UnixNano())
-		if d.merge(resp) {
+		if ch, ok := d.merge(resp); ok {
 			d.changed()
-			d.peersChanged(ctx)
+			d.peersMoved(ctx, ch)
 		}
 	}
 }
@@ -477,28 +480,49 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-// merge folds a /peers answer into the peer map; it reports a change.
-func (d *Daemon) merge(resp api.PeersResponse) bool {
+// merge folds a /peers answer into the peer map; it reports a change,
+// and what it was.
+func (d *Daemon) merge(resp api.PeersResponse) (peerChange, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.version = resp.Version
 	if !resp.Full && len(resp.Peers) == 0 && len(resp.Removed) == 0 {
-		return false
+		return peerChange{}, false
 	}
+	ch := peerChange{full: resp.Full}
 	if resp.Full {
+		for id, p := range d.peers {
+			d.fed.dropped(p)
+			d.fed.stale[id] = true
+		}
 		d.peers = map[string]api.Peer{}
 	}
 	for _, p := range resp.Peers {
-		if p.NodeID != d.cfg.NodeID {
-			d.peers[p.NodeID] = p
+		if p.NodeID == d.cfg.NodeID {
+			continue
 		}
+		if old, ok := d.peers[p.NodeID]; ok {
+			d.fed.dropped(old)
+			if old.NodeName != p.NodeName {
+				ch.gone = append(ch.gone, old.NodeName)
+			}
+		}
+		d.peers[p.NodeID] = p
+		d.fed.added(p)
+		d.fed.stale[p.NodeID] = true
+		ch.peers = append(ch.peers, p)
 	}
 	for _, id := range resp.Removed {
+		if old, ok := d.peers[id]; ok {
+			d.fed.dropped(old)
+			ch.gone = append(ch.gone, old.NodeName)
+			ch.goneIDs = append(ch.goneIDs, id)
+		}
 		delete(d.peers, id)
+		d.fed.stale[id] = true
 	}
-	for id := range d.endpoints { // what is known of peers that left goes too
+	for id := range d.fed.stale { // what is known of peers that left goes too
 		if _, ok := d.peers[id]; !ok {
-			delete(d.endpoints, id)
 			delete(d.paths, id)
 		}
 	}
@@ -506,7 +530,36 @@ func (d *Daemon) merge(resp api.PeersResponse) bool {
 	case d.cacheDue <- struct{}{}:
 	default:
 	}
-	return true
+	return ch, true
+}
+
+// peerChange is what one answer changed in the peer map: all of it, or
+// the peers it listed, the ids of those it removed, and the names no
+// longer in use (of peers removed or renamed).
+type peerChange struct {
+	full    bool
+	peers   []api.Peer
+	goneIDs []string
+	gone    []string
+}
+
+// peersMoved tells what else follows the peer map besides WireGuard (the
+// agent and the resolver) what changed in it.
+func (d *Daemon) peersMoved(ctx context.Context, ch peerChange) {
+	if ch.full {
+		d.peersChanged(ctx)
+		return
+	}
+	if d.agent != nil {
+		d.agent.UpdatePeers(ctx, ch.peers, ch.goneIDs)
+	}
+	names := make(map[string]netip.Addr, len(ch.peers))
+	for _, p := range ch.peers {
+		if a, err := netip.ParseAddr(p.VPNIP); err == nil {
+			names[p.NodeName] = a
+		}
+	}
+	d.names.Update(names, ch.gone)
 }
 
 // peersChanged gives the peer map to what else follows it besides
@@ -540,36 +593,6 @@ func (d *Daemon) reconcile(ctx context.Context) {
 			}
 		}
 	}
-}
-
-// apply declares the WireGuard config for the current peer map. Only
-// Start (before the loops run) and the reconciler call it.
-func (d *Daemon) apply() error {
-	addr, err := d.cfg.Address()
-	if err != nil {
-		return err
-	}
-	d.mu.Lock()
-	cfg := wg.Config{PrivateKey: d.keys.WG, ListenPort: d.cfg.ListenPort, Address: addr, Filter: d.filterRules()}
-	var moved []string
-	for id, p := range d.peers {
-		peer, err := d.wgPeer(p)
-		if err != nil {
-			d.log.Warn("skipping peer", "node", p.NodeName, "err", err)
-			continue
-		}
-		if old, ok := d.endpoints[id]; ok && old != peer.Endpoint {
-			moved = append(moved, p.VPNIP)
-		}
-		d.endpoints[id] = peer.Endpoint
-		cfg.Peers = append(cfg.Peers, peer)
-	}
-	d.mu.Unlock()
-	if err := d.engine.Set(cfg); err != nil {
-		return err
-	}
-	nudge(addr.Addr(), moved)
-	return nil
 }
 
 // nudge sends one datagram through the tunnel to each peer whose endpoint

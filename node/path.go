@@ -173,6 +173,9 @@ func (d *Daemon) probe(ctx context.Context, p api.Peer, handshake time.Time) boo
 	}
 	report := err != nil && !pa.probeErr && pa.fails <= relayAfter
 	now := pa.relayed
+	if now != was {
+		d.pathChanged(p.NodeID)
+	}
 	d.mu.Unlock()
 	if report {
 		d.punch(ctx, p)

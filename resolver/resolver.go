@@ -73,6 +73,22 @@ func (s *Server) Set(domain string, names map[string]netip.Addr) {
 	s.names = m
 }
 
+// Update changes the names: each of gone is dropped, then each of names
+// set, in time that grows with the change.
+func (s *Server) Update(names map[string]netip.Addr, gone []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.names == nil {
+		s.names = make(map[string]netip.Addr, len(names))
+	}
+	for _, name := range gone {
+		delete(s.names, strings.ToLower(name))
+	}
+	for name, addr := range names {
+		s.names[strings.ToLower(name)] = addr
+	}
+}
+
 // Serve answers queries on conn until ctx ends.
 func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })

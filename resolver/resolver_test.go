@@ -83,6 +83,17 @@ func TestRename(t *testing.T) {
 	}
 }
 
+// Update renames and drops names without touching the others.
+func TestUpdate(t *testing.T) {
+	s := mesh()
+	s.Update(map[string]netip.Addr{"N2-new": netip.MustParseAddr("10.99.0.2")}, []string{"N2"})
+	for name, want := range map[string]int{"n2.wire.": dns.RcodeNameError, "n2-new.wire.": dns.RcodeSuccess, "laptop.wire.": dns.RcodeSuccess} {
+		if r := ask(t, s, name, dns.TypeA); r.Rcode != want {
+			t.Errorf("%s after the update: %s, want %s", name, dns.RcodeToString[r.Rcode], dns.RcodeToString[want])
+		}
+	}
+}
+
 func TestRefusedAndMalformed(t *testing.T) {
 	s := mesh()
 	chaos := new(dns.Msg)

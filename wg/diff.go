@@ -1,6 +1,7 @@
 package wg
 
 import (
+	"bytes"
 	"net"
 	"net/netip"
 	"slices"
@@ -16,6 +17,12 @@ import (
 // changed and is usable. Peers that did not change are not mentioned, so
 // their sessions and roamed endpoints survive.
 func diff(have, want Config) wgtypes.Config {
+	return diffFrom(have, byKey(have.Peers), want)
+}
+
+// diffFrom is diff from an interface configured as have, with the peers
+// in peers.
+func diffFrom(have Config, peers map[Key]Peer, want Config) wgtypes.Config {
 	var d wgtypes.Config
 	if want.PrivateKey != have.PrivateKey {
 		d.PrivateKey = &want.PrivateKey
@@ -23,7 +30,7 @@ func diff(have, want Config) wgtypes.Config {
 	if want.ListenPort != 0 && want.ListenPort != have.ListenPort {
 		d.ListenPort = &want.ListenPort
 	}
-	d.Peers = append(removed(have.Peers, want.Peers), changed(have.Peers, want.Peers)...)
+	d.Peers = append(removed(peers, want.Peers), changedFrom(peers, want.Peers)...)
 	return d
 }
 
@@ -34,24 +41,24 @@ func isEmpty(d wgtypes.Config) bool {
 }
 
 // removed returns a Remove for each peer of have that is not in want.
-func removed(have, want []Peer) []wgtypes.PeerConfig {
+func removed(have map[Key]Peer, want []Peer) []wgtypes.PeerConfig {
 	keep := byKey(want)
 	var out []wgtypes.PeerConfig
-	for _, p := range have {
-		if _, ok := keep[p.PublicKey]; !ok {
-			out = append(out, wgtypes.PeerConfig{PublicKey: p.PublicKey, Remove: true})
+	for k := range have {
+		if _, ok := keep[k]; !ok {
+			out = append(out, wgtypes.PeerConfig{PublicKey: k, Remove: true})
 		}
 	}
+	slices.SortFunc(out, func(a, b wgtypes.PeerConfig) int { return bytes.Compare(a.PublicKey[:], b.PublicKey[:]) })
 	return out
 }
 
-// changed returns the configuration of each peer of want that is not in
-// have or differs from it there.
-func changed(have, want []Peer) []wgtypes.PeerConfig {
-	was := byKey(have)
+// changedFrom returns the configuration of each peer of want that is not
+// in have or differs from it there.
+func changedFrom(have map[Key]Peer, want []Peer) []wgtypes.PeerConfig {
 	var out []wgtypes.PeerConfig
 	for _, p := range want {
-		o, existed := was[p.PublicKey]
+		o, existed := have[p.PublicKey]
 		endpoint := usable(p.Endpoint) && (!existed || p.Endpoint != o.Endpoint)
 		if existed && !endpoint && samePrefixes(o.AllowedIPs, p.AllowedIPs) {
 			continue

@@ -246,30 +246,80 @@ func (e *kernel) sideband() (*rawPort, error) {
 // address among its allowed IPs) is in cfg, even with a direct endpoint:
 // if the peer relays to us anyway, WireGuard roams to the socket.
 func (e *kernel) proxied(cfg Config) (Config, error) {
-	var keep []netip.Addr
-	copied := false
-	for i, p := range cfg.Peers {
-		for _, ip := range p.AllowedIPs {
-			if ip.IsSingleIP() && ip.Addr().Unmap().Is4() {
-				keep = append(keep, ip.Addr().Unmap())
-			}
+	keep := make(map[netip.Addr]bool)
+	for _, p := range cfg.Peers {
+		for _, ip := range peerAddrs(p) {
+			keep[ip] = true
 		}
+		if vpn, ok := IsRelayEndpoint(p.Endpoint); ok {
+			keep[vpn.Unmap()] = true
+		}
+	}
+	peers, err := e.proxiedPeers(cfg.Peers)
+	if err != nil {
+		return Config{}, err
+	}
+	cfg.Peers = peers
+	e.proxy.retain(keep)
+	return cfg, nil
+}
+
+// proxiedPeers is peers with a RelayEndpoint replaced by the proxy socket
+// that reaches it (copied if any is).
+func (e *kernel) proxiedPeers(peers []Peer) ([]Peer, error) {
+	copied := false
+	for i, p := range peers {
 		vpn, ok := IsRelayEndpoint(p.Endpoint)
 		if !ok {
 			continue
 		}
-		keep = append(keep, vpn)
 		ep, err := e.proxy.endpoint(vpn)
 		if err != nil {
-			return Config{}, err
+			return nil, err
 		}
 		if !copied {
-			cfg.Peers, copied = slices.Clone(cfg.Peers), true
+			peers, copied = slices.Clone(peers), true
 		}
-		cfg.Peers[i].Endpoint = ep
+		peers[i].Endpoint = ep
 	}
-	e.proxy.retain(keep)
-	return cfg, nil
+	return peers, nil
+}
+
+// peerAddrs are the single IPv4 addresses a peer is allowed: whose proxy
+// sockets it may have.
+func peerAddrs(p Peer) []netip.Addr {
+	var out []netip.Addr
+	for _, ip := range p.AllowedIPs {
+		if ip.IsSingleIP() && ip.Addr().Unmap().Is4() {
+			out = append(out, ip.Addr().Unmap())
+		}
+	}
+	return out
+}
+
+// Patch is Set's change to the peers: the relay's proxy sockets of the
+// peers removed close, those of the peers patched open as Set opens them.
+func (e *kernel) Patch(p Patch) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return e.errClosed()
+	}
+	peers, err := e.proxiedPeers(p.Peers)
+	if err != nil {
+		return err
+	}
+	var gone []netip.Addr
+	for _, k := range p.Remove {
+		if old, ok := e.state.peers[k]; ok {
+			gone = append(gone, peerAddrs(old)...)
+		}
+	}
+	if err := e.state.patch(Patch{Peers: peers, Remove: p.Remove}); err != nil {
+		return err
+	}
+	e.proxy.release(gone)
+	return nil
 }
 
 func (e *kernel) Peers() ([]PeerStatus, error) {

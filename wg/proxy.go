@@ -145,24 +145,26 @@ func (p *relayProxy) socket(peer netip.Addr) (*proxySocket, error) {
 	return s, nil
 }
 
-// retain closes the sockets of the peers not in peers.
-func (p *relayProxy) retain(peers []netip.Addr) {
+// retain closes the sockets of the peers not in keep (unmapped).
+func (p *relayProxy) retain(keep map[netip.Addr]bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for peer, s := range p.sockets {
-		if !containsAddr(peers, peer) {
+		if !keep[peer] {
 			p.drop(s)
 		}
 	}
 }
 
-func containsAddr(addrs []netip.Addr, a netip.Addr) bool {
-	for _, b := range addrs {
-		if b.Unmap() == a {
-			return true
+// release closes the sockets of the given peers.
+func (p *relayProxy) release(peers []netip.Addr) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, peer := range peers {
+		if s := p.sockets[peer.Unmap()]; s != nil {
+			p.drop(s)
 		}
 	}
-	return false
 }
 
 // drop closes s and forgets it. p.mu is held.

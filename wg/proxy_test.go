@@ -174,7 +174,7 @@ func TestRelayProxy(t *testing.T) {
 	}
 
 	// retain closes C's socket and keeps B's.
-	f.proxy.retain([]netip.Addr{proxyIPB})
+	f.proxy.retain(map[netip.Addr]bool{proxyIPB: true})
 	if !isClosed(t, epC) {
 		t.Errorf("C's socket %v is still open after retain(B)", epC)
 	}

@@ -149,6 +149,15 @@ func (e *userspace) Set(cfg Config) error {
 	return e.state.set(cfg)
 }
 
+func (e *userspace) Patch(p Patch) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return e.errClosed()
+	}
+	return e.state.patch(p)
+}
+
 func (e *userspace) Peers() ([]PeerStatus, error) {
 	if e.isClosed() {
 		return nil, e.errClosed()

@@ -47,6 +47,14 @@ type Peer struct {
 	AllowedIPs []netip.Prefix
 }
 
+// Patch is a change to the peers of the Config applied last: each peer of
+// Peers is added, or replaces the one with its key; each key of Remove
+// goes. The rest of the Config stays as it is.
+type Patch struct {
+	Peers  []Peer
+	Remove []Key
+}
+
 // PeerStatus is what the engine knows of a peer now.
 type PeerStatus struct {
 	PublicKey     Key
@@ -67,6 +75,11 @@ type PeerStatus struct {
 // stays in the network namespace it was created in (see New).
 type Engine interface {
 	Set(cfg Config) error
+	// Patch applies a change to the peers, as Set would with the whole
+	// Config so changed, in time that grows with the change, not with the
+	// mesh; a peer it does not name is not looked at. It fails before the
+	// first Set. After it fails, the next call should be a Set.
+	Patch(p Patch) error
 	Peers() ([]PeerStatus, error)
 	// Discover asks the STUN server for the public address of the
 	// WireGuard port, sending from that port itself so that the mapping a

@@ -26,8 +26,9 @@ type Engine struct {
 	name string
 
 	mu      sync.Mutex
-	configs []wg.Config
-	changed chan struct{} // closed and replaced at each Set
+	steps   []step        // every Set and Patch
+	made    []wg.Config   // the Config of each step, made when asked for
+	changed chan struct{} // closed and replaced at each Set and Patch
 	setErr  error
 	peers   []wg.PeerStatus
 	mapped  netip.AddrPort
@@ -55,13 +56,33 @@ func New(name string) *Engine {
 // Set records a copy of cfg, or fails with the error given to FailSet.
 // A nonzero ListenPort becomes the port.
 func (e *Engine) Set(cfg wg.Config) error {
+	cfg = clone(cfg)
+	return e.record(step{cfg: &cfg})
+}
+
+// Patch records p, or fails as Set does; the Config it makes is what
+// Configs, Last and Wait report. It fails before the first Set, as a real
+// engine's does.
+func (e *Engine) Patch(p wg.Patch) error {
+	p.Peers = slices.Clone(p.Peers)
+	p.Remove = slices.Clone(p.Remove)
+	return e.record(step{patch: &p})
+}
+
+// step is one Set or Patch.
+type step struct {
+	cfg   *wg.Config
+	patch *wg.Patch
+}
+
+func (e *Engine) record(st step) error {
 	e.mu.Lock()
 	if h := e.hold; h != nil {
 		e.hold = nil
 		changed := e.changed
 		e.mu.Unlock()
 		close(h)
-		select { // a Set that overlaps this one goes first
+		select { // a call that overlaps this one goes first
 		case <-changed:
 		case <-time.After(2 * time.Second):
 		}
@@ -74,14 +95,45 @@ func (e *Engine) Set(cfg wg.Config) error {
 	if e.setErr != nil {
 		return e.setErr
 	}
-	e.configs = append(e.configs, clone(cfg))
+	if st.patch != nil && !e.bound {
+		return errors.New("wgtest: Patch before the first Set")
+	}
+	e.steps = append(e.steps, st)
 	e.bound = true
-	if cfg.ListenPort != 0 {
-		e.port = cfg.ListenPort
+	if st.cfg != nil && st.cfg.ListenPort != 0 {
+		e.port = st.cfg.ListenPort
 	}
 	close(e.changed)
 	e.changed = make(chan struct{})
 	return nil
+}
+
+// configs makes the Config of every step not yet made. Callers hold e.mu.
+func (e *Engine) configs() []wg.Config {
+	for i := len(e.made); i < len(e.steps); i++ {
+		st := e.steps[i]
+		if st.cfg != nil {
+			e.made = append(e.made, *st.cfg)
+			continue
+		}
+		e.made = append(e.made, patched(e.made[i-1], *st.patch))
+	}
+	return e.made
+}
+
+// patched is cfg with p applied: removed peers gone, patched ones
+// replaced where they were, new ones last.
+func patched(cfg wg.Config, p wg.Patch) wg.Config {
+	cfg = clone(cfg)
+	cfg.Peers = slices.DeleteFunc(cfg.Peers, func(q wg.Peer) bool { return slices.Contains(p.Remove, q.PublicKey) })
+	for _, q := range p.Peers {
+		if i := slices.IndexFunc(cfg.Peers, func(o wg.Peer) bool { return o.PublicKey == q.PublicKey }); i >= 0 {
+			cfg.Peers[i] = q
+		} else {
+			cfg.Peers = append(cfg.Peers, q)
+		}
+	}
+	return clone(cfg)
 }
 
 // HoldNextSet makes the next call of Set wait, once called, until another
@@ -110,37 +162,55 @@ func (e *Engine) FailSet(err error) {
 	e.setErr = err
 }
 
-// Configs returns every Config that Set accepted, in order.
+// Configs returns every Config that Set and Patch made, in order.
 func (e *Engine) Configs() []wg.Config {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	out := make([]wg.Config, len(e.configs))
-	for i, c := range e.configs {
+	made := e.configs()
+	out := make([]wg.Config, len(made))
+	for i, c := range made {
 		out[i] = clone(c)
 	}
 	return out
 }
 
-// Last returns the Config that Set accepted last, if any.
+// Calls counts the Sets and Patches accepted, and returns the last Patch.
+func (e *Engine) Calls() (sets, patches int, last wg.Patch) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, st := range e.steps {
+		if st.cfg != nil {
+			sets++
+		} else {
+			patches++
+			last = *st.patch
+		}
+	}
+	return sets, patches, last
+}
+
+// Last returns the Config that Set or Patch made last, if any.
 func (e *Engine) Last() (wg.Config, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if len(e.configs) == 0 {
+	made := e.configs()
+	if len(made) == 0 {
 		return wg.Config{}, false
 	}
-	return clone(e.configs[len(e.configs)-1]), true
+	return clone(made[len(made)-1]), true
 }
 
-// Wait returns the latest Config once one that ok accepts has been set,
+// Wait returns the latest Config once one that ok accepts has been made,
 // or fails when ctx is done.
 func (e *Engine) Wait(ctx context.Context, ok func(wg.Config) bool) (wg.Config, error) {
 	for {
 		e.mu.Lock()
 		changed := e.changed
-		n := len(e.configs)
+		made := e.configs()
+		n := len(made)
 		var last wg.Config
 		if n > 0 {
-			last = clone(e.configs[n-1])
+			last = clone(made[n-1])
 		}
 		e.mu.Unlock()
 		if n > 0 && ok(last) {

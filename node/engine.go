@@ -15,8 +15,8 @@ import (
 // peer's depend on (this node's public address, the relay being up); the
 // daemon marks a peer stale when its record or path changes, and applies
 // the stale ones alone as an engine Patch. A change of what every peer
-// depends on, a full peer list, a failed change and a mesh with a policy
-// (whose filter is one for all peers) get a whole Set, as before.
+// depends on, a failed change, and a mesh with a policy or the change
+// that ends one (the filter is one for all peers) get a whole Set.
 
 // fed is what the engine was given, and what changed since.
 type fed struct {
@@ -25,6 +25,7 @@ type fed struct {
 	basis    basis              // what every peer's settings were made from
 	whole    bool               // the next apply is a Set: nothing given yet, or it failed
 	filtered int                // peers that came with a filter (a policy)
+	filter   bool               // the last Set had a filter, which only a Set removes
 }
 
 // basis is what every peer's WireGuard settings depend on.
@@ -64,7 +65,7 @@ func (d *Daemon) apply() error {
 	}
 	d.mu.Lock()
 	now := basis{publicIP: d.publicIP, relayUp: d.relay.up}
-	whole := d.fed.whole || d.fed.filtered > 0 || d.fed.basis != now
+	whole := d.fed.whole || d.fed.filtered > 0 || d.fed.filter || d.fed.basis != now
 	var cfg wg.Config
 	var patch wg.Patch
 	var moved []string
@@ -109,7 +110,7 @@ func (d *Daemon) wholeConfig(addr netip.Prefix) (wg.Config, []string) {
 		given[id] = peer
 		cfg.Peers = append(cfg.Peers, peer)
 	}
-	d.fed.peers = given
+	d.fed.peers, d.fed.filter = given, cfg.Filter != nil
 	return cfg, moved
 }
 

@@ -111,6 +111,17 @@ func TestEngineIsPatched(t *testing.T) {
 	filtered.Filter = &api.PeerFilter{Accept: []string{"tcp:22"}}
 	applyAnswer(t, d, api.PeersResponse{Peers: []api.Peer{filtered}})
 	expect("a peer with a filter (a policy)", 4, 3)
+	if cfg, _ := eng.Last(); cfg.Filter == nil {
+		t.Fatal("a policy's filter did not reach the engine")
+	}
+	applyAnswer(t, d, api.PeersResponse{Peers: peers, Full: true}) // the policy removed
+	expect("the policy removed", 5, 3)
+	if cfg, _ := eng.Last(); cfg.Filter != nil {
+		t.Error("the filter stayed after the policy was removed")
+	}
+	moved.NATPort = 41004
+	applyAnswer(t, d, api.PeersResponse{Peers: []api.Peer{moved}})
+	expect("a change without a policy again", 5, 4)
 }
 
 // selfAddr is this node's address.

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // Manager is the service manager this package drives here.
@@ -97,14 +98,34 @@ func rollback(ctx context.Context, s Spec, old []byte, hadOld, wasActive bool) s
 	return "the previous unit is back and running"
 }
 
-// LastLog is the last line the service logged, from the journal.
+// LastLog is the last line the service's last run logged, from the
+// journal. The journal takes the lines of a process that just exited in
+// its own time, so a line of that run (by its invocation id) is waited
+// for, up to lastLogWait; else the unit's last line, of whichever run.
 func LastLog(ctx context.Context, s Spec) string {
-	out, err := exec.CommandContext(ctx, "journalctl", "-u", s.Unit(), "-n", "1", "-o", "cat", "-q", "--no-pager").Output()
-	if err != nil {
-		return ""
+	last := func(match ...string) string {
+		args := append([]string{"-n", "1", "-o", "cat", "-q", "--no-pager"}, match...)
+		out, err := exec.CommandContext(ctx, "journalctl", args...).Output()
+		if err != nil {
+			return ""
+		}
+		return strings.TrimSpace(string(out))
 	}
-	return strings.TrimSpace(string(out))
+	out, _ := exec.CommandContext(ctx, "systemctl", "show", "--property", "InvocationID", "--value", s.Unit()).Output()
+	if id := strings.TrimSpace(string(out)); id != "" {
+		deadline := time.Now().Add(lastLogWait)
+		for ctx.Err() == nil && time.Now().Before(deadline) {
+			if line := last("_SYSTEMD_INVOCATION_ID=" + id); line != "" {
+				return line
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return last("-u", s.Unit())
 }
+
+// lastLogWait bounds how long LastLog waits for the journal.
+const lastLogWait = 3 * time.Second
 
 // Stop stops the service named name (a Spec's Name) if it is active; it
 // reports whether it was.

@@ -14,9 +14,9 @@ import (
 	"github.com/wire-mesh/wire/api"
 )
 
-// seedNode is a node as meshpop-wire's state.json held it. Its loose types
+// SeedNode is a node as meshpop-wire's state.json held it. Its loose types
 // (last_seen is a float of Unix seconds) are the Python server's.
-type seedNode struct {
+type SeedNode struct {
 	NodeID      string  `json:"node_id"`
 	NodeName    string  `json:"node_name"`
 	VPNIP       string  `json:"vpn_ip"`
@@ -31,7 +31,7 @@ type seedNode struct {
 // parseSeedState reads the nodes of a seed state.json. It accepts the
 // shapes the Python server wrote: {"nodes": {...}} or {"nodes": [...]},
 // or the map of node_id to node alone.
-func parseSeedState(b []byte) ([]seedNode, error) {
+func parseSeedState(b []byte) ([]SeedNode, error) {
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(b, &top); err != nil {
 		return nil, fmt.Errorf("not a JSON object: %w", err)
@@ -40,11 +40,11 @@ func parseSeedState(b []byte) ([]seedNode, error) {
 	if !ok {
 		raw = b
 	}
-	var list []seedNode
+	var list []SeedNode
 	if err := json.Unmarshal(raw, &list); err == nil {
 		return list, nil
 	}
-	var byID map[string]seedNode
+	var byID map[string]SeedNode
 	if err := json.Unmarshal(raw, &byID); err != nil {
 		return nil, fmt.Errorf("nodes: want a list or a map of node_id to node: %w", err)
 	}
@@ -96,7 +96,7 @@ func (s *Server) importSeed(ctx context.Context, path string) error {
 	return s.store.SetMeta(ctx, mark, time.Now().UTC().Format(time.RFC3339))
 }
 
-func (s *Server) importSeedNode(ctx context.Context, alloc *allocator, n seedNode) error {
+func (s *Server) importSeedNode(ctx context.Context, alloc *allocator, n SeedNode) error {
 	req := api.RegisterRequest{NodeID: n.NodeID, NodeName: n.NodeName, WGPublicKey: n.WGPublicKey,
 		Port: n.Port, NATPort: n.NATPort, LANIP: n.LANIP}
 	if req.Port == 0 {

@@ -18,6 +18,8 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -29,20 +31,42 @@ func main() {
 	secs := flag.Int("t", 5, "seconds of each iperf3 run")
 	rounds := flag.Int("rounds", 3, "rounds of the three iperf3 runs; the table has the median")
 	joins := flag.Int("joins", 3, "fresh nodes joined for each of join-to-ping and propagation")
+	peers := flag.String("peers", "", "instead: one daemon with this many peers (comma-separated numbers), see peers.go")
+	engines := flag.String("engines", "userspace", "with -peers: the engines to measure, comma-separated")
+	changes := flag.Int("changes", 200, "with -peers: peer changes to measure the CPU of")
+	beatURL := flag.String("beat", "", "(internal) send -changes heartbeats to this server, for -peers")
+	beatFile := flag.String("beat-file", "", "(internal) the state.json of the nodes -beat moves")
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./lab/bench [-t SECONDS] [-rounds N] [-joins N]   (as root)\n")
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./lab/bench [-t SECONDS] [-rounds N] [-joins N]   (as root)\n"+
+			"       go run ./lab/bench -peers 1000,10000 [-engines userspace,kernel] [-changes N]\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
-	if flag.NArg() > 0 || *secs < 1 || *secs > 120 || *rounds < 1 || *rounds > 9 || *joins < 1 || *joins > 9 {
+	if *beatURL != "" {
+		if err := beat(*beatURL, *beatFile, *changes); err != nil {
+			fmt.Fprintln(os.Stderr, "bench -beat:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	o := options{secs: *secs, rounds: *rounds, joins: *joins, changes: *changes, engines: strings.Split(*engines, ",")}
+	for _, f := range strings.FieldsFunc(*peers, func(r rune) bool { return r == ',' }) {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 || n > 60000 {
+			flag.Usage()
+			os.Exit(2)
+		}
+		o.peers = append(o.peers, n)
+	}
+	if flag.NArg() > 0 || *secs < 1 || *secs > 120 || *rounds < 1 || *rounds > 9 || *joins < 1 || *joins > 9 || *changes < 1 || *changes > 10000 {
 		flag.Usage()
 		os.Exit(2)
 	}
-	if err := check(); err != nil {
+	if err := check(o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
-	os.Exit(run(options{secs: *secs, rounds: *rounds, joins: *joins}))
+	os.Exit(run(o))
 }
 
 // options are the command's flags.
@@ -50,12 +74,20 @@ type options struct {
 	secs   int // of each iperf3 run
 	rounds int // of the iperf3 runs
 	joins  int // per join measurement
+	// peers, if any, asks for the daemons with that many peers instead,
+	// on each of engines, with changes peer changes each.
+	peers   []int
+	engines []string
+	changes int
 }
 
 // check says what the bench lacks to run here.
-func check() error {
+func check(o options) error {
 	if err := lab.Check(); err != nil {
 		return fmt.Errorf("%v (apt-get install iproute2 nftables iputils-ping, and run as root)", err)
+	}
+	if len(o.peers) > 0 {
+		return nil
 	}
 	if _, err := exec.LookPath("iperf3"); err != nil {
 		return errors.New("iperf3 is not installed: apt-get install iperf3")
@@ -88,6 +120,10 @@ func run(o options) (code int) {
 		}
 	}()
 	h := buildAll(b)
+	if len(o.peers) > 0 {
+		printPeers(os.Stdout, h, measurePeers(ctx, b, h, o.peers, o.engines, o.changes))
+		return 0
+	}
 	res := collect(ctx, b, h, o)
 	res.took = time.Since(start)
 	printTable(os.Stdout, h, o, res)

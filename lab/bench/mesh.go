@@ -146,15 +146,11 @@ func (n *node) ping(ctx context.Context, target string) error {
 // runWire runs the binary in a namespace for at most timeout and returns
 // its stdout; the error has its stderr.
 func runWire(ctx context.Context, ns *lab.NS, bin string, timeout time.Duration, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	cmd := lab.Command(ctx, ns, append([]string{bin}, args...)...)
-	var o, e strings.Builder
-	cmd.Stdout, cmd.Stderr = &o, &e
-	if err := cmd.Run(); err != nil {
-		return o.String(), fmt.Errorf("in %s: wire %s: %v: %s", ns, strings.Join(args, " "), err, strings.TrimSpace(e.String()))
+	out, err := runIn(ctx, ns, timeout, append([]string{bin}, args...)...)
+	if err != nil {
+		return out, fmt.Errorf("in %s: wire %s: %w", ns, strings.Join(args, " "), err)
 	}
-	return o.String(), nil
+	return out, nil
 }
 
 // waitPairs waits until every ordered pair of nodes pings over the VPN.

@@ -82,7 +82,7 @@ func TestInstallFails(t *testing.T) {
 		t.Errorf("Install with a failing systemctl enable: %v; want the command and its output", err)
 	}
 	// There was no unit before: none is left.
-	want := []string{"daemon-reload", "enable_wire.service", "disable_--now_wire.service", "daemon-reload"}
+	want := []string{"daemon-reload", "enable_wire.service", "show_--property_InvocationID_--value_wire.service", "disable_--now_wire.service", "daemon-reload"}
 	if diff := cmp.Diff(want, asked()); diff != "" {
 		t.Errorf("systemctl commands (-want +got):\n%s", diff)
 	}
@@ -106,9 +106,18 @@ func TestInstallRollsBack(t *testing.T) {
 	script := `#!/bin/sh
 echo "$*" >> '` + filepath.Join(filepath.Dir(bin), "systemctl.log") + `'
 if [ "$1" = restart ] && grep -q 9787 '` + path + `'; then echo "Job for $2 failed" >&2; exit 1; fi
+if [ "$1" = show ]; then echo 0123abcd; fi
 `
 	os.WriteFile(filepath.Join(bin, "systemctl"), []byte(script), 0o755)
-	os.WriteFile(filepath.Join(bin, "journalctl"), []byte("#!/bin/sh\necho 'wire: HTTP listen: bind: address already in use'\n"), 0o755)
+	// The journal's last line of the unit is still the previous run's; the
+	// failed run's is found by its invocation id.
+	journal := `#!/bin/sh
+case "$*" in
+*_SYSTEMD_INVOCATION_ID=0123abcd*) echo 'wire: HTTP listen: bind: address already in use' ;;
+*) echo 'wire server: Then on each node: sudo wire up' ;;
+esac
+`
+	os.WriteFile(filepath.Join(bin, "journalctl"), []byte(journal), 0o755)
 
 	good := serverSpec
 	good.StateDir = t.TempDir()
@@ -130,6 +139,7 @@ if [ "$1" = restart ] && grep -q 9787 '` + path + `'; then echo "Job for $2 fail
 	want := []string{
 		"is-active_--quiet_wire-server.service",
 		"daemon-reload", "enable_wire-server.service", "restart_wire-server.service", // fails
+		"show_--property_InvocationID_--value_wire-server.service", // which run failed
 		"daemon-reload", "restart_wire-server.service", // the previous unit
 	}
 	if diff := cmp.Diff(want, asked()[first:]); diff != "" {

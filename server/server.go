@@ -82,6 +82,7 @@ type Server struct {
 	http      *http.Server
 	ln        net.Listener
 	tls       *tls.Config // the API listener's; nil in --open mode
+	tickets   []byte      // the mesh's session ticket secret (see ticketSecret)
 	relayAddr net.Addr
 	udp       net.PacketConn
 	stun      *stun.Server
@@ -145,6 +146,11 @@ func (s *Server) load(ctx context.Context) error {
 	}
 	if err := s.checkPin(ctx); err != nil {
 		return err
+	}
+	if !s.cfg.Open {
+		if s.tickets, err = s.ticketSecret(ctx); err != nil {
+			return err
+		}
 	}
 	s.reg = newRegistry(s.store, s.cfg.Subnet, s.cfg.Now, s.id.MapKey())
 	if s.cfg.SeedStateFile != "" {
@@ -361,8 +367,8 @@ const (
 
 // rotateTickets gives the TLS listener the session ticket keys of now.
 func (s *Server) rotateTickets() {
-	if keys := s.id.ticketKeys(s.cfg.Now()); s.tls != nil && keys != nil {
-		s.tls.SetSessionTicketKeys(keys)
+	if s.tls != nil {
+		s.tls.SetSessionTicketKeys(ticketKeys(s.tickets, s.cfg.Now()))
 	}
 }
 

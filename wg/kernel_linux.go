@@ -246,15 +246,7 @@ func (e *kernel) sideband() (*rawPort, error) {
 // address among its allowed IPs) is in cfg, even with a direct endpoint:
 // if the peer relays to us anyway, WireGuard roams to the socket.
 func (e *kernel) proxied(cfg Config) (Config, error) {
-	keep := make(map[netip.Addr]bool)
-	for _, p := range cfg.Peers {
-		for _, ip := range peerAddrs(p) {
-			keep[ip] = true
-		}
-		if vpn, ok := IsRelayEndpoint(p.Endpoint); ok {
-			keep[vpn.Unmap()] = true
-		}
-	}
+	keep := proxiedAddrs(cfg.Peers)
 	peers, err := e.proxiedPeers(cfg.Peers)
 	if err != nil {
 		return Config{}, err
@@ -285,6 +277,21 @@ func (e *kernel) proxiedPeers(peers []Peer) ([]Peer, error) {
 	return peers, nil
 }
 
+// proxiedAddrs are the addresses whose proxy sockets peers may use: their
+// allowed addresses and their relay endpoints'.
+func proxiedAddrs(peers []Peer) map[netip.Addr]bool {
+	keep := make(map[netip.Addr]bool)
+	for _, p := range peers {
+		for _, ip := range peerAddrs(p) {
+			keep[ip] = true
+		}
+		if vpn, ok := IsRelayEndpoint(p.Endpoint); ok {
+			keep[vpn.Unmap()] = true
+		}
+	}
+	return keep
+}
+
 // peerAddrs are the single IPv4 addresses a peer is allowed: whose proxy
 // sockets it may have.
 func peerAddrs(p Peer) []netip.Addr {
@@ -309,11 +316,24 @@ func (e *kernel) Patch(p Patch) error {
 	if err != nil {
 		return err
 	}
+	// The sockets of the addresses that the removed peers and the old
+	// versions of the patched ones had, and that no patched peer has now.
+	keep := proxiedAddrs(p.Peers)
 	var gone []netip.Addr
-	for _, k := range p.Remove {
+	had := func(k Key) {
 		if old, ok := e.state.peers[k]; ok {
-			gone = append(gone, peerAddrs(old)...)
+			for _, ip := range peerAddrs(old) {
+				if !keep[ip] {
+					gone = append(gone, ip)
+				}
+			}
 		}
+	}
+	for _, k := range p.Remove {
+		had(k)
+	}
+	for _, q := range p.Peers {
+		had(q.PublicKey)
 	}
 	if err := e.state.patch(Patch{Peers: peers, Remove: p.Remove}); err != nil {
 		return err

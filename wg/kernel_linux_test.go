@@ -378,3 +378,37 @@ func TestKernelRelayForwards(t *testing.T) {
 		t.Errorf("SetRelay after Close = %v, want %v", err, net.ErrClosed)
 	}
 }
+
+// A relayed peer that takes a new WireGuard key keeps its proxy socket
+// through the Patch that swaps the keys; a removed peer's socket closes.
+func TestKernelPatchKeepsProxy(t *testing.T) {
+	e, client, _ := newFakeKernel(t, 0)
+	vpnB := netip.MustParseAddr("10.99.0.2")
+	if err := e.Set(with(func(c *Config) { c.Peers[0].Endpoint = RelayEndpoint(vpnB) })); err != nil {
+		t.Fatal(err)
+	}
+	proxyB := unmap(client.configured[0].Peers[0].Endpoint.AddrPort())
+	rekeyed := Peer{PublicKey: key(9), Endpoint: RelayEndpoint(vpnB), AllowedIPs: prefixes("10.99.0.2/32")}
+	if err := e.Patch(Patch{Peers: []Peer{rekeyed}, Remove: []Key{key(2)}}); err != nil {
+		t.Fatal(err)
+	}
+	last := client.configured[len(client.configured)-1]
+	var sent *wgtypes.PeerConfig
+	for i := range last.Peers {
+		if last.Peers[i].PublicKey == key(9) {
+			sent = &last.Peers[i]
+		}
+	}
+	if sent == nil || sent.Endpoint == nil || unmap(sent.Endpoint.AddrPort()) != proxyB {
+		t.Fatalf("the new key was sent as %+v, want it at B's proxy %v", sent, proxyB)
+	}
+	if isClosed(t, proxyB) {
+		t.Fatal("the Patch closed the proxy socket the new key uses")
+	}
+	if err := e.Patch(Patch{Remove: []Key{key(9)}}); err != nil {
+		t.Fatal(err)
+	}
+	if !isClosed(t, proxyB) {
+		t.Error("the removed peer's proxy socket is still open")
+	}
+}

@@ -559,6 +559,8 @@ func (d *Daemon) peersMoved(ctx context.Context, ch peerChange) {
 			names[p.NodeName] = a
 		}
 	}
+	d.mu.Lock() // in order with setNames's
+	defer d.mu.Unlock()
 	d.names.Update(names, ch.gone)
 }
 
@@ -582,15 +584,23 @@ func (d *Daemon) changed() {
 // the state as it is when a change was asked for, one Set at a time, so
 // that an older snapshot can never be applied after a newer one (three
 // loops change the state: the peer poll, path choice and the relay).
+//
+// After a failure it tries again, after a backoff, without waiting for the
+// next change.
 func (d *Daemon) reconcile(ctx context.Context) {
+	retry := backoff{first: time.Second, cap: 30 * time.Second}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-d.reapply:
 			if err := d.apply(); err != nil {
-				d.log.Error("configuring WireGuard", "err", err)
+				d.log.Error("configuring WireGuard failed; trying again soon", "err", err)
+				retry.wait(ctx)
+				d.changed()
+				continue
 			}
+			retry.reset()
 		}
 	}
 }

@@ -84,8 +84,9 @@ func (d *Daemon) setNames() {
 		names[d.cfg.NodeName] = a
 	}
 	domain := d.cfg.Domain()
-	d.mu.Unlock()
+	// Under d.mu, so that an Update of a later merge cannot come first.
 	d.names.Set(domain, names)
+	d.mu.Unlock()
 }
 
 // dnsName is a node's name in the mesh's DNS.

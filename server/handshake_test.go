@@ -12,8 +12,9 @@ import (
 )
 
 // gateFor listens on loopback behind a handshake gate with the given
-// slots, and answers every handshaken connection with one byte.
-func gateFor(t *testing.T, slots int) (addr string, pin api.Pin, g *handshakeGate) {
+// slots, and answers every handshaken connection with one byte; wrap, if
+// not nil, wraps the listener under the gate.
+func gateFor(t *testing.T, slots int, wrap func(net.Listener) net.Listener) (addr string, pin api.Pin, g *handshakeGate) {
 	t.Helper()
 	id, err := LoadIdentity(t.TempDir())
 	if err != nil {
@@ -24,7 +25,11 @@ func gateFor(t *testing.T, slots int) (addr string, pin api.Pin, g *handshakeGat
 		t.Fatal(err)
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{id.Cert}}
-	g = newHandshakeGate(ln, cfg, slots)
+	inner := ln
+	if wrap != nil {
+		inner = wrap(ln)
+	}
+	g = newHandshakeGate(inner, cfg, slots)
 	t.Cleanup(func() { g.Close() })
 	go func() {
 		for {
@@ -76,7 +81,7 @@ func (s *stalls) Write(b []byte) (int, error) {
 // A client that stalls in its handshake, before its ClientHello or after
 // it, holds no turn at the CPU: another's handshake goes ahead.
 func TestStalledHandshakeHoldsNoTurn(t *testing.T) {
-	addr, pin, _ := gateFor(t, 1)
+	addr, pin, _ := gateFor(t, 1, nil)
 	cfg := api.PinnedTLS(pin, nil)
 
 	silent, err := net.Dial("tcp", addr) // sends nothing at all
@@ -109,7 +114,7 @@ func TestStalledHandshakeHoldsNoTurn(t *testing.T) {
 // Many clients at once through a gate of two slots: every one of them
 // gets its handshake.
 func TestHandshakesTakeTurns(t *testing.T) {
-	addr, pin, _ := gateFor(t, 2)
+	addr, pin, _ := gateFor(t, 2, nil)
 	cfg := api.PinnedTLS(pin, nil)
 	const clients = 200
 	errs := make(chan error, clients)
@@ -181,7 +186,7 @@ func (d *dripConn) LocalAddr() net.Addr              { return &net.TCPAddr{IP: n
 
 // A client that drips its bytes holds a slot no longer than a turn.
 func TestDrippingHandshakeHoldsNoTurn(t *testing.T) {
-	addr, pin, g := gateFor(t, 1)
+	addr, pin, g := gateFor(t, 1, nil)
 	drip := &dripConn{closed: make(chan struct{})}
 	defer drip.Close()
 	go g.handshake(drip)
@@ -255,23 +260,8 @@ func (f *flaky) Accept() (net.Conn, error) {
 // An accept error other than the listener closing is passed over: the
 // gate accepts again after a pause.
 func TestGateSurvivesAcceptError(t *testing.T) {
-	id, err := LoadIdentity(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := newHandshakeGate(&flaky{Listener: ln}, &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{id.Cert}}, 2)
-	defer g.Close()
-	go func() {
-		if c, err := g.Accept(); err == nil {
-			c.Write([]byte{1})
-			c.Close()
-		}
-	}()
-	if err := handshake(ln.Addr().String(), api.PinnedTLS(id.Pin, nil)); err != nil {
+	addr, pin, _ := gateFor(t, 2, func(ln net.Listener) net.Listener { return &flaky{Listener: ln} })
+	if err := handshake(addr, api.PinnedTLS(pin, nil)); err != nil {
 		t.Errorf("a handshake after an accept error: %v", err)
 	}
 }

@@ -88,8 +88,10 @@ func measureDaemon(ctx context.Context, b *bench, h host, engine string, n, chan
 	nodeNS := l.Host("peers", peersNodeIP)
 	d := &node{name: "bench", dir: b.TempDir(), ns: nodeNS, bin: h.wire}
 	start := time.Now()
+	// An interface name of its own: the UAPI socket's path is shared by
+	// every namespace.
 	d.proc = lab.Start(b, nodeNS, "bench", h.wire, "up", "--foreground", "--server", url, "--name", "bench",
-		"--interface", "wire-bench", "--state-dir", d.dir, "--engine", engine)
+		"--interface", fmt.Sprintf("wire-b%d", n), "--state-dir", d.dir, "--engine", engine)
 	_, err := d.waitUp(ctx)
 	must(b, err)
 	deadline := time.Now().Add(peersSync)
@@ -132,6 +134,9 @@ func measureDaemon(ctx context.Context, b *bench, h host, engine string, n, chan
 	busy := float64(c2-c1) - res.idleCPU*float64(time.Since(t1))
 	res.perChange = time.Duration(max(busy, 0) / float64(changes))
 	res.applied = d.hasEndpoint(ctx, b, last)
+	if err := d.proc.Stop(10 * time.Second); err != nil {
+		b.Errorf("stopping the daemon: %v", err)
+	}
 	return res
 }
 

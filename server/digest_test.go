@@ -114,4 +114,8 @@ func TestDigestNeedsKeyAndNoPolicy(t *testing.T) {
 	if resp, _ := r.peers("0", ""); strings.Count(resp.Version, ".") != 1 {
 		t.Errorf("with a policy the version %q carries a digest", resp.Version)
 	}
+	r.setPolicy(nil)
+	if resp, _ := r.peers(held.Version, ""); resp.Full {
+		t.Errorf("the policy removed: %+v, want a delta from the map held", resp)
+	}
 }

@@ -69,6 +69,9 @@ func (r *registry) setPolicy(p *policy.Policy) {
 	}
 	r.version++
 	r.policyFrom = r.version
+	if p == nil {
+		r.maps.at[r.maps.sum] = r.version // the unfiltered map, from now on
+	}
 	r.wake()
 }
 

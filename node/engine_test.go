@@ -13,9 +13,9 @@ import (
 	"github.com/wire-mesh/wire/wg/wgtest"
 )
 
-// fedDaemon is a joined daemon on a fake engine, driven by hand: merge
-// and apply, as the poll loop and the reconciler call them.
-func fedDaemon(t *testing.T) (*Daemon, *wgtest.Engine) {
+// fedDaemon is a joined daemon on a fake engine, driven by hand (see
+// applyAnswer).
+func fedDaemon(t testing.TB) (*Daemon, *wgtest.Engine) {
 	t.Helper()
 	env := servertest.Start(t, "")
 	dir := t.TempDir()
@@ -29,16 +29,20 @@ func fedDaemon(t *testing.T) (*Daemon, *wgtest.Engine) {
 		t.Fatal(err)
 	}
 	d.engine = eng
+	d.openNames()
 	return d, eng
 }
 
-// applyAnswer merges a /peers answer and applies it.
-func applyAnswer(t *testing.T, d *Daemon, resp api.PeersResponse) {
+// applyAnswer handles a /peers answer as the poll loop and the reconciler
+// do: merged, applied to the engine, and given to the agent and the
+// resolver.
+func applyAnswer(t testing.TB, d *Daemon, resp api.PeersResponse) {
 	t.Helper()
-	d.merge(resp)
+	ch, _ := d.merge(resp)
 	if err := d.apply(); err != nil {
 		t.Fatal(err)
 	}
+	d.peersMoved(context.Background(), ch)
 }
 
 // A change of some peers reaches the engine as a Patch of those peers

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
@@ -9,9 +8,6 @@ import (
 	"testing"
 
 	"github.com/wire-mesh/wire/api"
-	"github.com/wire-mesh/wire/server/servertest"
-	"github.com/wire-mesh/wire/wg"
-	"github.com/wire-mesh/wire/wg/wgtest"
 )
 
 // What one peer's change costs a daemon that has N peers, as the poll loop
@@ -20,40 +16,18 @@ import (
 // ./node). It must not grow with N. The peer cache is written at most once
 // a second, whatever the changes, and is left out.
 func BenchmarkOnePeerChange(b *testing.B) {
-	env := servertest.Start(b, "")
-	dir := b.TempDir()
-	k := env.Key(b, false)
-	if _, err := Join(context.Background(), JoinOptions{Dir: dir, ServerURL: env.URL(), JoinKey: k.String(), Name: "bench", Port: 51820, Interface: "wire-bench", NodeID: "id-bench"}); err != nil {
-		b.Fatal(err)
-	}
 	for _, n := range []int{100, 1000, 10000} {
 		b.Run(fmt.Sprintf("peers=%d", n), func(b *testing.B) {
-			eng := wgtest.New("wire-bench")
-			d, err := New(Options{Dir: dir, NewEngine: func(wg.Options) (wg.Engine, error) { return eng, nil }})
-			if err != nil {
-				b.Fatal(err)
-			}
-			d.engine = eng
-			d.openNames()
+			d, _ := fedDaemon(b)
 			peers := fakePeers(n)
-			ch, _ := d.merge(api.PeersResponse{Peers: peers, Full: true, Version: "v.1"})
-			if err := d.apply(); err != nil {
-				b.Fatal(err)
-			}
-			d.peersMoved(context.Background(), ch)
+			applyAnswer(b, d, api.PeersResponse{Peers: peers, Full: true, Version: "v.1"})
 			runtime.GC()
-			var before runtime.MemStats
-			runtime.ReadMemStats(&before)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; b.Loop(); i++ {
 				p := peers[i%n]
 				p.NATPort = 40000 + i%20000
-				ch, _ := d.merge(api.PeersResponse{Peers: []api.Peer{p}, Version: fmt.Sprintf("v.%d", i+2)})
-				if err := d.apply(); err != nil {
-					b.Fatal(err)
-				}
-				d.peersMoved(context.Background(), ch)
+				applyAnswer(b, d, api.PeersResponse{Peers: []api.Peer{p}, Version: fmt.Sprintf("v.%d", i+2)})
 			}
 			b.StopTimer()
 			var after runtime.MemStats

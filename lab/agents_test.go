@@ -209,7 +209,7 @@ func TestAgentsPeerKeyChanged(t *testing.T) {
 	}
 	os.MkdirAll(n1.dir, 0o755)
 	n1.proc = lab.Start(t, n1.ns, "n1", append([]string{wireBin, "up", "--foreground", "--server", serverURL, "--join", m.key,
-		"--name", "n1", "--interface", n1.iface, "--state-dir", n1.dir}, engineFlag()...)...)
+		"--name", "n1", "--interface", n1.iface, "--state-dir", n1.dir}, nodeFlags()...)...)
 	m.waitUp(n1)
 	m.waitPairs(meshTimeout, n1, n2) // the tunnel is the server's business: it works
 

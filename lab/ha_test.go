@@ -46,7 +46,7 @@ func TestReplicaFailover(t *testing.T) {
 		for _, s := range servers {
 			args = append(args, "--server", s)
 		}
-		n.proc = lab.Start(t, ns, name, append(args, engineFlag()...)...)
+		n.proc = lab.Start(t, ns, name, append(args, nodeFlags()...)...)
 		m.waitUp(n)
 		return n
 	}

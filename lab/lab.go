@@ -74,7 +74,7 @@ func New(t T) *Lab {
 	l := &Lab{
 		t:      t,
 		prefix: fmt.Sprintf("wl%d-%d-", os.Getpid(), labSeq.Add(1)),
-		logs:   t.TempDir(),
+		logs:   logDir(t),
 		public: map[netip.Addr]string{},
 	}
 	t.Cleanup(l.close)
@@ -85,6 +85,32 @@ func New(t T) *Lab {
 	l.must(sysctl(l.inet, "net/bridge/bridge-nf-call-iptables", "0"))
 	l.public[netip.MustParseAddr(Gateway)] = "the internet's gateway"
 	return l
+}
+
+// LogsEnv names a directory where labs keep their processes' whole logs,
+// for a failure to be read after the test: each lab gets a directory of
+// its own in it, named by its test, that is not removed.
+const LogsEnv = "WIRE_LAB_LOGS"
+
+// logDir is where a lab's logs go: under LogsEnv if it is set, else in the
+// test's temporary directory.
+func logDir(t T) string {
+	keep := os.Getenv(LogsEnv)
+	if keep == "" {
+		return t.TempDir()
+	}
+	name := "lab"
+	if n, ok := t.(interface{ Name() string }); ok {
+		name = strings.NewReplacer("/", "_", string(os.PathSeparator), "_").Replace(n.Name())
+	}
+	if err := os.MkdirAll(keep, 0o755); err != nil {
+		t.Fatalf("lab: %s: %v", LogsEnv, err)
+	}
+	dir, err := os.MkdirTemp(keep, name+"-")
+	if err != nil {
+		t.Fatalf("lab: %s: %v", LogsEnv, err)
+	}
+	return dir
 }
 
 // Prefix is what the names of this lab's namespaces start with.

@@ -107,7 +107,7 @@ func newMesh(t *testing.T) *mesh {
 // startServer runs `wire server` and waits for its banner.
 func (m *mesh) startServer() {
 	m.t.Helper()
-	m.srv = lab.Start(m.t, m.srvNS, "server", wireBin, "server", "--state-dir", m.srvDir, "--listen", serverIP+":8787")
+	m.srv = lab.Start(m.t, m.srvNS, "server", append([]string{wireBin, "server", "--state-dir", m.srvDir, "--listen", serverIP + ":8787"}, debugFlag()...)...)
 	if _, err := m.srv.WaitLine("HTTP  "+serverURL, 20*time.Second); err != nil {
 		m.t.Fatalf("wire server: %v", err)
 	}
@@ -135,29 +135,39 @@ func newKey(t *testing.T, ns *lab.NS, dir string, flags ...string) string {
 // with an interface and state dir of its own; it does not wait.
 func (m *mesh) join(ns *lab.NS, name string) *node {
 	m.t.Helper()
-	return m.joinEngine(ns, name, engineFlag()...)
+	return m.joinEngine(ns, name, nodeFlags()...)
 }
 
-// joinEngine is join with the given --engine flag, or none (auto).
-func (m *mesh) joinEngine(ns *lab.NS, name string, engine ...string) *node {
+// joinEngine is join with the given flags (an --engine, or none: auto).
+func (m *mesh) joinEngine(ns *lab.NS, name string, flags ...string) *node {
 	m.t.Helper()
 	n := &node{name: name, iface: "wire-" + name, dir: m.t.TempDir(), ns: ns}
 	n.proc = lab.Start(m.t, ns, name, append([]string{wireBin, "up", "--foreground", "--server", serverURL, "--join", m.key,
-		"--name", name, "--interface", n.iface, "--state-dir", n.dir}, engine...)...)
+		"--name", name, "--interface", n.iface, "--state-dir", n.dir}, flags...)...)
 	return n
 }
 
 // restart starts the node's daemon again from its state dir, without a key.
 func (m *mesh) restart(n *node) {
 	m.t.Helper()
-	n.proc = lab.Start(m.t, n.ns, n.name, append([]string{wireBin, "up", "--foreground", "--state-dir", n.dir}, engineFlag()...)...)
+	n.proc = lab.Start(m.t, n.ns, n.name, append([]string{wireBin, "up", "--foreground", "--state-dir", n.dir}, nodeFlags()...)...)
 }
 
-// engineFlag is the --engine the lab's nodes run with: the VM's choice, or
-// none (auto).
-func engineFlag() []string {
+// nodeFlags are the flags every lab node runs with: the VM's --engine, if
+// it set one, and --debug when the lab keeps its logs.
+func nodeFlags() []string {
+	var flags []string
 	if e := os.Getenv(engineEnv); e != "" {
-		return []string{"--engine", e}
+		flags = append(flags, "--engine", e)
+	}
+	return append(flags, debugFlag()...)
+}
+
+// debugFlag is --debug when the lab keeps its logs (lab.LogsEnv), for them
+// to say more.
+func debugFlag() []string {
+	if os.Getenv(lab.LogsEnv) != "" {
+		return []string{"--debug"}
 	}
 	return nil
 }

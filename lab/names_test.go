@@ -79,7 +79,7 @@ func TestNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	n2.proc.Wait(10 * time.Second)
-	n2.proc = lab.Start(t, n2.ns, "n2", append([]string{wireBin, "up", "--foreground", "--state-dir", n2.dir, "--name", "n2b"}, engineFlag()...)...)
+	n2.proc = lab.Start(t, n2.ns, "n2", append([]string{wireBin, "up", "--foreground", "--state-dir", n2.dir, "--name", "n2b"}, nodeFlags()...)...)
 	m.waitUp(n2)
 	if err := lab.Poll(5*time.Second, 100*time.Millisecond, func() error {
 		_, err := lab.Run(n1.ns, "getent", "hosts", "n2b.wire")
@@ -121,7 +121,7 @@ func TestNames(t *testing.T) {
 	}
 	down()
 	// --accept-dns=false leaves the system alone.
-	n1.proc = lab.Start(t, n1.ns, "n1", append([]string{wireBin, "up", "--foreground", "--state-dir", n1.dir, "--accept-dns=false"}, engineFlag()...)...)
+	n1.proc = lab.Start(t, n1.ns, "n1", append([]string{wireBin, "up", "--foreground", "--state-dir", n1.dir, "--accept-dns=false"}, nodeFlags()...)...)
 	m.waitUp(n1)
 	if got := resolvConf(t, n1.ns); got != lab.LabResolvConf {
 		t.Errorf("n1's resolv.conf with --accept-dns=false:\n%s", got)

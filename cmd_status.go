@@ -55,7 +55,7 @@ func showStatus(c *cli.Context) error {
 		// Without the server, a peer's tunnel is what tells: a fresh
 		// handshake (a path other than none) is as good as online.
 		dot := "●"
-		if p.Status != "online" && (p.Status != "unknown" || p.Path == node.PathNone) {
+		if p.Status != "online" && (p.Status != "unknown" || !node.Tunnelled(p.Path)) {
 			dot = "○"
 		}
 		seen := "cached"

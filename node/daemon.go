@@ -608,9 +608,19 @@ func (d *Daemon) reconcile(ctx context.Context) {
 // nudge sends one datagram through the tunnel to each peer whose endpoint
 // changed, so WireGuard handshakes with the new endpoint now, and this
 // side's NAT opens towards it, instead of at the next keepalive (25 s).
-// New peers need no nudge: WireGuard greets them at once.
-func nudge(self netip.Addr, peers []string) {
-	if len(peers) == 0 {
+// New peers need no nudge: WireGuard greets them at once. Nor do peers
+// the engine holds asleep (see wg's lazy.go), whose next handshake goes
+// to the new endpoint anyway: a nudge would wake them, and a node that
+// moved would be greeted by every node of the mesh at once.
+func (d *Daemon) nudge(self netip.Addr, moved []wg.Peer) {
+	s, lazy := d.engine.(interface{ Asleep(wg.Key) bool })
+	var to []netip.Addr
+	for _, p := range moved {
+		if len(p.AllowedIPs) > 0 && !(lazy && s.Asleep(p.PublicKey)) {
+			to = append(to, p.AllowedIPs[0].Addr())
+		}
+	}
+	if len(to) == 0 {
 		return
 	}
 	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: self.AsSlice()})
@@ -618,8 +628,8 @@ func nudge(self netip.Addr, peers []string) {
 		return
 	}
 	defer conn.Close()
-	for _, ip := range peers {
-		conn.WriteToUDP([]byte{0}, &net.UDPAddr{IP: net.ParseIP(ip), Port: 9}) // discard
+	for _, ip := range to {
+		conn.WriteToUDP([]byte{0}, net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 9))) // discard
 	}
 }
 

@@ -68,7 +68,7 @@ func (d *Daemon) apply() error {
 	whole := d.fed.whole || d.fed.filtered > 0 || d.fed.filter || d.fed.basis != now
 	var cfg wg.Config
 	var patch wg.Patch
-	var moved []string
+	var moved []wg.Peer
 	if whole {
 		cfg, moved = d.wholeConfig(addr)
 	} else {
@@ -89,23 +89,23 @@ func (d *Daemon) apply() error {
 		d.mu.Unlock()
 		return err
 	}
-	nudge(addr.Addr(), moved)
+	d.nudge(addr.Addr(), moved)
 	return nil
 }
 
-// wholeConfig is the whole WireGuard config, and the VPN addresses of the
-// peers whose endpoint moved. Callers hold d.mu.
-func (d *Daemon) wholeConfig(addr netip.Prefix) (wg.Config, []string) {
+// wholeConfig is the whole WireGuard config, and the peers whose endpoint
+// moved. Callers hold d.mu.
+func (d *Daemon) wholeConfig(addr netip.Prefix) (wg.Config, []wg.Peer) {
 	cfg := wg.Config{PrivateKey: d.keys.WG, ListenPort: d.cfg.ListenPort, Address: addr, Filter: d.filterRules()}
 	given := make(map[string]wg.Peer, len(d.peers))
-	var moved []string
+	var moved []wg.Peer
 	for id, p := range d.peers {
 		peer, ok := d.peerSettings(p)
 		if !ok {
 			continue
 		}
 		if old, ok := d.fed.peers[id]; ok && old.Endpoint != peer.Endpoint {
-			moved = append(moved, p.VPNIP)
+			moved = append(moved, peer)
 		}
 		given[id] = peer
 		cfg.Peers = append(cfg.Peers, peer)
@@ -114,11 +114,11 @@ func (d *Daemon) wholeConfig(addr netip.Prefix) (wg.Config, []string) {
 	return cfg, moved
 }
 
-// stalePatch is the change to the stale peers' settings, and the VPN
-// addresses of those whose endpoint moved. Callers hold d.mu.
-func (d *Daemon) stalePatch() (wg.Patch, []string) {
+// stalePatch is the change to the stale peers' settings, and those whose
+// endpoint moved. Callers hold d.mu.
+func (d *Daemon) stalePatch() (wg.Patch, []wg.Peer) {
 	var patch wg.Patch
-	var moved []string
+	var moved []wg.Peer
 	for id := range d.fed.stale {
 		old, had := d.fed.peers[id]
 		p, known := d.peers[id]
@@ -137,7 +137,7 @@ func (d *Daemon) stalePatch() (wg.Patch, []string) {
 				patch.Remove = append(patch.Remove, old.PublicKey) // it has a new WireGuard key
 			}
 			if had && old.Endpoint != peer.Endpoint {
-				moved = append(moved, p.VPNIP)
+				moved = append(moved, peer)
 			}
 			patch.Peers = append(patch.Peers, peer)
 			d.fed.peers[id] = peer

@@ -89,7 +89,15 @@ const (
 	PathDirect = "direct"
 	PathRelay  = "relay"
 	PathNone   = "none"
+	// PathIdle is a peer without traffic for a while, which the engine
+	// holds back from WireGuard until a packet goes to it or comes from it
+	// (the userspace engine; see wg's lazy.go). Its path is decided again
+	// when it wakes.
+	PathIdle = "idle"
 )
+
+// Tunnelled says whether a path carries the peer's traffic now.
+func Tunnelled(path string) bool { return path == PathDirect || path == PathRelay }
 
 // Status gathers the node's view: the server's node list (if it answers
 // within a moment) joined with WireGuard's live state.
@@ -144,7 +152,7 @@ func (d *Daemon) status(ctx context.Context) Status {
 	st.Online = 1
 	for _, p := range st.Peers {
 		switch {
-		case p.Status == "online", p.Status == "unknown" && p.Path != PathNone: // without the server, the tunnel tells
+		case p.Status == "online", p.Status == "unknown" && Tunnelled(p.Path): // without the server, the tunnel tells
 			st.Online++
 		case p.Status == "offline":
 			st.Offline++
@@ -226,6 +234,10 @@ func (d *Daemon) peerStatus(p api.Peer, live map[wg.Key]wg.PeerStatus) PeerStatu
 	ps.RxBytes, ps.TxBytes = s.RxBytes, s.TxBytes
 	if s.Endpoint.IsValid() {
 		ps.Endpoint = s.Endpoint.String()
+	}
+	if s.Idle {
+		ps.Path = PathIdle
+		return ps
 	}
 	if s.LastHandshake.IsZero() {
 		return ps

@@ -25,6 +25,10 @@ type stunBind struct {
 	session chan struct{} // closed by Close: ends the relay receive func
 
 	relay *relayPath
+	// initiation, if set, sees every handshake initiation before
+	// wireguard-go does, on every path (lazyPeers.initiation). Set it
+	// before the bind is opened.
+	initiation func([]byte)
 }
 
 func newBind(inner conn.Bind, ns namespace) *stunBind {
@@ -60,13 +64,13 @@ func (b *stunBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 		return nil, 0, err
 	}
 	for i, fn := range fns {
-		fns[i] = b.filter(fn)
+		fns[i] = b.filter(fn, true)
 	}
 	session := make(chan struct{})
 	b.mu.Lock()
 	b.session = session
 	b.mu.Unlock()
-	fns = append(fns, b.relay.receive(session))
+	fns = append(fns, b.filter(b.relay.receive(session), false))
 	b.port.Store(uint32(actual))
 	return fns, actual, nil
 }
@@ -100,18 +104,27 @@ func (b *stunBind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	return b.Bind.Send(bufs, ep)
 }
 
-// filter returns fn with the sideband's datagrams taken out of each batch: their
-// sizes are set to zero, which the ReceiveFunc contract allows and
-// wireguard-go skips. Nothing is moved: wireguard-go reads packet i from
-// the buffer it passed as bufs[i], so packets cannot trade places, and
-// copying them down would cost what stock wireguard-go does not pay.
-func (b *stunBind) filter(fn conn.ReceiveFunc) conn.ReceiveFunc {
+// filter returns fn with the sideband's datagrams taken out of each batch
+// (if sideband: the relay carries none), and shows the handshake
+// initiations to b.initiation. The sideband's sizes are set to zero, which
+// the ReceiveFunc contract allows and wireguard-go skips. Nothing is
+// moved: wireguard-go reads packet i from the buffer it passed as
+// bufs[i], so packets cannot trade places, and copying them down would
+// cost what stock wireguard-go does not pay.
+func (b *stunBind) filter(fn conn.ReceiveFunc, sideband bool) conn.ReceiveFunc {
+	if !sideband && b.initiation == nil {
+		return fn
+	}
 	return func(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
 		n, err := fn(bufs, sizes, eps)
 		for i := range n {
-			if p := bufs[i][:sizes[i]]; isSideband(p) {
+			p := bufs[i][:sizes[i]]
+			switch {
+			case sideband && isSideband(p):
 				b.handle(p, endpointAddr(eps[i]))
 				sizes[i] = 0
+			case b.initiation != nil && isInitiation(p):
+				b.initiation(p)
 			}
 		}
 		return n, err

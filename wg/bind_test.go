@@ -164,7 +164,7 @@ func TestFilter(t *testing.T) {
 			for i := range bufs {
 				bufs[i] = make([]byte, 2048)
 			}
-			n, err := b.filter(fakeReceive(data, from))(bufs, sizes, eps)
+			n, err := b.filter(fakeReceive(data, from), true)(bufs, sizes, eps)
 			if err != nil || n != len(data) {
 				t.Fatalf("filter = %d, %v; want %d, nil", n, err, len(data))
 			}
@@ -213,7 +213,7 @@ func TestFilterAllocs(t *testing.T) {
 		if waiting {
 			b.expect(tx, server)
 		}
-		fn := b.filter(fakeReceive(data, from))
+		fn := b.filter(fakeReceive(data, from), true)
 		if allocs := testing.AllocsPerRun(100, func() { fn(bufs, sizes, eps) }); allocs != 0 {
 			t.Errorf("waiting %v: filter allocates %v times per batch, want 0", waiting, allocs)
 		}

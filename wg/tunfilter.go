@@ -11,10 +11,13 @@ import (
 // filteredTUN is the TUN device as wireguard-go sees it: packets from the
 // mesh (Write) pass the filter's Inbound or are dropped, and packets to
 // the mesh (Read) are shown to its Outbound, so that their answers pass.
-// Without rules it adds one atomic load per call.
+// Without rules it adds one atomic load per call. Both ways, the packets
+// are noted by lazy (if set): they wake the peers they go to and keep
+// their peers awake.
 type filteredTUN struct {
 	tun.Device
 	filter *filter.Filter
+	lazy   *lazyPeers
 }
 
 // kept holds the slices of the packets a Write keeps: wireguard-go calls
@@ -26,6 +29,9 @@ var kept = sync.Pool{New: func() any { return new([][]byte) }}
 // tun.Device. Dropped packets count as written: for wireguard-go they are
 // dealt with.
 func (t *filteredTUN) Write(bufs [][]byte, offset int) (int, error) {
+	if t.lazy != nil {
+		t.lazy.received(bufs, offset)
+	}
 	if !t.filter.Enabled() {
 		return t.Device.Write(bufs, offset)
 	}
@@ -62,6 +68,9 @@ func (t *filteredTUN) writeKept(bufs [][]byte, offset, dropped int) (int, error)
 // Read reads packets from the system, and shows them to the filter.
 func (t *filteredTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	n, err := t.Device.Read(bufs, sizes, offset)
+	if t.lazy != nil {
+		t.lazy.sent(bufs, sizes, offset, n)
+	}
 	if t.filter.Enabled() {
 		for i := range n {
 			t.filter.Outbound(bufs[i][offset : offset+sizes[i]])

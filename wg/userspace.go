@@ -26,7 +26,10 @@ type userspace struct {
 	dev    *device.Device
 	bind   *stunBind
 	filter *filter.Filter // in the TUN device, as wireguard-go sees it
+	lazy   *lazyPeers     // the peers, of which wireguard-go has the awake ones
 	ns     namespace
+	// stopSleeper ends the goroutine that puts idle peers to sleep.
+	stopSleeper func()
 	// uapi is the UAPI socket's listener, nil for devices made for tests;
 	// uapiDone closes when its server has stopped.
 	uapi     net.Listener
@@ -78,20 +81,22 @@ func startUserspace(tdev tun.Device, nif netif, bind conn.Bind, ns namespace, op
 	log := opts.Logger.With("interface", name)
 	sb := newBind(bind, ns)
 	flt := filter.New()
-	e := &userspace{
-		name:   name,
-		dev:    device.NewDevice(&filteredTUN{Device: tdev, filter: flt}, sb, deviceLogger(log)),
-		bind:   sb,
-		filter: flt,
-		ns:     ns,
-	}
+	e := &userspace{name: name, bind: sb, filter: flt, ns: ns}
+	e.lazy = newLazyPeers(e.apply, e.inDevice)
+	sb.initiation = e.lazy.initiation
+	e.dev = device.NewDevice(&filteredTUN{Device: tdev, filter: flt, lazy: e.lazy}, sb, deviceLogger(log))
 	// A peer with an endpoint stays where wire put it: wire chooses the
 	// path (direct or relay) and learns of moves from the server, and
 	// roaming would let a stray relayed packet pull a direct peer back
 	// onto the relay. Peers without an endpoint still learn one from
 	// their packets.
 	e.dev.DisableSomeRoamingForBrokenMobileSemantics()
-	e.state = state{apply: e.apply, netif: nif, enforce: e.enforce}
+	e.state = state{apply: e.lazy.apply, netif: nif, enforce: e.enforce}
+	e.stopSleeper = every(sleepEvery, func() {
+		if n := e.lazy.sleep(); n > 0 {
+			log.Debug("idle peers taken out of WireGuard", "peers", n, "idle", idleAfter)
+		}
+	})
 	if err := e.start(opts.ListenPort); err != nil {
 		e.Close()
 		return nil, err
@@ -162,17 +167,33 @@ func (e *userspace) Peers() ([]PeerStatus, error) {
 	if e.isClosed() {
 		return nil, e.errClosed()
 	}
-	text, err := e.dev.IpcGet()
-	if err != nil {
-		return nil, fmt.Errorf("wg: read the state of %s: %w", e.name, err)
-	}
-	peers, err := parsePeers(text)
+	peers, err := e.inDevice()
 	if err != nil {
 		return nil, err
+	}
+	for k, pc := range e.lazy.sleeping() {
+		p := PeerStatus{PublicKey: k, Idle: true}
+		if pc.Endpoint != nil {
+			p.Endpoint = pc.Endpoint.AddrPort()
+		}
+		peers = append(peers, p)
 	}
 	slices.SortFunc(peers, comparePeers)
 	return peers, nil
 }
+
+// inDevice is the state of the peers wireguard-go holds: the awake ones.
+func (e *userspace) inDevice() ([]PeerStatus, error) {
+	text, err := e.dev.IpcGet()
+	if err != nil {
+		return nil, fmt.Errorf("wg: read the state of %s: %w", e.name, err)
+	}
+	return parsePeers(text)
+}
+
+// Asleep says whether the peer with key k is held back from wireguard-go
+// until it has traffic (see lazy.go).
+func (e *userspace) Asleep(k Key) bool { return e.lazy.isAsleep(k) }
 
 func (e *userspace) Discover(ctx context.Context, server netip.AddrPort) (netip.AddrPort, error) {
 	return e.bind.discover(ctx, server)
@@ -202,6 +223,7 @@ func (e *userspace) Close() error {
 		return nil
 	}
 	e.closed = true
+	e.stopSleeper()
 	if e.uapi != nil {
 		e.uapi.Close() // removes the socket
 		<-e.uapiDone

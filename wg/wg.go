@@ -62,6 +62,10 @@ type PeerStatus struct {
 	LastHandshake time.Time // zero if never
 	RxBytes       int64
 	TxBytes       int64
+	// Idle says that the engine holds the peer back from WireGuard until
+	// it has traffic (the userspace engine, see lazy.go): it has no
+	// session, and Endpoint is the one it was given.
+	Idle bool
 }
 
 // Engine is a WireGuard interface that wire configures.

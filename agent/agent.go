@@ -167,9 +167,17 @@ func (a *Agent) drop(id string) {
 // settle remembers the peers that changed, and sends what waited for
 // those that came back.
 func (a *Agent) settle(ctx context.Context, changed, back []api.Peer) {
-	for _, p := range changed {
-		if err := a.remember(ctx, p); err != nil {
-			a.log.Warn("agent: recording a peer", "node", p.NodeName, "err", err)
+	if len(changed) > 0 {
+		err := a.store.inTx(ctx, func(st *store) error {
+			for _, p := range changed {
+				if err := a.remember(ctx, st, p); err != nil {
+					return fmt.Errorf("%s: %w", p.NodeName, err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			a.log.Warn("agent: recording peers", "peers", len(changed), "err", err)
 		}
 	}
 	if len(back) > 0 {
@@ -180,19 +188,22 @@ func (a *Agent) settle(ctx context.Context, changed, back []api.Peer) {
 // remember records a peer, and raises the alarm when the server's key for
 // a verified peer is not the pinned one: under the same node_id, or under
 // the name of a verified peer (another node took its name).
-func (a *Agent) remember(ctx context.Context, p api.Peer) error {
-	if err := a.store.savePeer(ctx, peerRow{NodeID: p.NodeID, NodeName: p.NodeName, VPNIP: p.VPNIP, NodeKey: p.NodeKey}, a.opts.Now()); err != nil {
+func (a *Agent) remember(ctx context.Context, st *store, p api.Peer) error {
+	if err := st.savePeer(ctx, peerRow{NodeID: p.NodeID, NodeName: p.NodeName, VPNIP: p.VPNIP, NodeKey: p.NodeKey}, a.opts.Now()); err != nil {
 		return err
 	}
-	row, err := a.store.peer(ctx, p.NodeID)
+	row, err := st.peerByID(ctx, p.NodeID)
 	if err != nil {
 		return err
 	}
 	pinned := row
 	if row.PinnedKey == "" {
-		named, ok, err := a.store.verifiedNamed(ctx, p.NodeName, p.NodeID)
-		if err != nil || !ok {
-			return a.setAlert(ctx, row, "")
+		named, ok, err := st.verifiedNamed(ctx, p.NodeName, p.NodeID)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return setAlert(ctx, st, row, "")
 		}
 		pinned = named
 	}
@@ -206,14 +217,14 @@ func (a *Agent) remember(ctx context.Context, p api.Peer) error {
 				"pinned", pinned.PinnedKey, "server_pin", p.NodeKey)
 		}
 	}
-	return a.setAlert(ctx, row, alert)
+	return setAlert(ctx, st, row, alert)
 }
 
-func (a *Agent) setAlert(ctx context.Context, row peerRow, alert string) error {
+func setAlert(ctx context.Context, st *store, row peerRow, alert string) error {
 	if alert == row.KeyAlert {
 		return nil
 	}
-	return a.store.setPeerField(ctx, row.NodeID, "key_alert", alert)
+	return st.setPeerField(ctx, row.NodeID, "key_alert", alert)
 }
 
 // keyHasPin says whether pin is the pin of the identity key key.

@@ -49,11 +49,36 @@ CREATE TABLE IF NOT EXISTS events (
 	UNIQUE (dir, event_id)
 );
 CREATE INDEX IF NOT EXISTS events_queued ON events (status) WHERE status = 'queued';
+CREATE INDEX IF NOT EXISTS peers_name ON peers (lower(node_name));
+CREATE INDEX IF NOT EXISTS peers_vpn_ip ON peers (vpn_ip);
 `
 
-// store is the agent's SQLite database.
+// store is the agent's SQLite database, or a transaction in it (see
+// inTx).
 type store struct {
-	db *sql.DB
+	db   querier
+	conn *sql.DB // nil in a transaction
+}
+
+// querier is what *sql.DB and *sql.Tx have in common.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// inTx runs f on the store inside one transaction, committed if f returns
+// nil: a change to many peers is one write to disk, not one each.
+func (s *store) inTx(ctx context.Context, f func(*store) error) error {
+	tx, err := s.conn.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := f(&store{db: tx}); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
 }
 
 func openStore(dir string) (*store, error) {
@@ -77,7 +102,7 @@ func openStore(dir string) (*store, error) {
 		db.Close()
 		return nil, fmt.Errorf("agent store %s: %w", path, err)
 	}
-	return &store{db: db}, nil
+	return &store{db: db, conn: db}, nil
 }
 
 // storeVersion is the schema's version, kept in SQLite's user_version.
@@ -98,7 +123,7 @@ func migrate(db *sql.DB) error {
 	return err
 }
 
-func (s *store) close() error { return s.db.Close() }
+func (s *store) close() error { return s.conn.Close() }
 
 // peerRow is a peer as the store holds it.
 type peerRow struct {
@@ -120,6 +145,15 @@ func scanPeer(row interface{ Scan(...any) error }) (peerRow, error) {
 var ErrUnknownPeer = errors.New("no peer of that name or VPN IP is known to this node")
 
 // peer finds a peer by node_id, name (any case) or VPN IP.
+// peerByID finds a peer by node_id.
+func (s *store) peerByID(ctx context.Context, id string) (peerRow, error) {
+	p, err := scanPeer(s.db.QueryRowContext(ctx, `SELECT `+peerColumns+` FROM peers WHERE node_id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return p, fmt.Errorf("%w: %q", ErrUnknownPeer, id)
+	}
+	return p, err
+}
+
 func (s *store) peer(ctx context.Context, who string) (peerRow, error) {
 	p, err := scanPeer(s.db.QueryRowContext(ctx, `SELECT `+peerColumns+` FROM peers
 		WHERE node_id = ?1 OR lower(node_name) = lower(?1) OR vpn_ip = ?1 ORDER BY node_id = ?1 DESC, updated DESC LIMIT 1`, who))

@@ -14,7 +14,7 @@ import (
 // Watchdog is what wire_watchdog returns.
 type Watchdog struct {
 	Peers   []PeerHealth `json:"peers"`
-	Stale   int          `json:"stale" jsonschema:"how many peers have had no handshake for over 3 minutes"`
+	Stale   int          `json:"stale" jsonschema:"how many peers have had no handshake for over 3 minutes, idle ones aside"`
 	Service Service      `json:"service"`
 }
 
@@ -22,10 +22,10 @@ type Watchdog struct {
 type PeerHealth struct {
 	NodeName        string     `json:"node_name"`
 	VPNIP           string     `json:"vpn_ip"`
-	Path            string     `json:"path" jsonschema:"direct, relay or none"`
+	Path            string     `json:"path" jsonschema:"direct, relay, idle (asleep: no traffic for 5 minutes) or none"`
 	LatestHandshake *time.Time `json:"latest_handshake"`
 	HandshakeAgoS   int64      `json:"handshake_ago_s" jsonschema:"seconds since the latest handshake, -1 if none"`
-	Stale           bool       `json:"stale" jsonschema:"no handshake for over 3 minutes"`
+	Stale           bool       `json:"stale" jsonschema:"no handshake for over 3 minutes, and not idle (an idle peer has no session until traffic wakes it)"`
 }
 
 // Service is the state of the daemon and its service.
@@ -45,11 +45,11 @@ func (s *Server) watchdog(ctx context.Context, _ *sdk.CallToolRequest, _ NoInput
 	w.Service.Daemon = "running"
 	now := time.Now()
 	for _, p := range ps {
-		h := PeerHealth{NodeName: p.NodeName, VPNIP: p.VPNIP, Path: p.Path, LatestHandshake: p.LatestHandshake, HandshakeAgoS: -1, Stale: true}
+		h := PeerHealth{NodeName: p.NodeName, VPNIP: p.VPNIP, Path: p.Path, LatestHandshake: p.LatestHandshake, HandshakeAgoS: -1, Stale: p.Path != node.PathIdle}
 		if p.LatestHandshake != nil {
 			ago := now.Sub(*p.LatestHandshake)
 			h.HandshakeAgoS = int64(ago.Seconds())
-			h.Stale = ago > node.Stale
+			h.Stale = h.Stale && ago > node.Stale
 		}
 		if h.Stale {
 			w.Stale++

@@ -11,6 +11,7 @@ import (
 	"github.com/wire-mesh/wire/server/servertest"
 	"github.com/wire-mesh/wire/wg"
 	"github.com/wire-mesh/wire/wg/wgtest"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
 // fedDaemon is a joined daemon on a fake engine, driven by hand (see
@@ -150,4 +151,24 @@ func samePeers(a, b []wg.Peer) bool {
 	slices.Sort(ka)
 	slices.Sort(kb)
 	return slices.Equal(ka, kb)
+}
+
+// TestIdlePeerStatus: a peer the engine holds asleep shows as idle, with
+// the endpoint it was given, and does not count as tunnelled.
+func TestIdlePeerStatus(t *testing.T) {
+	priv, err := wgtypes.GeneratePrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := priv.PublicKey()
+	p := api.Peer{NodeID: "id-2", NodeName: "n2", VPNIP: "10.99.0.2", WGPublicKey: key.String()}
+	at := netip.MustParseAddrPort("203.0.113.2:51820")
+	d := &Daemon{paths: map[string]*path{}}
+	ps := d.peerStatus(p, map[wg.Key]wg.PeerStatus{key: {PublicKey: key, Endpoint: at, Idle: true}})
+	if ps.Path != PathIdle || ps.Endpoint != at.String() || ps.LatestHandshake != nil {
+		t.Errorf("an asleep peer's status = %+v; want path idle at %v, no handshake", ps, at)
+	}
+	if Tunnelled(ps.Path) || !Tunnelled(PathDirect) || !Tunnelled(PathRelay) || Tunnelled(PathNone) {
+		t.Error("Tunnelled is wrong")
+	}
 }

@@ -66,7 +66,8 @@ type PeerStatus struct {
 	// server cannot be reached.
 	Status      string `json:"status"`
 	LastSeenAgo int64  `json:"last_seen_ago"`
-	// Path is how traffic to the peer flows: direct, relay or none.
+	// Path is how traffic to the peer flows: direct, relay, idle (see
+	// PathIdle) or none.
 	Path            string     `json:"path"`
 	Endpoint        string     `json:"endpoint,omitempty"`
 	LatestHandshake *time.Time `json:"latest_handshake"`

@@ -24,12 +24,22 @@ import (
 // Paths are the daemon's business and unaffected: it probes asleep peers
 // as any other, from the same port.
 //
+// A mesh of up to eagerUpTo peers is not worth it: there every peer stays
+// awake, as if the engine held nothing back, so that tunnels are ready
+// before the first packet and the peers' handshakes and keepalives keep
+// their NATs open. Peers beyond it start asleep, and the idle ones are
+// put to sleep; a mesh that shrinks back wakes them all.
+//
 // A woken peer starts with a handshake, so the first packet to a peer
 // that slept waits one round trip more. The kernel engine has no TUN
 // device of wire's to watch and keeps every peer configured.
 
 // idleAfter is how long a peer may go without traffic before it sleeps.
 var idleAfter = 5 * time.Minute // a variable for tests
+
+// eagerUpTo is the most peers a mesh may have for all of them to stay
+// awake.
+var eagerUpTo = 64 // a variable for tests
 
 // sleepEvery is how often the engine looks for idle peers.
 var sleepEvery = 30 * time.Second // a variable for tests
@@ -95,7 +105,12 @@ func (l *lazyPeers) apply(d wgtypes.Config) error {
 		if p == nil {
 			p = &lazyPeer{}
 			l.byKey[pc.PublicKey] = p
-			l.asleep.Add(1)
+			if len(l.byKey) <= eagerUpTo {
+				p.awake.Store(true) // a small mesh: sent to the device below
+				p.last.Store(l.now().UnixNano())
+			} else {
+				l.asleep.Add(1)
+			}
 		}
 		l.record(p, pc)
 		if p.awake.Load() {
@@ -172,6 +187,38 @@ func (l *lazyPeers) wake(p *lazyPeer, bare bool) {
 	l.device(wgtypes.Config{Peers: []wgtypes.PeerConfig{pc}})
 }
 
+// small says whether the mesh is small enough for every peer to be awake.
+func (l *lazyPeers) small() bool {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return len(l.byKey) <= eagerUpTo
+}
+
+// wakeAll gives the device every asleep peer. Callers hold l.dev.
+func (l *lazyPeers) wakeAll() {
+	if l.asleep.Load() == 0 {
+		return
+	}
+	var out wgtypes.Config
+	var woken []*lazyPeer
+	l.mu.RLock()
+	for _, p := range l.byKey {
+		if !p.awake.Load() {
+			out.Peers = append(out.Peers, p.cfg)
+			woken = append(woken, p)
+		}
+	}
+	l.mu.RUnlock()
+	now := l.now().UnixNano()
+	for _, p := range woken {
+		p.last.Store(now)
+		p.bare.Store(false)
+		p.awake.Store(true)
+	}
+	l.asleep.Add(-int32(len(woken)))
+	l.device(out) // a failure leaves them awake: see wake
+}
+
 // dress gives a bare peer its persistent keepalive.
 func (l *lazyPeers) dress(p *lazyPeer) {
 	l.dev.Lock()
@@ -185,10 +232,15 @@ func (l *lazyPeers) dress(p *lazyPeer) {
 
 // sleep takes the peers idle since before idleAfter out of the device,
 // and says how many went. A peer given no endpoint keeps the one it
-// roamed to, to send its next handshake there.
+// roamed to, to send its next handshake there. In a mesh small enough
+// (eagerUpTo), it wakes the asleep peers instead.
 func (l *lazyPeers) sleep() int {
 	l.dev.Lock()
 	defer l.dev.Unlock()
+	if l.small() {
+		l.wakeAll()
+		return 0
+	}
 	idle := l.now().Add(-idleAfter).UnixNano()
 	var out wgtypes.Config
 	var going []*lazyPeer

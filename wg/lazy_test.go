@@ -71,6 +71,7 @@ func (c *clock) advance(d time.Duration) { c.at.Add(int64(d)) }
 // that wireguard-go made, and nothing out of one for another key or one
 // with a byte changed.
 func TestInitiator(t *testing.T) {
+	allLazy(t) // the initiation comes from a packet that woke the peer
 	a := newNode(t, "10.99.0.1")
 	b, _ := wgtypes.GeneratePrivateKey()
 	sock, at := listener(t)
@@ -111,6 +112,7 @@ func TestInitiator(t *testing.T) {
 // it awake), and wakes again with its settings as changed meanwhile; a
 // peer removed while asleep is gone.
 func TestPeersSleepUntilTraffic(t *testing.T) {
+	allLazy(t)
 	a, b := newNode(t, "10.99.0.1"), newNode(t, "10.99.0.2")
 	c := newClock()
 	a.lazy.now, b.lazy.now = c.now, c.now
@@ -210,6 +212,7 @@ func TestPeersSleepUntilTraffic(t *testing.T) {
 // TestPacketsKeepPeersAwake: traffic through the TUN device within
 // idleAfter keeps a peer awake.
 func TestPacketsKeepPeersAwake(t *testing.T) {
+	allLazy(t)
 	a, b := newNode(t, "10.99.0.1"), newNode(t, "10.99.0.2")
 	if err := a.Set(a.config(true, b)); err != nil {
 		t.Fatal(err)
@@ -229,6 +232,61 @@ func TestPacketsKeepPeersAwake(t *testing.T) {
 	c.advance(idleAfter * 2 / 3)
 	if n := a.lazy.sleep(); n != 1 {
 		t.Errorf("a put %d peers to sleep %v after the last packet; want 1", n, idleAfter*4/3)
+	}
+}
+
+// allLazy makes every peer start asleep, however small the mesh, for the
+// test.
+func allLazy(t *testing.T) {
+	was := eagerUpTo
+	eagerUpTo = 0
+	t.Cleanup(func() { eagerUpTo = was })
+}
+
+// TestSmallMeshStaysAwake: up to eagerUpTo peers are all given to
+// wireguard-go at once; beyond it new ones start asleep and idle ones
+// sleep; when the mesh is small again, the asleep ones wake.
+func TestSmallMeshStaysAwake(t *testing.T) {
+	was := eagerUpTo
+	eagerUpTo = 1
+	t.Cleanup(func() { eagerUpTo = was })
+	a := newNode(t, "10.99.0.1")
+	c := newClock()
+	a.lazy.now = c.now
+	_, at2 := listener(t)
+	_, at3 := listener(t)
+	k2, _ := wgtypes.GeneratePrivateKey()
+	k3, _ := wgtypes.GeneratePrivateKey()
+	p2 := Peer{PublicKey: k2.PublicKey(), Endpoint: at2, AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.99.0.2/32")}}
+	p3 := Peer{PublicKey: k3.PublicKey(), Endpoint: at3, AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.99.0.3/32")}}
+	cfg := Config{PrivateKey: a.key, Address: netip.MustParsePrefix("10.99.0.1/16"), Peers: []Peer{p2}}
+	if err := a.Set(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if got := inDevice(t, a); len(got) != 1 {
+		t.Errorf("a mesh of one peer: wireguard-go holds %v, want it", got)
+	}
+	if n := a.lazy.sleep(); n != 0 {
+		t.Errorf("a small mesh put %d peers to sleep", n)
+	}
+	cfg.Peers = append(cfg.Peers, p3)
+	if err := a.Set(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if got := inDevice(t, a); len(got) != 1 || got[0] != p2.PublicKey {
+		t.Errorf("past eagerUpTo: wireguard-go holds %v, want the first peer alone", got)
+	}
+	c.advance(idleAfter + time.Second)
+	if n := a.lazy.sleep(); n != 1 || len(inDevice(t, a)) != 0 {
+		t.Errorf("past eagerUpTo, the idle peer did not sleep: %d went, %v held", n, inDevice(t, a))
+	}
+	cfg.Peers = cfg.Peers[1:]
+	if err := a.Set(cfg); err != nil {
+		t.Fatal(err)
+	}
+	a.lazy.sleep()
+	if got := inDevice(t, a); len(got) != 1 || got[0] != p3.PublicKey {
+		t.Errorf("small again: wireguard-go holds %v, want the asleep peer woken", got)
 	}
 }
 

@@ -24,8 +24,10 @@ func (b *backoff) wait(ctx context.Context) time.Duration {
 	return d
 }
 
-// atLeast makes the next wait at least d.
-func (b *backoff) atLeast(d time.Duration) { b.next = max(b.next, d) }
+// atLeast makes the next wait at least d (a server's Retry-After is a
+// floor): its step at least 2d, since a wait is drawn from the upper half
+// of its step.
+func (b *backoff) atLeast(d time.Duration) { b.next = max(b.next, 2*d) }
 
 // reset starts again from first, after a success.
 func (b *backoff) reset() { b.next = 0 }

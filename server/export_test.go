@@ -1,6 +1,9 @@
 package server
 
-import "net/http"
+import (
+	"net/http"
+	"time"
+)
 
 // HoldRegistry locks the registry, as a slow operation under its lock
 // would, until release is called.
@@ -11,3 +14,20 @@ func (s *Server) HoldRegistry() (release func()) {
 
 // Guard wraps h as the server wraps its handlers.
 func (s *Server) Guard(h http.Handler) http.Handler { return s.guard(h) }
+
+// TakeFullAnswers takes every turn to write a full /peers answer, as that
+// many slow ones being written would, until release is called; polls
+// that need one wait d for a turn.
+func (s *Server) TakeFullAnswers(d time.Duration) (release func()) {
+	was := fullWait
+	fullWait = d
+	for range cap(s.fullAnswers) {
+		s.fullAnswers <- struct{}{}
+	}
+	return func() {
+		for range cap(s.fullAnswers) {
+			<-s.fullAnswers
+		}
+		fullWait = was
+	}
+}

@@ -2,8 +2,12 @@ package server
 
 import (
 	"encoding/json"
+	"math/rand/v2"
 	"net/http"
+	"runtime"
+	"strconv"
 	"sync"
+	"time"
 
 	"github.com/wire-mesh/wire/api"
 )
@@ -65,4 +69,59 @@ func writeBody(w http.ResponseWriter, body []byte) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 	w.Write(body)
+}
+
+// Full answers take turns. When a whole fresh mesh asks at once (every
+// node joining together, or a server restarted past its change log), the
+// server would otherwise write thousands of 2 MB answers at once, each
+// slowly, until clients time out and ask again: more bytes for the same
+// maps. So at most maxFullAnswers full answers are written at a time; a poll
+// that needs one waits up to fullWait for a turn, and is then told to
+// come back (503 with a Retry-After of a few seconds, spread at random so
+// the refused do not return together). A client that honours it, as
+// wire's daemon does, loses nothing: its next poll asks for the same
+// answer.
+var (
+	maxFullAnswers = max(8, 4*runtime.GOMAXPROCS(0))
+	fullWait       = 2 * time.Second // a variable for tests
+)
+
+// fullRetryMin and fullRetryMax bound the Retry-After a shed poll is given, in
+// seconds.
+const fullRetryMin, fullRetryMax = 2, 6
+
+// fullSlots is a semaphore of full answers being written.
+type fullSlots chan struct{}
+
+// take waits up to fullWait for a turn, or until the request is done;
+// false says none came.
+func (t fullSlots) take(r *http.Request) bool {
+	select {
+	case t <- struct{}{}:
+		return true
+	default:
+	}
+	timer := time.NewTimer(fullWait)
+	defer timer.Stop()
+	select {
+	case t <- struct{}{}:
+		return true
+	case <-timer.C:
+	case <-r.Context().Done():
+	}
+	return false
+}
+
+func (t fullSlots) give() { <-t }
+
+// writeFull writes a full answer in a turn, or sheds the poll.
+func (s *Server) writeFull(w http.ResponseWriter, r *http.Request, write func()) {
+	if !s.fullAnswers.take(r) {
+		s.stats.shedFull.Add(1)
+		w.Header().Set("Retry-After", strconv.Itoa(fullRetryMin+rand.IntN(fullRetryMax-fullRetryMin+1)))
+		httpError(w, http.StatusServiceUnavailable, "the server is sending the whole map to many nodes just now: try again in a few seconds")
+		return
+	}
+	defer s.fullAnswers.give()
+	write()
 }

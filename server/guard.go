@@ -65,7 +65,7 @@ func (s *Server) guard(next http.Handler) http.Handler {
 
 // stats count what the server does that an operator would want to see.
 type stats struct {
-	panics, tlsErrors atomic.Uint64
+	panics, tlsErrors, shedFull atomic.Uint64
 }
 
 // Stats is a snapshot of the server's counters.
@@ -75,6 +75,7 @@ type Stats struct {
 	ConnsOpen          int    // HTTP connections held now
 	ConnsRefused       uint64 // refused: every connection was an enrolled node's
 	ConnsEvicted       uint64 // closed to make room for a newer one
+	ShedFull           uint64 // polls told to come back: too many full answers were being written
 }
 
 // Stats returns the server's counters now.
@@ -82,7 +83,7 @@ func (s *Server) Stats() Stats {
 	c := s.conns.Stats()
 	return Stats{
 		Panics: s.stats.panics.Load(), TLSHandshakeErrors: s.stats.tlsErrors.Load(),
-		ConnsOpen: c.Open, ConnsRefused: c.Refused, ConnsEvicted: c.Evicted,
+		ConnsOpen: c.Open, ConnsRefused: c.Refused, ConnsEvicted: c.Evicted, ShedFull: s.stats.shedFull.Load(),
 	}
 }
 

@@ -230,13 +230,17 @@ func (s *Server) handlePeers(w http.ResponseWriter, r *http.Request, c caller) {
 		since = "0" // ask for a full answer with a version
 	}
 	if body, ok := s.reg.sharedFull(since, c.nodeID()); ok {
-		writeBody(w, body)
+		s.writeFull(w, r, func() { writeBody(w, body) })
 		return
 	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {
 		resp, changed := s.reg.peers(since, c.nodeID())
+		if changed == nil && resp.Full {
+			s.writeFull(w, r, func() { writeJSON(w, http.StatusOK, resp) })
+			return
+		}
 		if changed == nil {
 			writeJSON(w, http.StatusOK, resp)
 			return

@@ -74,10 +74,11 @@ type Server struct {
 	punches *punches
 	conns   *connlimit.Tracker
 
-	stats    stats
-	syncs    syncState // of the registry with the store; maintain's own
-	warnings *warnings
-	stopping chan struct{} // closed when Run begins to stop
+	stats       stats
+	fullAnswers fullSlots // full /peers answers being written (see full.go)
+	syncs       syncState // of the registry with the store; maintain's own
+	warnings    *warnings
+	stopping    chan struct{} // closed when Run begins to stop
 
 	http      *http.Server
 	ln        net.Listener
@@ -101,7 +102,8 @@ func New(cfg Config) (*Server, error) {
 	if cfg.DNSDomain == "" {
 		cfg.DNSDomain = api.DefaultDNSDomain
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, punches: newPunches(cfg.Now), warnings: newWarnings(cfg.Logger), stopping: make(chan struct{})}
+	s := &Server{cfg: cfg, log: cfg.Logger, punches: newPunches(cfg.Now), warnings: newWarnings(cfg.Logger), stopping: make(chan struct{}),
+		fullAnswers: make(fullSlots, maxFullAnswers)}
 	if err := s.open(); err != nil {
 		return nil, err
 	}

@@ -112,10 +112,11 @@ const (
 	kindStatus       // an HTTP error status
 	kindBody         // a malformed answer
 	kindOther
+	kindShed // a 503 with a Retry-After: the server asked to be asked again later, not a failure
 	nKinds
 )
 
-var kindNames = [nKinds]string{"ok", "connect", "tls", "timeout", "closed", "http", "body", "other"}
+var kindNames = [nKinds]string{"ok", "connect", "tls", "timeout", "closed", "http", "body", "other", "shed"}
 
 func (k kind) String() string { return kindNames[k] }
 
@@ -149,6 +150,8 @@ func kindOf(err error) kind {
 func classify(err error) error {
 	var se *statusError
 	switch {
+	case errors.As(err, &se) && se.code == http.StatusServiceUnavailable && se.retryAfter > 0:
+		return &reqError{kind: kindShed, err: err}
 	case errors.As(err, &se):
 		return &reqError{kind: kindStatus, err: err}
 	case errors.Is(err, os.ErrDeadlineExceeded):

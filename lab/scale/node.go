@@ -238,7 +238,7 @@ func (n *node) exchange(cp **conn, req []byte, deadline time.Time, idempotent bo
 // connection stays for the next request unless it failed (an error
 // status aside) or the server closes it.
 func (n *node) done(cp **conn, resp *http.Response, err error) error {
-	if err != nil && kindOf(err) != kindStatus || resp.Close {
+	if k := kindOf(err); err != nil && k != kindStatus && k != kindShed || resp.Close {
 		(*cp).close()
 		*cp = nil
 		return err
@@ -306,7 +306,7 @@ func (n *node) pollLoop() {
 			next = max(next, heartbeatEvery)
 		}
 		if errors.As(err, &se) && se.retryAfter > 0 {
-			next = max(next, se.retryAfter) // as the daemon: the server said when
+			next = max(next, 2*se.retryAfter) // as the daemon: the server said when, and the wait is from the step's upper half
 		}
 		next = max(next, retryFirst)
 		n.w.gate.sleep(jitter(next))

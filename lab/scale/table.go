@@ -308,7 +308,7 @@ func duration(d time.Duration) string {
 // kinds lists the failures of op by kind: "12 (timeout 10, closed 2)".
 func kinds(c counts, o op) string {
 	var parts []string
-	for k := kindOK + 1; k < nKinds; k++ {
+	for k := kindOK + 1; k < kindShed; k++ {
 		if c[o][k] > 0 {
 			parts = append(parts, fmt.Sprintf("%s %d", k, c[o][k]))
 		}
@@ -317,7 +317,11 @@ func kinds(c counts, o op) string {
 	if len(parts) > 0 {
 		s += " (" + strings.Join(parts, ", ") + ")"
 	}
-	return s + fmt.Sprintf(" of %d", c.failed(o)+c[o][kindOK])
+	s += fmt.Sprintf(" of %d", c.failed(o)+c[o][kindOK]+c[o][kindShed])
+	if shed := c[o][kindShed]; shed > 0 {
+		s += fmt.Sprintf(", %d shed politely (503, Retry-After)", shed)
+	}
+	return s
 }
 
 func codeList(codes map[int]uint64) string {

@@ -60,6 +60,9 @@ type lazyPeers struct {
 	dev    sync.Mutex
 	asleep atomic.Int32 // peers held back: initiations are looked at only while some are
 
+	closing   chan struct{} // closed when the engine closes (see await)
+	closeOnce sync.Once
+
 	mu    sync.RWMutex
 	byKey map[Key]*lazyPeer
 	byIP  map[netip.Addr]*lazyPeer // by the address of a /32 or /128 allowed IP
@@ -74,11 +77,14 @@ type lazyPeer struct {
 	// bare says it was woken by its initiation, without the persistent
 	// keepalive, which it gets with the first packet it is sent.
 	bare atomic.Bool
-	last atomic.Int64 // unix nanoseconds of its last packet through the TUN, or of its waking
+	// waking is the done channel of the wake under way, if any (see await).
+	waking atomic.Pointer[chan struct{}]
+	last   atomic.Int64 // unix nanoseconds of its last packet through the TUN, or of its waking
 }
 
 func newLazyPeers(device func(wgtypes.Config) error, live func() ([]PeerStatus, error)) *lazyPeers {
-	return &lazyPeers{device: device, live: live, now: time.Now, byKey: map[Key]*lazyPeer{}, byIP: map[netip.Addr]*lazyPeer{}}
+	return &lazyPeers{device: device, live: live, now: time.Now, closing: make(chan struct{}),
+		byKey: map[Key]*lazyPeer{}, byIP: map[netip.Addr]*lazyPeer{}}
 }
 
 // apply is the engine state's apply: it records every peer of d and sends
@@ -219,11 +225,12 @@ func (l *lazyPeers) wakeAll() {
 	l.device(out) // a failure leaves them awake: see wake
 }
 
-// dress gives a bare peer its persistent keepalive.
+// dress gives a bare peer its persistent keepalive; the caller took bare
+// off it.
 func (l *lazyPeers) dress(p *lazyPeer) {
 	l.dev.Lock()
 	defer l.dev.Unlock()
-	if !p.awake.Load() || !p.bare.Swap(false) {
+	if !p.awake.Load() {
 		return
 	}
 	keepalive := Keepalive
@@ -339,9 +346,9 @@ func (l *lazyPeers) note(pkts [][]byte, sizes []int, offset, n int, addr func([]
 		switch {
 		case !wake:
 		case !peer.awake.Load():
-			l.wake(peer, false)
-		case peer.bare.Load():
-			l.dress(peer)
+			l.await(peer, false)
+		case peer.bare.CompareAndSwap(true, false):
+			go l.dress(peer) // the packet does not need it
 		}
 	}
 }
@@ -367,9 +374,47 @@ func (l *lazyPeers) initiation(msg []byte) {
 	p := l.byKey[key]
 	l.mu.RUnlock()
 	if p != nil && !p.awake.Load() {
-		l.wake(p, true)
+		l.await(p, true)
 	}
 }
+
+// wakeWait is the longest a packet waits for its peer to be woken. A wake
+// takes microseconds; but the packet paths are wireguard-go's receive and
+// TUN goroutines, and wireguard-go waits for those, holding its IPC lock,
+// when it moves its port or closes. So the device is called from another
+// goroutine, and the packet waits for it only this long, or until the
+// engine closes; if it gives up, wireguard-go drops the packet (it has no
+// peer for it yet) and the peer is woken all the same.
+const wakeWait = 250 * time.Millisecond
+
+// await wakes p (see wake) and waits for it, for at most wakeWait or
+// until the engine closes. Concurrent calls for one peer share one wake.
+func (l *lazyPeers) await(p *lazyPeer, bare bool) {
+	done := make(chan struct{})
+	if !p.waking.CompareAndSwap(nil, &done) {
+		w := p.waking.Load()
+		if w == nil {
+			return // the wake under way just ended
+		}
+		done = *w
+	} else {
+		go func() {
+			l.wake(p, bare)
+			p.waking.Store(nil)
+			close(done)
+		}()
+	}
+	timer := time.NewTimer(wakeWait)
+	defer timer.Stop()
+	select {
+	case <-done:
+	case <-timer.C:
+	case <-l.closing:
+	}
+}
+
+// close makes packets stop waiting for wakes, before the device closes.
+func (l *lazyPeers) close() { l.closeOnce.Do(func() { close(l.closing) }) }
 
 // dstAddr and srcAddr are an IP packet's destination and source, or the
 // zero Addr if p is not one.

@@ -224,6 +224,7 @@ func (e *userspace) Close() error {
 	}
 	e.closed = true
 	e.stopSleeper()
+	e.lazy.close() // no packet path waits for a wake, which would wait for Close
 	if e.uapi != nil {
 		e.uapi.Close() // removes the socket
 		<-e.uapiDone

@@ -123,6 +123,17 @@ func (s *Server) SetMesh(peers []netip.AddrPort) {
 	s.mesh.peers.Store(&p)
 }
 
+// MeshPeers are the mesh's other relays, as SetMesh gave them.
+func (s *Server) MeshPeers() []netip.AddrPort {
+	if s.mesh == nil {
+		return nil
+	}
+	if p := s.mesh.peers.Load(); p != nil {
+		return slices.Clone(*p)
+	}
+	return nil
+}
+
 // toMesh sends the DATA b, from the bound node src to the VPN IP dst that
 // is bound to no node here, to the mesh's other relays as FORWARD. b is
 // rewritten in place when its buffer has room, as read buffers do.

@@ -2,6 +2,7 @@ package server
 
 import (
 	"net/http"
+	"net/netip"
 	"time"
 )
 
@@ -31,3 +32,15 @@ func (s *Server) TakeFullAnswers(d time.Duration) (release func()) {
 		fullWait = was
 	}
 }
+
+// ResolveRelayPeersWith makes f the resolver of relay peer names, and
+// resolves them again at once, as maintain's loop does every minute.
+func (s *Server) ResolveRelayPeersWith(f func(string) (netip.AddrPort, error)) {
+	s.relayMu.Lock()
+	s.resolve = f
+	s.relayMu.Unlock()
+	s.refreshRelayPeers()
+}
+
+// MeshPeers are the relay's other relays now.
+func (s *Server) MeshPeers() []netip.AddrPort { return s.relay.MeshPeers() }

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -89,6 +90,11 @@ type Server struct {
 	stun      *stun.Server
 	relay     *relay.Server
 	wg        sync.WaitGroup
+
+	resolve    func(string) (netip.AddrPort, error) // resolveUDP; a variable for tests
+	relayMu    sync.Mutex
+	relayNames []string         // cfg.RelayPeers
+	relayPeers []netip.AddrPort // their addresses, as last resolved
 }
 
 // New opens the state dir and binds the listeners; Run serves them.
@@ -103,7 +109,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.DNSDomain = api.DefaultDNSDomain
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, punches: newPunches(cfg.Now), warnings: newWarnings(cfg.Logger), stopping: make(chan struct{}),
-		fullAnswers: make(fullSlots, maxFullAnswers)}
+		fullAnswers: make(fullSlots, maxFullAnswers), resolve: resolveUDP}
 	if err := s.open(); err != nil {
 		return nil, err
 	}
@@ -276,18 +282,78 @@ func (s *Server) listen() error {
 }
 
 // SetRelayPeers makes the relays at addrs (HOST:PORT) the mesh's other
-// relays, resolving their names now.
+// relays, resolving their names now; maintain resolves them again every
+// relayPeersEvery, so a replica whose address changes behind its name is
+// found again without a restart.
 func (s *Server) SetRelayPeers(addrs []string) error {
-	var peers []netip.AddrPort
-	for _, a := range addrs {
-		ua, err := net.ResolveUDPAddr("udp", a)
+	peers := make([]netip.AddrPort, len(addrs))
+	for i, a := range addrs {
+		ap, err := s.resolve(a)
 		if err != nil {
 			return fmt.Errorf("--relay-peer %q: %w", a, err)
 		}
-		peers = append(peers, ua.AddrPort())
+		peers[i] = ap
 	}
+	s.relayMu.Lock()
+	s.relayNames, s.relayPeers = slices.Clone(addrs), peers
+	s.relayMu.Unlock()
 	s.relay.SetMesh(peers)
 	return nil
+}
+
+// relayPeersEvery is how often the relay peers' names are resolved again.
+const relayPeersEvery = time.Minute
+
+// keepRelayPeers resolves the relay peers' names every relayPeersEvery,
+// in a loop of its own: a name server that does not answer must not hold
+// up maintain, which replicas depend on within a second.
+func (s *Server) keepRelayPeers(ctx context.Context) {
+	defer s.wg.Done()
+	t := time.NewTicker(relayPeersEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.refreshRelayPeers()
+		}
+	}
+}
+
+// refreshRelayPeers resolves the relay peers' names again, and gives the
+// relay the addresses that changed. A name that does not resolve now
+// keeps its last address, with a warning.
+func (s *Server) refreshRelayPeers() {
+	s.relayMu.Lock()
+	defer s.relayMu.Unlock()
+	if len(s.relayNames) == 0 {
+		return
+	}
+	peers := slices.Clone(s.relayPeers)
+	for i, name := range s.relayNames {
+		ap, err := s.resolve(name)
+		switch {
+		case err != nil:
+			s.warnings.warn("relay peer does not resolve; keeping its last address", "relay_peer", name, "address", peers[i], "err", err)
+		case ap != peers[i]:
+			s.log.Info("relay peer moved", "relay_peer", name, "was", peers[i], "now", ap)
+			peers[i] = ap
+		}
+	}
+	if !slices.Equal(peers, s.relayPeers) {
+		s.relayPeers = peers
+		s.relay.SetMesh(peers)
+	}
+}
+
+// resolveUDP resolves HOST:PORT to one UDP address, as the system does.
+func resolveUDP(addr string) (netip.AddrPort, error) {
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	return ua.AddrPort(), nil
 }
 
 // nextPort turns host:port into host:port+1.
@@ -335,8 +401,9 @@ func (s *Server) Run(ctx context.Context) error {
 	go func() { errc <- s.http.Serve(s.ln) }()
 	go func() { errc <- s.stun.Serve(ctx) }()
 	go func() { errc <- s.relay.Serve(ctx) }()
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.maintain(ctx)
+	go s.keepRelayPeers(ctx)
 	var err error
 	select {
 	case <-ctx.Done():

@@ -288,7 +288,9 @@ func (r *registry) refresh(ctx context.Context, n *node, e enrolment) (record, e
 	endpoint := n.PublicIP != e.publicIP || n.Port != req.Port || n.NATPort != req.NATPort || n.LANIP != req.LANIP
 	n.PublicIP, n.Port, n.NATPort, n.LANIP = e.publicIP, req.Port, req.NATPort, req.LANIP
 	n.LastSeen = r.now()
-	n.downAt = time.Time{} // up again, if it had said it goes down
+	if !n.DownAt.IsZero() { // up again: the store's DownAt goes with the heartbeat's facts
+		n.DownAt, n.Up, n.downStored = time.Time{}, true, false
+	}
 	n.dirty = true
 	if identity || endpoint || !n.online {
 		n.urgent = true

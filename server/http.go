@@ -326,12 +326,17 @@ func (s *Server) handleOffline(w http.ResponseWriter, r *http.Request, c caller)
 		httpError(w, http.StatusForbidden, "only an enrolled node can say it goes offline")
 		return
 	}
-	addr, err := s.reg.offline(c.node)
+	addr, at, err := s.reg.offline(c.node)
 	if err != nil {
 		httpError(w, http.StatusUnauthorized, "%v", err)
 		return
 	}
 	s.relay.Forget(addr)
+	// For the servers sharing the store, and this one after a restart;
+	// without it the node is offline here, and elsewhere once silent.
+	if err := s.store.SaveDown(r.Context(), c.node.NodeID, at); err != nil {
+		s.warnings.warn("recording that a node goes down", "node_id", c.node.NodeID, "err", err)
+	}
 	writeJSON(w, http.StatusOK, api.OK{OK: true})
 }
 

@@ -27,9 +27,9 @@ type node struct {
 	// savedSeen is the last-seen time as last written (or read): a
 	// long-poll makes the node dirty only when it is a minute older.
 	savedSeen time.Time
-	// downAt is when the node said it goes down (wire down): its
-	// last-seen time, read back from the store, does not bring it back.
-	downAt time.Time
+	// downStored says that DownAt was learnt from the store (the node went
+	// down through another server), so a stored up ends it too.
+	downStored bool
 	// added is the registry's commit count when the node was added: the
 	// store held it for every reload that began after that.
 	added uint64
@@ -126,9 +126,9 @@ func (r *registry) load(recs []record) error {
 		if err := r.alloc.take(addr, rec.NodeID); err != nil {
 			return fmt.Errorf("node %s: %w", rec.NodeName, err)
 		}
-		n := &node{record: rec, savedSeen: rec.LastSeen}
+		n := &node{record: rec, savedSeen: rec.LastSeen, downStored: !rec.DownAt.IsZero()}
 		r.index(n)
-		r.setOnline(n, now.Sub(rec.LastSeen) < api.Online)
+		r.setOnline(n, n.fresh(now))
 		r.bump(n)
 	}
 	return nil
@@ -313,20 +313,29 @@ func (r *registry) retag(n *node, tags []string) {
 }
 
 // offline takes n out of the online set now, as its going down says, and
-// returns its VPN address.
-func (r *registry) offline(n *node) (netip.Addr, error) {
+// returns its VPN address and the time it went down.
+func (r *registry) offline(n *node) (netip.Addr, time.Time, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.nodes[n.NodeID] != n {
-		return netip.Addr{}, ErrNotEnrolled
+		return netip.Addr{}, time.Time{}, ErrNotEnrolled
 	}
-	n.downAt = r.now()
+	n.DownAt, n.downStored = r.now(), false
 	if n.online {
 		r.setOnline(n, false)
 		r.bump(n)
 	}
-	return netip.ParseAddr(n.VPNIP)
+	addr, err := netip.ParseAddr(n.VPNIP)
+	return addr, n.DownAt, err
 }
+
+// saidDown says whether the node said it goes down (wire down), through
+// this server or another, and has not sent a heartbeat since.
+func (n *node) saidDown() bool { return !n.DownAt.IsZero() && !n.LastSeen.After(n.DownAt) }
+
+// fresh says whether n counts as online at now: heard from within
+// api.Online, and not since it said it goes down.
+func (n *node) fresh(now time.Time) bool { return now.Sub(n.LastSeen) < api.Online && !n.saidDown() }
 
 // alive records that n long-polls, which is as good a sign of life as a
 // heartbeat: its last-seen time moves on (reaching the store once a
@@ -334,7 +343,7 @@ func (r *registry) offline(n *node) (netip.Addr, error) {
 func (r *registry) alive(n *node) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.nodes[n.NodeID] != n || !n.downAt.IsZero() {
+	if r.nodes[n.NodeID] != n || n.saidDown() {
 		// Removed; or it said it goes down, and only its next heartbeat
 		// brings it back: a poll still on its way then must not.
 		return
@@ -376,7 +385,7 @@ func (r *registry) takeSeen(urgent bool) []record {
 	for _, n := range r.nodes {
 		if n.urgent || (n.dirty && !urgent) {
 			out = append(out, n.record)
-			n.dirty, n.urgent = false, false
+			n.dirty, n.urgent, n.Up = false, false, false
 			n.savedSeen = n.LastSeen
 		}
 	}
@@ -391,6 +400,7 @@ func (r *registry) untake(recs []record, urgent bool) {
 		if n, ok := r.nodes[rec.NodeID]; ok {
 			n.dirty = true
 			n.urgent = n.urgent || urgent
+			n.Up = n.Up || rec.Up
 		}
 	}
 }

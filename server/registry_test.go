@@ -253,7 +253,7 @@ func TestOfflineSurvivesReadBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := reg.nodes["n1"]
-	if _, err := reg.offline(n); err != nil {
+	if _, _, err := reg.offline(n); err != nil {
 		t.Fatal(err)
 	}
 	if err := reg.store.SaveSeen(ctx, reg.takeSeen(false)); err != nil {
@@ -317,7 +317,7 @@ func TestPollAfterDownKeepsItDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := reg.nodes["n1"]
-	if _, err := reg.offline(n); err != nil {
+	if _, _, err := reg.offline(n); err != nil {
 		t.Fatal(err)
 	}
 	reg.alive(n)

@@ -99,8 +99,9 @@ func TestHeartbeatThroughOtherReplica(t *testing.T) {
 	}
 }
 
-// What one replica learns (an enrolment, an endpoint that moved, an admin
-// removal) reaches a long-poll on the other within a second.
+// What one replica learns (an enrolment, an endpoint that moved, a node's
+// wire down and its return, an admin removal) reaches a long-poll on the
+// other within a second.
 func TestReplicaChangeReachesLongPoll(t *testing.T) {
 	_, store, a, b := startReplicas(t)
 	k := a.Key(t, true)
@@ -136,6 +137,29 @@ func TestReplicaChangeReachesLongPoll(t *testing.T) {
 	}
 	got = <-polled
 	since = expectPeer(t, got, start, "mover's new endpoint", func(p api.Peer) bool { return p.NodeName == "mover" && p.NATPort == 41234 })
+
+	// wire down through a: mover leaves b's map within a second, and its
+	// next heartbeat through a brings it back.
+	polled = poll(yc, since)
+	start = time.Now()
+	if err := xc.Offline(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got = <-polled
+	if got.err != nil || !slices.Contains(got.resp.Removed, "id-mover") {
+		t.Fatalf("long-poll on the other replica after mover's wire down: %+v, %v; want mover removed", got.resp, got.err)
+	}
+	if d := got.at.Sub(start); d > time.Second {
+		t.Errorf("mover's wire down reached the other replica's long-poll after %v, want within 1 s", d)
+	}
+	since = got.resp.Version
+	polled = poll(yc, since)
+	start = time.Now()
+	if _, err := xc.Register(ctx, moved); err != nil {
+		t.Fatal(err)
+	}
+	got = <-polled
+	since = expectPeer(t, got, start, "mover back after a heartbeat", func(p api.Peer) bool { return p.NodeName == "mover" })
 
 	// An admin removal, written to the shared store.
 	polled = poll(yc, since)

@@ -15,7 +15,7 @@ import (
 // StoreFile is the name of the store inside the state dir.
 const StoreFile = "wire.db"
 
-const schemaVersion = "3"
+const schemaVersion = "4"
 
 // schemaSQLite is the store's schema in SQLite. Every write that other
 // servers must notice takes the next value of the single revision counter
@@ -38,7 +38,8 @@ CREATE TABLE nodes (
 	created_at    INTEGER NOT NULL,
 	last_seen     INTEGER NOT NULL,
 	tags          TEXT NOT NULL DEFAULT '', -- space-separated, sorted: tag:a tag:b
-	revision      INTEGER NOT NULL DEFAULT 0
+	revision      INTEGER NOT NULL DEFAULT 0,
+	down_at       INTEGER NOT NULL DEFAULT 0 -- when it said it goes down (wire down); 0: never
 );
 CREATE TABLE join_keys (
 	id         TEXT PRIMARY KEY,
@@ -70,7 +71,11 @@ var migrations = map[string]string{
 	"1": `ALTER TABLE nodes ADD COLUMN tags TEXT NOT NULL DEFAULT '';
 ALTER TABLE join_keys ADD COLUMN tags TEXT NOT NULL DEFAULT '';`,
 	"2": `ALTER TABLE nodes ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;` + revisionSchema,
+	"3": downAtColumn,
 }
+
+// downAtColumn is schema version 4's change, in either dialect.
+const downAtColumn = `ALTER TABLE nodes ADD COLUMN down_at BIGINT NOT NULL DEFAULT 0;`
 
 // Store is wire's durable state: by default a SQLite database in WAL mode
 // whose every acknowledged write has reached the disk (synchronous=FULL);
@@ -190,10 +195,17 @@ type record struct {
 	Created, LastSeen                             time.Time
 	Tags                                          []string // sorted
 	Revision                                      int64    // of its last write, as read
+	// DownAt is when the node last said it goes down (wire down), zero
+	// if never: until a later heartbeat it is offline, on every server.
+	DownAt time.Time
+	// Up says that a heartbeat came after this server saw the node go
+	// down: SaveSeen clears the stored DownAt (which no server's older
+	// news of the node may do).
+	Up bool
 }
 
 const nodeColumns = `node_id, node_name, COALESCE(node_key, ''), wg_public_key, vpn_ip,
-	public_ip, lan_ip, port, nat_port, created_at, last_seen, tags, revision`
+	public_ip, lan_ip, port, nat_port, created_at, last_seen, tags, revision, down_at`
 
 // Nodes returns every node in the store.
 func (s *Store) Nodes(ctx context.Context) ([]record, error) {
@@ -254,13 +266,16 @@ func scanNodes(rows *sql.Rows, err error) ([]record, error) {
 	var out []record
 	for rows.Next() {
 		var r record
-		var created, seen int64
+		var created, seen, down int64
 		var tags string
 		if err := rows.Scan(&r.NodeID, &r.NodeName, &r.NodeKey, &r.WGPublicKey, &r.VPNIP,
-			&r.PublicIP, &r.LANIP, &r.Port, &r.NATPort, &created, &seen, &tags, &r.Revision); err != nil {
+			&r.PublicIP, &r.LANIP, &r.Port, &r.NATPort, &created, &seen, &tags, &r.Revision, &down); err != nil {
 			return nil, err
 		}
 		r.Created, r.LastSeen, r.Tags = time.Unix(created, 0), time.Unix(seen, 0), splitTags(tags)
+		if down != 0 {
+			r.DownAt = time.Unix(down, 0)
+		}
 		out = append(out, r)
 	}
 	return out, rows.Err()
@@ -423,7 +438,8 @@ func (s *Store) SaveSeen(ctx context.Context, rs []record) error {
 		return s.saveSeenPostgres(ctx, rs)
 	}
 	return s.write(ctx, func(b bound, rev int64) error {
-		q := b.query(`UPDATE nodes SET public_ip = ?, port = ?, nat_port = ?, lan_ip = ?, last_seen = ?, revision = ?
+		q := b.query(`UPDATE nodes SET public_ip = ?, port = ?, nat_port = ?, lan_ip = ?, last_seen = ?, revision = ?,
+			down_at = CASE WHEN ? THEN 0 ELSE down_at END
 			WHERE node_id = ? AND last_seen <= ?`)
 		stmt, err := b.c.(*sql.Tx).PrepareContext(ctx, q)
 		if err != nil {
@@ -432,11 +448,20 @@ func (s *Store) SaveSeen(ctx context.Context, rs []record) error {
 		defer stmt.Close()
 		for _, r := range rs {
 			seen := r.LastSeen.Unix()
-			if _, err := stmt.ExecContext(ctx, r.PublicIP, r.Port, r.NATPort, r.LANIP, seen, rev, r.NodeID, seen); err != nil {
+			if _, err := stmt.ExecContext(ctx, r.PublicIP, r.Port, r.NATPort, r.LANIP, seen, rev, r.Up, r.NodeID, seen); err != nil {
 				return err
 			}
 		}
 		return nil
+	})
+}
+
+// SaveDown records that a node said it goes down, for the servers sharing
+// the store to see (and this one after a restart).
+func (s *Store) SaveDown(ctx context.Context, nodeID string, at time.Time) error {
+	return s.write(ctx, func(b bound, rev int64) error {
+		_, err := b.exec(ctx, `UPDATE nodes SET down_at = ?, revision = ? WHERE node_id = ?`, at.Unix(), rev, nodeID)
+		return err
 	})
 }
 

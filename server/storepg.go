@@ -34,7 +34,8 @@ CREATE TABLE nodes (
 	created_at    BIGINT NOT NULL,
 	last_seen     BIGINT NOT NULL,
 	tags          TEXT NOT NULL DEFAULT '',
-	revision      BIGINT NOT NULL DEFAULT 0
+	revision      BIGINT NOT NULL DEFAULT 0,
+	down_at       BIGINT NOT NULL DEFAULT 0
 );
 CREATE UNIQUE INDEX nodes_name_lower ON nodes (lower(node_name));
 CREATE TABLE join_keys (
@@ -129,9 +130,19 @@ func (s *Store) preparePostgres(ctx context.Context) error {
 	if err := b.row(ctx, `SELECT value FROM meta WHERE key = 'schema_version'`).Scan(&v); err != nil {
 		return fmt.Errorf("the database has a meta table but no wire schema version (another program's database?): %w", err)
 	}
+	// Every PostgreSQL store began at version 3. A replica still running
+	// the older wire goes on working on the migrated schema: it names the
+	// columns it reads and writes.
+	if v == "3" {
+		if _, err := b.exec(ctx, downAtColumn); err != nil {
+			return fmt.Errorf("migrating the store from schema version 3: %w", err)
+		}
+		if _, err := b.exec(ctx, `UPDATE meta SET value = ? WHERE key = 'schema_version'`, schemaVersion); err != nil {
+			return err
+		}
+		v = schemaVersion
+	}
 	if v != schemaVersion {
-		// Every PostgreSQL store began at version 3; later versions will
-		// bring their migrations here.
 		return fmt.Errorf("schema version %s, this wire understands %s", v, schemaVersion)
 	}
 	return tx.Commit()
@@ -157,17 +168,19 @@ func redactURL(s string) string {
 func (s *Store) saveSeenPostgres(ctx context.Context, rs []record) error {
 	ids, ips, lans := make([]string, len(rs)), make([]string, len(rs)), make([]string, len(rs))
 	ports, nats, seen := make([]int64, len(rs)), make([]int64, len(rs)), make([]int64, len(rs))
+	up := make([]bool, len(rs))
 	for i, r := range rs {
 		ids[i], ips[i], lans[i] = r.NodeID, r.PublicIP, r.LANIP
-		ports[i], nats[i], seen[i] = int64(r.Port), int64(r.NATPort), r.LastSeen.Unix()
+		ports[i], nats[i], seen[i], up[i] = int64(r.Port), int64(r.NATPort), r.LastSeen.Unix(), r.Up
 	}
 	return s.write(ctx, func(b bound, rev int64) error {
 		_, err := b.exec(ctx, `UPDATE nodes AS n SET public_ip = v.public_ip, port = v.port, nat_port = v.nat_port,
-			lan_ip = v.lan_ip, last_seen = v.last_seen, revision = ?
-			FROM unnest(?::text[], ?::text[], ?::bigint[], ?::bigint[], ?::text[], ?::bigint[])
-				AS v(node_id, public_ip, port, nat_port, lan_ip, last_seen)
+			lan_ip = v.lan_ip, last_seen = v.last_seen, revision = ?,
+			down_at = CASE WHEN v.up THEN 0 ELSE n.down_at END
+			FROM unnest(?::text[], ?::text[], ?::bigint[], ?::bigint[], ?::text[], ?::bigint[], ?::boolean[])
+				AS v(node_id, public_ip, port, nat_port, lan_ip, last_seen, up)
 			WHERE n.node_id = v.node_id AND n.last_seen <= v.last_seen`,
-			rev, ids, ips, ports, nats, lans, seen)
+			rev, ids, ips, ports, nats, lans, seen, up)
 		return err
 	})
 }

@@ -6,8 +6,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/wire-mesh/wire/api"
 )
 
 // Servers sharing a store (replicas on PostgreSQL) each keep the whole
@@ -175,7 +173,7 @@ func (r *registry) apply(recs []record, removed []string, mark uint64) (gone []n
 		}
 		n := r.nodes[rec.NodeID]
 		if n == nil {
-			moved = append(moved, &node{record: rec, savedSeen: rec.LastSeen})
+			moved = append(moved, &node{record: rec, savedSeen: rec.LastSeen, downStored: !rec.DownAt.IsZero()})
 			continue
 		}
 		if sameIdentity(n.record, rec) {
@@ -213,7 +211,7 @@ func (r *registry) apply(recs []record, removed []string, mark uint64) (gone []n
 			continue
 		}
 		r.index(n)
-		r.setOnline(n, now.Sub(n.LastSeen) < api.Online)
+		r.setOnline(n, n.fresh(now))
 		r.bump(n)
 	}
 	return gone, consistent
@@ -238,7 +236,17 @@ func (r *registry) update(n *node, rec record, now time.Time) bool {
 		n.savedSeen = rec.LastSeen
 		n.dirty, n.urgent = false, false // the store holds newer news than this server
 	}
-	if online := now.Sub(n.LastSeen) < api.Online && n.LastSeen.After(n.downAt); online != n.online {
+	// It went down through another server (to the second, as stored; this
+	// server's own DownAt is finer), or came back through another server
+	// after a down this server learnt from the store. A down said here
+	// ends only with a heartbeat (here, or one stored later: see saidDown).
+	switch down := unixOrZero(rec.DownAt); {
+	case down > unixOrZero(n.DownAt):
+		n.DownAt, n.downStored = rec.DownAt, true
+	case down == 0 && n.downStored && !n.Up:
+		n.DownAt, n.downStored = time.Time{}, false
+	}
+	if online := n.fresh(now); online != n.online {
 		r.setOnline(n, online)
 		changed = true
 	}
@@ -261,4 +269,12 @@ func (r *registry) holders(n *node, addr netip.Addr) []*node {
 		add(r.byKey[n.NodeKey])
 	}
 	return out
+}
+
+// unixOrZero is t in Unix seconds, 0 for the zero time.
+func unixOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
 }

@@ -54,9 +54,9 @@ func Migrate(ctx context.Context, from, to *Store, pin string) (MigrateReport, e
 				nodeKey = r.NodeKey
 			}
 			if _, err := b.exec(ctx, `INSERT INTO nodes (node_id, node_name, node_key, wg_public_key, vpn_ip,
-				public_ip, port, nat_port, lan_ip, created_at, last_seen, tags, revision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				public_ip, port, nat_port, lan_ip, created_at, last_seen, tags, revision, down_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 				r.NodeID, r.NodeName, nodeKey, r.WGPublicKey, r.VPNIP, r.PublicIP, r.Port, r.NATPort, r.LANIP,
-				r.Created.Unix(), r.LastSeen.Unix(), joinTags(r.Tags), rev); err != nil {
+				r.Created.Unix(), r.LastSeen.Unix(), joinTags(r.Tags), rev, unixOrZero(r.DownAt)); err != nil {
 				return fmt.Errorf("node %s: %w", r.NodeName, to.conflictError(err))
 			}
 		}
@@ -90,7 +90,7 @@ func verifyCopy(ctx context.Context, to *Store, nodes []record, keys []joinKeyRo
 	same := func(a, b record) bool {
 		return a.NodeID == b.NodeID && a.NodeName == b.NodeName && a.NodeKey == b.NodeKey && a.WGPublicKey == b.WGPublicKey &&
 			a.VPNIP == b.VPNIP && a.PublicIP == b.PublicIP && a.Port == b.Port && a.NATPort == b.NATPort && a.LANIP == b.LANIP &&
-			a.Created.Equal(b.Created) && a.LastSeen.Equal(b.LastSeen) && slices.Equal(a.Tags, b.Tags)
+			a.Created.Equal(b.Created) && a.LastSeen.Equal(b.LastSeen) && slices.Equal(a.Tags, b.Tags) && a.DownAt.Equal(b.DownAt)
 	}
 	// Each database orders text by its own collation: compare by id.
 	byID := func(a, b record) int { return strings.Compare(a.NodeID, b.NodeID) }

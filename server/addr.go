@@ -45,6 +45,9 @@ type allocator struct {
 	base   uint32
 	size   uint32 // addresses in the prefix, network and broadcast included
 	used   map[netip.Addr]string
+	// elsewhereAt is, for each address taken elsewhere, the registry's
+	// mark when it was found taken (see releaseElsewhere).
+	elsewhereAt map[netip.Addr]uint64
 }
 
 func newAllocator(prefix netip.Prefix) *allocator {
@@ -54,6 +57,8 @@ func newAllocator(prefix netip.Prefix) *allocator {
 		base:   binary.BigEndian.Uint32(a4[:]),
 		size:   1 << (32 - prefix.Bits()),
 		used:   make(map[netip.Addr]string),
+
+		elsewhereAt: make(map[netip.Addr]uint64),
 	}
 }
 
@@ -66,17 +71,39 @@ func (a *allocator) take(addr netip.Addr, nodeID string) error {
 		return fmt.Errorf("address %s is held by two nodes, %s and %s", addr, owner, nodeID)
 	}
 	a.used[addr] = nodeID
+	delete(a.elsewhereAt, addr)
 	return nil
 }
 
-func (a *allocator) release(addr netip.Addr) { delete(a.used, addr) }
+func (a *allocator) release(addr netip.Addr) {
+	delete(a.used, addr)
+	delete(a.elsewhereAt, addr)
+}
 
 // elsewhere is the owner of an address that another server sharing the
 // store gave to a node this server does not know yet.
 const elsewhere = "(another server's)"
 
-// takenElsewhere keeps addr from being chosen until its node is known.
-func (a *allocator) takenElsewhere(addr netip.Addr) { a.used[addr] = elsewhere }
+// takenElsewhere keeps addr from being chosen until its node is known; at
+// is the registry's mark now.
+func (a *allocator) takenElsewhere(addr netip.Addr, at uint64) {
+	a.used[addr] = elsewhere
+	a.elsewhereAt[addr] = at
+}
+
+// releaseElsewhere frees the addresses found taken elsewhere before
+// mark, once a whole read of the store's changes that began at mark has
+// been applied: the node that held one, enrolled before it was found
+// taken, would have come with that read, so if none claimed it, that node
+// was removed meanwhile. Without this, such an address stayed out of use
+// until a restart.
+func (a *allocator) releaseElsewhere(mark uint64) {
+	for addr, at := range a.elsewhereAt {
+		if at < mark {
+			a.release(addr)
+		}
+	}
+}
 
 func (a *allocator) usable(addr netip.Addr) bool {
 	if !addr.Is4() || !a.prefix.Contains(addr) {

@@ -153,7 +153,7 @@ func (r *registry) enrol(ctx context.Context, e enrolment) (record, error) {
 		addr := netip.MustParseAddr(rec.VPNIP)
 		var conflict *ErrConflict
 		if errors.As(err, &conflict) && conflict.Field == "vpn_ip" && r.store.Shared() {
-			r.alloc.takenElsewhere(addr) // until this server learns by whom
+			r.alloc.takenElsewhere(addr, r.commits) // until this server learns by whom
 			return record{}, errAddressTaken
 		}
 		r.alloc.release(addr)

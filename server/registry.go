@@ -72,7 +72,7 @@ type registry struct {
 	byWG    map[string]*node
 	alloc   *allocator
 	held    map[reserved]*reservation // by registrations whose store write is in flight
-	commits uint64                    // nodes added so far, see node.added
+	commits uint64                    // counts nodes added and marks taken: see node.added, mark
 	// policy is the mesh's policy, nil if none; views taken before
 	// policyFrom predate its last change.
 	policy     *policy.Policy
@@ -268,10 +268,13 @@ func (r *registry) remove(n *node) {
 }
 
 // mark is taken before reading the store for a reload: every node added
-// up to it was in the store when the read began.
+// up to it was in the store when the read began. Each mark is a new value
+// (after every earlier mark and addition), so that what happened after it
+// can be told from what happened before.
 func (r *registry) mark() uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.commits++
 	return r.commits
 }
 

@@ -335,3 +335,36 @@ func TestPollAfterDownKeepsItDown(t *testing.T) {
 		t.Error("offline after a poll that followed its heartbeat")
 	}
 }
+
+// An address found taken by another server's node that this one never
+// learns of (removed before this server read it) is free again once a
+// read of the store's changes that began after it was found is applied;
+// one found during that read is kept until the next.
+func TestAddressTakenElsewhereIsFreedAfterARead(t *testing.T) {
+	reg := newTestRegistry(t)
+	before, during := netip.MustParseAddr("10.99.0.7"), netip.MustParseAddr("10.99.0.8")
+	reg.mu.Lock()
+	reg.alloc.takenElsewhere(before, reg.commits)
+	reg.mu.Unlock()
+	mark := reg.mark() // a read begins
+	reg.mu.Lock()
+	reg.alloc.takenElsewhere(during, reg.commits)
+	reg.mu.Unlock()
+	if _, consistent := reg.apply(nil, nil, mark); !consistent {
+		t.Fatal("an empty read was not consistent")
+	}
+	reg.mu.Lock()
+	_, stillBefore := reg.alloc.used[before]
+	_, stillDuring := reg.alloc.used[during]
+	reg.mu.Unlock()
+	if stillBefore {
+		t.Errorf("%s, found taken before the read began, is still held after it", before)
+	}
+	if !stillDuring {
+		t.Errorf("%s, found taken while the read ran, was freed by it", during)
+	}
+	reg.apply(nil, nil, reg.mark())
+	if _, ok := reg.alloc.used[during]; ok {
+		t.Errorf("%s is still held after the next read", during)
+	}
+}

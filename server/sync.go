@@ -140,6 +140,11 @@ func (r *registry) apply(recs []record, removed []string, mark uint64) (gone []n
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	consistent = true
+	defer func() {
+		if consistent {
+			r.alloc.releaseElsewhere(mark)
+		}
+	}()
 	drop := func(n *node) {
 		r.remove(n)
 		if a, err := netip.ParseAddr(n.VPNIP); err == nil {

@@ -271,3 +271,41 @@ func TestMigrateFromVersion1(t *testing.T) {
 		t.Errorf("node00001's tags %q, want [tag:a]", got)
 	}
 }
+
+// A stored down time survives a heartbeat's facts written by a server
+// that did not see the node come back, and is cleared by those of one
+// that did (Up), on SQLite as on PostgreSQL (TestReplicaChangeReachesLongPoll).
+func TestDownTimeClearedOnlyByUp(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenStore(storeWithNodes(t, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	downAt := func() time.Time {
+		t.Helper()
+		nodes, err := s.Nodes(ctx)
+		if err != nil || len(nodes) != 1 {
+			t.Fatalf("nodes: %v, %v", nodes, err)
+		}
+		return nodes[0].DownAt
+	}
+	down := time.Unix(time.Now().Unix(), 0)
+	if err := s.SaveDown(ctx, "id00000", down); err != nil {
+		t.Fatal(err)
+	}
+	seen := record{NodeID: "id00000", LastSeen: down.Add(time.Second), PublicIP: "198.51.100.7"}
+	if err := s.SaveSeen(ctx, []record{seen}); err != nil {
+		t.Fatal(err)
+	}
+	if got := downAt(); !got.Equal(down) {
+		t.Errorf("after another server's heartbeat facts: down at %v, want %v kept", got, down)
+	}
+	seen.Up, seen.LastSeen = true, seen.LastSeen.Add(time.Second)
+	if err := s.SaveSeen(ctx, []record{seen}); err != nil {
+		t.Fatal(err)
+	}
+	if got := downAt(); !got.IsZero() {
+		t.Errorf("after the heartbeat of a node back up: down at %v, want none", got)
+	}
+}

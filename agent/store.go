@@ -144,7 +144,6 @@ func scanPeer(row interface{ Scan(...any) error }) (peerRow, error) {
 // ErrUnknownPeer says no node of that name or address was ever seen.
 var ErrUnknownPeer = errors.New("no peer of that name or VPN IP is known to this node")
 
-// peer finds a peer by node_id, name (any case) or VPN IP.
 // peerByID finds a peer by node_id.
 func (s *store) peerByID(ctx context.Context, id string) (peerRow, error) {
 	p, err := scanPeer(s.db.QueryRowContext(ctx, `SELECT `+peerColumns+` FROM peers WHERE node_id = ?`, id))
@@ -154,6 +153,7 @@ func (s *store) peerByID(ctx context.Context, id string) (peerRow, error) {
 	return p, err
 }
 
+// peer finds a peer by node_id, name (any case) or VPN IP.
 func (s *store) peer(ctx context.Context, who string) (peerRow, error) {
 	p, err := scanPeer(s.db.QueryRowContext(ctx, `SELECT `+peerColumns+` FROM peers
 		WHERE node_id = ?1 OR lower(node_name) = lower(?1) OR vpn_ip = ?1 ORDER BY node_id = ?1 DESC, updated DESC LIMIT 1`, who))

@@ -59,6 +59,9 @@ type lazyPeers struct {
 	now    func() time.Time
 	dev    sync.Mutex
 	asleep atomic.Int32 // peers held back: initiations are looked at only while some are
+	// watching says the mesh is past eagerUpTo, so packets are noted; in
+	// a smaller one every peer stays awake and the packet paths do nothing.
+	watching atomic.Bool
 
 	closing   chan struct{} // closed when the engine closes (see await)
 	closeOnce sync.Once
@@ -124,6 +127,7 @@ func (l *lazyPeers) apply(d wgtypes.Config) error {
 			p.bare.Store(false) // pc has the keepalive
 		}
 	}
+	l.watch(len(l.byKey) > eagerUpTo)
 	l.mu.Unlock()
 	if isEmpty(out) {
 		return nil
@@ -193,11 +197,19 @@ func (l *lazyPeers) wake(p *lazyPeer, bare bool) {
 	l.device(wgtypes.Config{Peers: []wgtypes.PeerConfig{pc}})
 }
 
-// small says whether the mesh is small enough for every peer to be awake.
-func (l *lazyPeers) small() bool {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return len(l.byKey) <= eagerUpTo
+// watch starts or stops noting packets. Peers awake when it starts were
+// not watched, so their idle time starts now. Callers hold l.mu.
+func (l *lazyPeers) watch(on bool) {
+	if on == l.watching.Load() {
+		return
+	}
+	if on {
+		now := l.now().UnixNano()
+		for _, p := range l.byKey {
+			p.last.Store(now)
+		}
+	}
+	l.watching.Store(on)
 }
 
 // wakeAll gives the device every asleep peer. Callers hold l.dev.
@@ -244,7 +256,7 @@ func (l *lazyPeers) dress(p *lazyPeer) {
 func (l *lazyPeers) sleep() int {
 	l.dev.Lock()
 	defer l.dev.Unlock()
-	if l.small() {
+	if !l.watching.Load() {
 		l.wakeAll()
 		return 0
 	}
@@ -314,8 +326,9 @@ func (l *lazyPeers) peerFor(ip netip.Addr) *lazyPeer {
 }
 
 // sent notes packets leaving the TUN device for the mesh, waking the peers
-// they are for: it returns once the device has them, so that wireguard-go
-// finds the peer for the packet that woke it.
+// they are for: it returns once the device has them (or after wakeWait,
+// see await), so that wireguard-go finds the peer for the packet that
+// woke it.
 func (l *lazyPeers) sent(pkts [][]byte, sizes []int, offset, n int) {
 	l.note(pkts, sizes, offset, n, dstAddr, true)
 }
@@ -326,6 +339,9 @@ func (l *lazyPeers) received(pkts [][]byte, offset int) {
 }
 
 func (l *lazyPeers) note(pkts [][]byte, sizes []int, offset, n int, addr func([]byte) netip.Addr, wake bool) {
+	if !l.watching.Load() {
+		return
+	}
 	now := l.now().UnixNano()
 	var last netip.Addr
 	for i := range n {

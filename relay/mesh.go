@@ -190,7 +190,7 @@ func (s *Server) fromMesh(b []byte, from netip.AddrPort, now time.Time) {
 	m.learn(src, from, now)
 	to, ok := s.table.lookup(dst, now)
 	if !ok {
-		s.drop(&s.noRoute, "FORWARD to a VPN IP not bound here", from)
+		s.drop(&s.meshMissed, "FORWARD to a VPN IP not bound here", from)
 		return
 	}
 	d := b[:DataOverhead+len(b)-forwardOverhead]

@@ -34,12 +34,13 @@ func TestMeshForwardsBetweenRelays(t *testing.T) {
 		t.Errorf("r1 sent %d FORWARDs and delivered %d, want 2 and 1", s.MeshSent, s.MeshReceived)
 	}
 
-	// A node bound nowhere: dropped at the relay it was sent to, and not
-	// sent on by the other.
+	// A node bound nowhere: sent to the mesh, missed at the relay it was
+	// sent to, and not sent on by that one. Neither can know it is bound
+	// nowhere, so neither counts it as no route.
 	a.send(t, ipC, "to nobody")
-	waitStat(t, r2, func(s Stats) bool { return s.NoRoute == 1 })
-	if s := r1.Stats(); s.NoRoute != 0 || s.MeshSent != 3 {
-		t.Errorf("r1: %+v; want the packet to nobody sent once to the mesh", s)
+	waitStat(t, r2, func(s Stats) bool { return s.MeshMissed == 1 })
+	if s := r1.Stats(); s.MeshSent != 3 || s.NoRoute != 0 || r2.Stats().NoRoute != 0 || r2.Stats().MeshSent != 1 {
+		t.Errorf("r1: %+v, r2: %+v; want the packet to nobody sent once to the mesh, and no route counted", s, r2.Stats())
 	}
 
 	// A relay listed as r2's peer, but with another key, sends a FORWARD
@@ -56,6 +57,34 @@ func TestMeshForwardsBetweenRelays(t *testing.T) {
 	r4.join(t, ipC).send(t, ipB, "from outside the list")
 	waitStat(t, r2, func(s Stats) bool { return s.MeshBad == 2 })
 	b.expectNothing(t)
+}
+
+// Three relays: DATA for a node the first relay has no route to goes to
+// both others; the one the node is bound to delivers it, and the other
+// counts it as missed, not as a packet with no route.
+func TestMeshBroadcastIsMissedNotUnroutable(t *testing.T) {
+	opts := noLimits
+	opts.MeshKey = []byte("a key the mesh's relays share, 32")
+	r1, r2, r3 := startServer(t, opts), startServer(t, opts), startServer(t, opts)
+	r1.SetMesh([]netip.AddrPort{r2.addr, r3.addr})
+	r2.SetMesh([]netip.AddrPort{r1.addr, r3.addr})
+	r3.SetMesh([]netip.AddrPort{r1.addr, r2.addr})
+	a, c := r1.join(t, ipA), r3.join(t, ipC)
+
+	a.send(t, ipC, "to c, wherever it is")
+	c.expect(t, packet{ipA, "to c, wherever it is"})
+	waitStat(t, r2, func(s Stats) bool { return s.MeshMissed == 1 })
+	for i, r := range []*testRelay{r1, r2, r3} {
+		if s := r.Stats(); s.NoRoute != 0 {
+			t.Errorf("r%d counted %d packets with no route, want none: %+v", i+1, s.NoRoute, s)
+		}
+	}
+	if s := r1.Stats(); s.MeshSent != 2 {
+		t.Errorf("r1 sent %d FORWARDs, want 2 (one to each relay)", s.MeshSent)
+	}
+	if s := r3.Stats(); s.MeshReceived != 1 || s.MeshMissed != 0 {
+		t.Errorf("r3: %+v; want the FORWARD delivered", s)
+	}
 }
 
 // A FORWARD replayed outside the window, even from a relay of the mesh,

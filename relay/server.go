@@ -101,11 +101,15 @@ type Stats struct {
 	ForwardedBytes uint64 // their bytes, relay header included
 	Malformed      uint64 // dropped: not a relay message node → relay
 	Unbound        uint64 // dropped: DATA from an address bound to no node
-	NoRoute        uint64 // dropped: DATA to a VPN IP bound nowhere (here or, in a mesh, at the others)
+	NoRoute        uint64 // dropped: DATA to a VPN IP bound to no node here, with no relay of a mesh to send it to
 	RateLimited    uint64 // dropped: the sending node is over its limits
 	MeshSent       uint64 // FORWARDs sent to other relays of the mesh (counted in Forwarded once sent)
 	MeshReceived   uint64 // FORWARDs from them delivered to a node bound here
 	MeshBad        uint64 // dropped: FORWARDs that failed authentication
+	// MeshMissed counts FORWARDs for a VPN IP bound to no node here: a
+	// relay that does not know where a node is sends its DATA to every
+	// relay of the mesh, and at most one of them delivers it.
+	MeshMissed uint64
 }
 
 // NodeStats describes one bound node.
@@ -130,7 +134,7 @@ type Server struct {
 
 	received, hellosOK, hellosBad, hellosStale, forwarded, forwardedBytes atomic.Uint64
 	malformed, unbound, noRoute, rateLimited                              atomic.Uint64
-	meshSent, meshReceived, meshBad                                       atomic.Uint64
+	meshSent, meshReceived, meshBad, meshMissed                           atomic.Uint64
 }
 
 // NewServer returns a Server that will relay on conn once Serve runs. The
@@ -306,6 +310,7 @@ func (s *Server) Stats() Stats {
 		MeshSent:       s.meshSent.Load(),
 		MeshReceived:   s.meshReceived.Load(),
 		MeshBad:        s.meshBad.Load(),
+		MeshMissed:     s.meshMissed.Load(),
 	}
 }
 

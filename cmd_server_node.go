@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"github.com/wire-mesh/wire/server"
+)
+
+func nodesCommand() *cli.Command {
+	return &cli.Command{
+		Name:   "nodes",
+		Usage:  "list the enrolled nodes",
+		Flags:  withState(&cli.BoolFlag{Name: "json", Usage: "print JSON"}),
+		Action: noArgs(listNodes),
+	}
+}
+
+func listNodes(c *cli.Context) error {
+	store, err := openExistingStore(c)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	nodes, err := store.List(c.Context, time.Now())
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		enc := json.NewEncoder(c.App.Writer)
+		enc.SetIndent("", "  ")
+		return enc.Encode(nodes)
+	}
+	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tVPN IP\tPUBLIC\tSTATUS\tLAST SEEN\tTAGS")
+	for _, n := range nodes {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", shown(n.NodeName), n.VPNIP, shown(endpoint(n.PublicIP, n.NATPort)), n.Status, ago(n.LastSeenAgo), tagColumn(n.Tags))
+	}
+	return tw.Flush()
+}
+
+// openExistingStore opens the store without creating one: listing or
+// removing nodes of a server that never ran is a mistake in --state-dir.
+func openExistingStore(c *cli.Context) (*server.Store, error) {
+	if store := c.String("store"); store != "" {
+		return server.OpenStoreAt(c.Context, "", store)
+	}
+	dir, err := serverStateDir(c)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(dir, server.StoreFile)); errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("no wire server state in %s: has the server run there? (pass --state-dir, or --store)", dir)
+	}
+	return server.OpenStore(dir)
+}
+
+func endpoint(ip string, port int) string {
+	if ip == "" {
+		return "-"
+	}
+	if port == 0 {
+		return ip
+	}
+	return net.JoinHostPort(ip, strconv.Itoa(port))
+}
+
+func ago(secs int64) string {
+	d := time.Duration(secs) * time.Second
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds ago", secs)
+	case d < time.Hour:
+		return fmt.Sprintf("%dm ago", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh ago", int(d.Hours()))
+	}
+	return fmt.Sprintf("%dd ago", int(d.Hours()/24))
+}
+
+func nodeCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "node",
+		Usage: "manage one node",
+		Subcommands: []*cli.Command{{
+			Name:      "remove",
+			Usage:     "remove a node: its key stops working and its address is freed",
+			ArgsUsage: "NAME",
+			Flags:     withState(),
+			Action:    removeNode,
+		}, {
+			Name:      "tag",
+			Usage:     "replace a node's tags, for the policy (in force within a second)",
+			ArgsUsage: "NAME TAG...",
+			Flags:     withState(&cli.BoolFlag{Name: "clear", Usage: "remove all of the node's tags"}),
+			Action:    tagNode,
+		}},
+	}
+}
+
+func removeNode(c *cli.Context) error {
+	name, err := oneArg(c, "wire server node remove")
+	if err != nil {
+		return err
+	}
+	store, err := openExistingStore(c)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	removed, err := store.RemoveNode(c.Context, name)
+	if errors.Is(err, server.ErrNotFound) {
+		return fmt.Errorf("no node named %q (see wire server nodes)", name)
+	} else if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.Writer, "removed %s\n", removed)
+	return nil
+}
+
+func tagNode(c *cli.Context) error {
+	name, tags := c.Args().First(), c.Args().Tail()
+	switch {
+	case name == "":
+		return errors.New("usage: wire server node tag NAME TAG... (or --clear NAME)")
+	case len(tags) == 0 && !c.Bool("clear"):
+		return fmt.Errorf("no tags for %s: name them (tag:server), or pass --clear to remove all", name)
+	case len(tags) > 0 && c.Bool("clear"):
+		return errors.New("--clear takes no tags")
+	}
+	store, err := openExistingStore(c)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	tags, err = declaredTags(c.Context, store, tags)
+	if err != nil {
+		return err
+	}
+	stored, err := store.SetNodeTags(c.Context, name, tags)
+	if errors.Is(err, server.ErrNotFound) {
+		return fmt.Errorf("no node named %q (see wire server nodes)", name)
+	} else if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.Writer, "%s: %s\n", stored, tagList(tags))
+	return nil
+}
+
+// declaredTags checks tags' syntax, and that the policy in force (if any)
+// declares them: a tag no rule can name is a typo.
+func declaredTags(ctx context.Context, store *server.Store, tags []string) ([]string, error) {
+	tags, err := server.ParseTags(tags)
+	if err != nil || len(tags) == 0 {
+		return tags, err
+	}
+	p, err := store.ParsedPolicy(ctx)
+	if err != nil || p == nil {
+		return tags, err
+	}
+	for _, t := range tags {
+		if !p.HasTag(t) {
+			return nil, fmt.Errorf("%s is not declared in the policy's tagOwners: add it there first (wire server policy get)", t)
+		}
+	}
+	return tags, nil
+}
+
+func tagList(tags []string) string {
+	if len(tags) == 0 {
+		return "no tags"
+	}
+	return strings.Join(tags, ",")
+}
+
+func tagColumn(tags []string) string {
+	if len(tags) == 0 {
+		return "-"
+	}
+	return strings.Join(tags, ",")
+}

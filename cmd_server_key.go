@@ -1,9 +1,11 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -26,6 +28,17 @@ func keyCommand() *cli.Command {
 				&cli.StringSliceFlag{Name: "tag", Usage: "give the nodes it enrols this tag, for the policy: tag:server (repeatable)"},
 			},
 			Action: noArgs(createKey),
+		}, {
+			Name:   "list",
+			Usage:  "list the join keys (never their secrets) and what became of them",
+			Flags:  withState(&cli.BoolFlag{Name: "json", Usage: "print JSON"}),
+			Action: noArgs(listKeys),
+		}, {
+			Name:      "revoke",
+			Usage:     "revoke a join key: it admits no more nodes (those it admitted stay)",
+			ArgsUsage: "ID",
+			Flags:     withState(),
+			Action:    revokeKey,
 		}},
 	}
 }
@@ -87,7 +100,66 @@ func createKey(c *cli.Context) error {
 	if len(tags) > 0 {
 		kind += " " + tagList(tags)
 	}
-	fmt.Fprintf(c.App.Writer, "%s join key, valid until %s (shown only now):\n%s\n", kind, expires.Format(time.RFC3339), key)
+	fmt.Fprintf(c.App.Writer, "%s join key %s, valid until %s (shown only now):\n%s\n", kind, key.ID, expires.Format(time.RFC3339), key)
+	return nil
+}
+
+// keyListing is one key as `wire server key list --json` prints it.
+type keyListing struct {
+	server.KeyInfo
+	State string `json:"state"`
+}
+
+func listKeys(c *cli.Context) error {
+	store, err := openExistingStore(c)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	keys, err := store.Keys(c.Context)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	if c.Bool("json") {
+		out := make([]keyListing, len(keys))
+		for i, k := range keys {
+			out[i] = keyListing{k, k.State(now)}
+		}
+		return printJSON(c.App.Writer, out)
+	}
+	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tKIND\tSTATE\tUSES\tCREATED\tEXPIRES\tTAGS")
+	for _, k := range keys {
+		kind := "single-use"
+		if k.Reusable {
+			kind = "reusable"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", k.ID, kind, k.State(now), k.Uses,
+			k.Created.Format(time.RFC3339), k.Expires.Format(time.RFC3339), tagColumn(k.Tags))
+	}
+	return tw.Flush()
+}
+
+func revokeKey(c *cli.Context) error {
+	id, err := oneArg(c, "wire server key revoke")
+	if err != nil {
+		return err
+	}
+	if k, err := api.ParseJoinKey(id); err == nil { // the whole key, pasted
+		id = k.ID
+	}
+	store, err := openExistingStore(c)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if err := store.RevokeKey(c.Context, strings.ToLower(id)); errors.Is(err, server.ErrNotFound) {
+		return fmt.Errorf("no join key with id %q (see wire server key list)", id)
+	} else if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.Writer, "revoked join key %s\n", strings.ToLower(id))
 	return nil
 }
 

@@ -99,6 +99,12 @@ func nodeCommand() *cli.Command {
 			Flags:     withState(),
 			Action:    removeNode,
 		}, {
+			Name:      "rename",
+			Usage:     "rename a node: it and its peers see the new name within a second",
+			ArgsUsage: "NAME NEW-NAME",
+			Flags:     withState(),
+			Action:    renameNode,
+		}, {
 			Name:      "tag",
 			Usage:     "replace a node's tags, for the policy (in force within a second)",
 			ArgsUsage: "NAME TAG...",
@@ -125,6 +131,30 @@ func removeNode(c *cli.Context) error {
 		return err
 	}
 	fmt.Fprintf(c.App.Writer, "removed %s\n", removed)
+	return nil
+}
+
+func renameNode(c *cli.Context) error {
+	if c.NArg() != 2 {
+		return errors.New("usage: wire server node rename [options] NAME NEW-NAME")
+	}
+	name, to := c.Args().Get(0), c.Args().Get(1)
+	store, err := openExistingStore(c)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	was, err := store.RenameNode(c.Context, name, to)
+	var conflict *server.ErrConflict
+	switch {
+	case errors.Is(err, server.ErrNotFound):
+		return fmt.Errorf("no node named %q (see wire server nodes)", name)
+	case errors.As(err, &conflict):
+		return fmt.Errorf("another node is named %q (names are unique in any case)", to)
+	case err != nil:
+		return fmt.Errorf("renaming %s: %w", name, err)
+	}
+	fmt.Fprintf(c.App.Writer, "renamed %s to %s\n", was, to)
 	return nil
 }
 

@@ -245,7 +245,11 @@ func upConfig(c *cli.Context, dir string) (node.Config, error) {
 	for flag, set := range map[string]func(){
 		"port":      func() { cfg.ListenPort = c.Int("port") },
 		"interface": func() { cfg.Interface = c.String("interface") },
-		"name":      func() { cfg.NodeName = c.String("name") },
+		"name": func() {
+			if name := c.String("name"); name != cfg.NodeName {
+				cfg.NodeName, cfg.Rename = name, true // until the server holds it
+			}
+		},
 		"accept-dns": func() {
 			accept := c.Bool("accept-dns")
 			cfg.AcceptDNS = &accept

@@ -37,6 +37,11 @@ type RegisterRequest struct {
 	LANIP       string `json:"lan_ip,omitempty"`
 	// JoinKey is needed only to enrol. It is not part of the seed's API.
 	JoinKey string `json:"join_key,omitempty"`
+	// Rename says that NodeName is a new name the node asks for. Without
+	// it, a known node keeps the name the server holds, which an admin
+	// may have changed (see RegisterResponse.NodeName); seed nodes, which
+	// do not send it, are renamed by their NodeName as before.
+	Rename bool `json:"rename,omitempty"`
 }
 
 // RegisterResponse answers POST /register.
@@ -56,6 +61,9 @@ type RegisterResponse struct {
 	// long-poll as a sign of life says so. Absent: every 30 s, as the
 	// seed did.
 	HeartbeatEvery int `json:"heartbeat_every,omitempty"`
+	// NodeName is the node's name as the server holds it: the one it
+	// asked for, or the one an admin gave it since.
+	NodeName string `json:"node_name,omitempty"`
 }
 
 // PollHeartbeat is the heartbeat period a server that counts long-polls

@@ -52,12 +52,16 @@ type Config struct {
 	ServerPin    string   `json:"server_pin,omitempty"` // empty for an --open server
 	STUNPort     int      `json:"stun_port"`
 	NodeName     string   `json:"node_name"`
-	NodeID       string   `json:"node_id"`
-	VPNIP        string   `json:"vpn_ip"`
-	Subnet       string   `json:"subnet"`
-	ListenPort   int      `json:"listen_port"`
-	NATPort      int      `json:"nat_port"`
-	Interface    string   `json:"interface"`
+	// Rename says NodeName is a name this node asks its server for (wire
+	// up --name), until the server says it holds it. Otherwise the name
+	// the server holds wins: an admin may rename a node.
+	Rename     bool   `json:"rename,omitempty"`
+	NodeID     string `json:"node_id"`
+	VPNIP      string `json:"vpn_ip"`
+	Subnet     string `json:"subnet"`
+	ListenPort int    `json:"listen_port"`
+	NATPort    int    `json:"nat_port"`
+	Interface  string `json:"interface"`
 	// DNSDomain is the mesh's DNS domain, as the server says ("" from
 	// older servers and --open ones: api.DefaultDNSDomain).
 	DNSDomain string `json:"dns_domain,omitempty"`

@@ -253,14 +253,21 @@ func (d *Daemon) register(ctx context.Context) error {
 	d.told = netip.AddrPortFrom(d.mapped.Addr(), uint16(req.NATPort))
 	changed := resp.VPNIP != d.cfg.VPNIP
 	domainChanged := resp.DNSDomain != d.cfg.DNSDomain
+	was := d.cfg.NodeName
 	if domainChanged {
 		d.cfg.DNSDomain = resp.DNSDomain
+	}
+	renamed := d.cfg.named(resp.NodeName)
+	if domainChanged || renamed {
 		if err := d.cfg.Save(d.dir); err != nil {
-			d.log.Warn("saving the DNS domain", "err", err)
+			d.log.Warn("saving the config", "err", err)
 		}
 	}
+	if was != d.cfg.NodeName {
+		d.log.Info("the server renamed this node", "from", was, "to", d.cfg.NodeName)
+	}
 	d.mu.Unlock()
-	if domainChanged {
+	if domainChanged || renamed {
 		d.setNames()
 		d.setSystemDNS()
 	}
@@ -498,7 +505,8 @@ func (d *Daemon) merge(resp api.PeersResponse) (peerChange, bool) {
 		d.peers = map[string]api.Peer{}
 	}
 	for _, p := range resp.Peers {
-		if p.NodeID == d.cfg.NodeID {
+		if p.NodeID == d.cfg.NodeID { // itself, as the server holds it
+			ch.renamed = d.cfg.named(p.NodeName)
 			continue
 		}
 		if old, ok := d.peers[p.NodeID]; ok {
@@ -541,12 +549,16 @@ type peerChange struct {
 	peers   []api.Peer
 	goneIDs []string
 	gone    []string
+	renamed bool // this node's own name changed: an admin renamed it
 }
 
 // peersMoved tells what else follows the peer map besides WireGuard (the
 // agent and the resolver) what changed in it.
 func (d *Daemon) peersMoved(ctx context.Context, ch peerChange) {
-	if ch.full {
+	if ch.renamed {
+		d.renamed()
+	}
+	if ch.full || ch.renamed {
 		d.peersChanged(ctx)
 		return
 	}
@@ -562,6 +574,17 @@ func (d *Daemon) peersMoved(ctx context.Context, ch peerChange) {
 	d.mu.Lock() // in order with setNames's
 	defer d.mu.Unlock()
 	d.names.Update(names, ch.gone)
+}
+
+// renamed saves the config with the name an admin gave this node.
+func (d *Daemon) renamed() {
+	d.mu.Lock()
+	cfg := d.cfg
+	d.mu.Unlock()
+	d.log.Info("the server's admin renamed this node", "name", cfg.NodeName)
+	if err := cfg.Save(d.dir); err != nil {
+		d.log.Warn("saving the config", "err", err)
+	}
 }
 
 // peersChanged gives the peer map to what else follows it besides

@@ -448,3 +448,94 @@ func TestPeerCacheWrittenWhileRunning(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// An admin renames a node: within a second it answers to the new name,
+// its peer knows it by that name, and its config keeps it, so that the
+// next heartbeat and a restart do not undo the rename. A rename the node
+// asks for (wire up --name, which sets Rename) wins again.
+func TestAdminRenameReachesTheNode(t *testing.T) {
+	env := servertest.Start(t, "")
+	a := startNode(t, env, "", "a", netip.MustParseAddrPort("198.51.100.1:40001"))
+	b := startNode(t, env, "", "b", netip.MustParseAddrPort("198.51.100.2:40002"))
+	a.waitPeers(t, b)
+	b.waitPeers(t, a)
+
+	store, err := server.OpenStore(env.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if _, err := store.RenameNode(context.Background(), "b", "bee"); err != nil {
+		t.Fatal(err)
+	}
+	renamed := func() error {
+		if st := b.Status(context.Background()); st.NodeName != "bee" {
+			return fmt.Errorf("b calls itself %q", st.NodeName)
+		}
+		if _, ok := a.resolve("bee"); !ok {
+			return errors.New("a knows no peer bee")
+		}
+		cfg, err := LoadConfig(b.dir)
+		if err != nil || cfg.NodeName != "bee" || cfg.Rename {
+			return fmt.Errorf("b's saved config: %+v, %v", cfg, err)
+		}
+		return nil
+	}
+	if err := waitFor(time.Second, renamed); err != nil {
+		t.Fatalf("a second after the rename: %v", err)
+	}
+	if err := b.register(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if listed := storedNodeNames(t, store); listed != "a bee" {
+		t.Errorf("after b's heartbeat the store holds %s, want a bee", listed)
+	}
+
+	// b asks for its old name back, as wire up --name b does.
+	b.stop()
+	cfg, err := LoadConfig(b.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.NodeName, cfg.Rename = "b", true
+	if err := cfg.Save(b.dir); err != nil {
+		t.Fatal(err)
+	}
+	b = startNode(t, env, b.dir, "b", netip.MustParseAddrPort("198.51.100.2:40002"))
+	if err := waitFor(2*time.Second, func() error {
+		if _, ok := a.resolve("b"); !ok {
+			return errors.New("a knows no peer b")
+		}
+		if cfg, err := LoadConfig(b.dir); err != nil || cfg.NodeName != "b" || cfg.Rename {
+			return fmt.Errorf("b's saved config: %+v, %v", cfg, err)
+		}
+		return nil
+	}); err != nil {
+		t.Errorf("after b asked for its name back: %v", err)
+	}
+}
+
+// waitFor polls ok until it returns nil, for at most d.
+func waitFor(d time.Duration, ok func() error) error {
+	deadline := time.Now().Add(d)
+	for {
+		err := ok()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func storedNodeNames(t *testing.T, store *server.Store) string {
+	t.Helper()
+	nodes, err := store.List(context.Background(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, n := range nodes {
+		names = append(names, n.NodeName)
+	}
+	return strings.Join(names, " ")
+}

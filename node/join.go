@@ -63,6 +63,7 @@ func Join(ctx context.Context, o JoinOptions) (Config, error) {
 	cfg := Config{
 		ServerURL: u.String(), NodeName: o.Name, NodeID: o.NodeID, ListenPort: o.Port,
 		Interface: o.Interface, STUNPort: defaultSTUNPort(u),
+		Rename: o.Name != "", // a node the server knows keeps its name unless one is asked for
 	}
 	if cfg.OtherServers, err = otherServers(u, o.OtherServers); err != nil {
 		return Config{}, err
@@ -199,6 +200,25 @@ func (c *Config) apply(resp api.RegisterResponse) {
 		c.STUNPort = resp.STUNPort
 	}
 	c.DNSDomain = resp.DNSDomain
+	c.named(resp.NodeName)
+}
+
+// named takes in the name the server holds for this node ("": a server
+// that does not say) and says whether the config changed: a rename this
+// node asked for is done once the server holds it, and a name an admin
+// gave the node replaces its own.
+func (c *Config) named(name string) bool {
+	switch {
+	case name == "":
+		return false
+	case c.Rename:
+		c.Rename = name != c.NodeName
+		return !c.Rename
+	case name != c.NodeName:
+		c.NodeName = name
+		return true
+	}
+	return false
 }
 
 func (c Config) client(keys Keys) (*api.Client, error) {
@@ -216,7 +236,7 @@ func (c Config) client(keys Keys) (*api.Client, error) {
 func (c Config) registerRequest(keys Keys, mapped netip.AddrPort) api.RegisterRequest {
 	req := api.RegisterRequest{
 		NodeID: c.NodeID, NodeName: c.NodeName, WGPublicKey: keys.WG.PublicKey().String(),
-		Port: c.ListenPort, NATPort: c.NATPort, LANIP: lanIP(c.ServerURL),
+		Port: c.ListenPort, NATPort: c.NATPort, LANIP: lanIP(c.ServerURL), Rename: c.Rename,
 	}
 	if mapped.IsValid() {
 		req.NATPort = int(mapped.Port())

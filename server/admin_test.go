@@ -151,6 +151,7 @@ func TestIdentityChangeByHeartbeat(t *testing.T) {
 	renamed := register("new-name", n, nil)
 	renamed.NodeID = "id-old-name"
 	renamed.WGPublicKey = servertest.NewNode(t).WGKey
+	renamed.Rename = true
 	if _, err := c.Register(ctx, renamed); err != nil {
 		t.Fatalf("heartbeat with a new name and key: %v", err)
 	}
@@ -234,6 +235,7 @@ func TestOverlappingRegistrationsOfOneNode(t *testing.T) {
 	}
 	renamed := register("twin-renamed", n, nil)
 	renamed.NodeID = "id-twin"
+	renamed.Rename = true
 	for range 10 {
 		go func() {
 			_, err := env.Client(t, &n).Register(ctx, renamed)

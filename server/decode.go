@@ -71,11 +71,12 @@ func parseRegister(body []byte, strict bool) (api.RegisterRequest, error) {
 }
 
 func checkRegister(req api.RegisterRequest) error {
+	nameErr := CheckNodeName(req.NodeName)
 	switch {
 	case !nodeIDPattern.MatchString(req.NodeID):
 		return badf("node_id %q: want 1 to 64 letters, digits, '.', '_' or '-'", clip(req.NodeID))
-	case !nodeNamePattern.MatchString(req.NodeName):
-		return badf("node_name %q: want 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit", clip(req.NodeName))
+	case nameErr != nil:
+		return badf("node_name %v", nameErr)
 	case !validWGKey(req.WGPublicKey):
 		return badf("wg_public_key: want a WireGuard public key (base64 of 32 bytes)")
 	case req.Port < 1 || req.Port > 65535:
@@ -124,4 +125,12 @@ func clip(s string) string {
 		return s[:64] + "…"
 	}
 	return s
+}
+
+// CheckNodeName says whether name may be a node's name.
+func CheckNodeName(name string) error {
+	if !nodeNamePattern.MatchString(name) {
+		return fmt.Errorf("%q: want 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit", clip(name))
+	}
+	return nil
 }

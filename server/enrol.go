@@ -260,12 +260,12 @@ func (r *registry) refresh(ctx context.Context, n *node, e enrolment) (record, e
 	if req.NodeID != n.NodeID {
 		return record{}, fmt.Errorf("%w: node_id %q is not this node's (%s)", errForbidden, req.NodeID, n.NodeID)
 	}
-	res, next, err := r.reserveIdentity(n, req)
+	res, next, renamed, err := r.reserveIdentity(n, req, e.pin == "")
 	if err != nil {
 		return record{}, err
 	}
 	if res != nil {
-		err = r.store.UpdateIdentity(ctx, next)
+		err = r.store.UpdateIdentity(ctx, next, renamed)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -302,19 +302,26 @@ func (r *registry) refresh(ctx context.Context, n *node, e enrolment) (record, e
 
 // reserveIdentity checks a heartbeat's name and WireGuard key. If either
 // changed, it reserves them and returns the record to write; otherwise the
-// reservation is nil.
-func (r *registry) reserveIdentity(n *node, req api.RegisterRequest) (*reservation, record, error) {
+// reservation is nil. The name changes only if the node asks for a new
+// one (or is a seed node, which has no way to learn another): a node that
+// sends the name it had before an admin renamed it keeps the new one.
+// renamed says the name changed.
+func (r *registry) reserveIdentity(n *node, req api.RegisterRequest, seed bool) (res *reservation, next record, renamed bool, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	next := n.record
-	if req.NodeName == n.NodeName && req.WGPublicKey == n.WGPublicKey {
-		return nil, next, nil
+	next = n.record
+	renamed = (req.Rename || seed) && req.NodeName != n.NodeName
+	if !renamed && req.WGPublicKey == n.WGPublicKey {
+		return nil, next, false, nil
 	}
-	next.NodeName, next.WGPublicKey = req.NodeName, req.WGPublicKey
+	if renamed {
+		next.NodeName = req.NodeName
+	}
+	next.WGPublicKey = req.WGPublicKey
 	if err := r.checkFree(n, next); err != nil {
-		return nil, record{}, err
+		return nil, record{}, false, err
 	}
-	return r.reserve(n.NodeID, next), next, nil
+	return r.reserve(n.NodeID, next), next, renamed, nil
 }
 
 // reserved is one value that a registration in flight holds: a node_id,

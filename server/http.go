@@ -189,6 +189,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		resp.STUNPort = s.stunPort()
 		resp.DNSDomain = s.cfg.DNSDomain
 		resp.HeartbeatEvery = int(api.PollHeartbeat / time.Second)
+		resp.NodeName = rec.NodeName
 	}
 	writeJSON(w, http.StatusOK, resp)
 }

@@ -161,17 +161,37 @@ func TestReplicaChangeReachesLongPoll(t *testing.T) {
 	got = <-polled
 	since = expectPeer(t, got, start, "mover back after a heartbeat", func(p api.Peer) bool { return p.NodeName == "mover" })
 
-	// An admin removal, written to the shared store.
-	polled = poll(yc, since)
-	start = time.Now()
+	// An admin rename, written to the shared store; then a heartbeat
+	// through a with the old name and a new WireGuard key: the key
+	// changes, the name stays the admin's.
 	s, err := server.OpenStoreAt(ctx, "", store)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.RemoveNode(ctx, "mover"); err != nil {
+	defer s.Close()
+	polled = poll(yc, since)
+	start = time.Now()
+	if _, err := s.RenameNode(ctx, "mover", "shaker"); err != nil {
 		t.Fatal(err)
 	}
-	s.Close()
+	got = <-polled
+	since = expectPeer(t, got, start, "mover's new name", func(p api.Peer) bool { return p.NodeID == "id-mover" && p.NodeName == "shaker" })
+	polled = poll(yc, since)
+	start = time.Now()
+	rekeyed := register("mover", x, nil)
+	rekeyed.WGPublicKey = servertest.NewNode(t).WGKey
+	if resp, err := xc.Register(ctx, rekeyed); err != nil || resp.NodeName != "shaker" {
+		t.Fatalf("a heartbeat with the old name and a new key: %+v, %v; want node_name shaker", resp, err)
+	}
+	got = <-polled
+	since = expectPeer(t, got, start, "shaker's new key", func(p api.Peer) bool { return p.NodeName == "shaker" && p.WGPublicKey == rekeyed.WGPublicKey })
+
+	// An admin removal, written to the shared store.
+	polled = poll(yc, since)
+	start = time.Now()
+	if _, err := s.RemoveNode(ctx, "shaker"); err != nil {
+		t.Fatal(err)
+	}
 	got = <-polled
 	if got.err != nil || len(got.resp.Removed) != 1 {
 		t.Fatalf("long-poll after the removal: %+v, %v", got.resp, got.err)
@@ -179,7 +199,7 @@ func TestReplicaChangeReachesLongPoll(t *testing.T) {
 	if d := got.at.Sub(start); d > time.Second {
 		t.Errorf("the removal reached the other replica's long-poll after %v, want within 1 s", d)
 	}
-	if _, err := xc.Register(ctx, register("mover", x, nil)); statusCode(err) != 401 {
+	if _, err := xc.Register(ctx, rekeyed); statusCode(err) != 401 {
 		t.Errorf("the removed node's heartbeat through the first replica: %v, want 401", err)
 	}
 }

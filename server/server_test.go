@@ -176,7 +176,7 @@ func TestNodesCannotTouchOthers(t *testing.T) {
 	}{
 		{"take over alice's node_id", api.RegisterRequest{NodeID: "id-alice", NodeName: "bob", WGPublicKey: b.WGKey, Port: 1}, 403},
 		{"claim alice's WireGuard key", api.RegisterRequest{NodeID: "id-bob", NodeName: "bob", WGPublicKey: a.WGKey, Port: 1}, 409},
-		{"rename to alice", api.RegisterRequest{NodeID: "id-bob", NodeName: "alice", WGPublicKey: b.WGKey, Port: 1}, 409},
+		{"rename to alice", api.RegisterRequest{NodeID: "id-bob", NodeName: "alice", WGPublicKey: b.WGKey, Port: 1, Rename: true}, 409},
 	}
 	for _, tt := range tests {
 		if _, err := cb.Register(ctx, tt.req); statusCode(err) != tt.code {

@@ -413,12 +413,14 @@ func (s *Store) Claim(ctx context.Context, r record, key *api.JoinKey, now time.
 	return tags, err
 }
 
-// UpdateIdentity writes a node's name and WireGuard key, which change
-// rarely and must survive a crash once acknowledged.
-func (s *Store) UpdateIdentity(ctx context.Context, r record) error {
+// UpdateIdentity writes a node's WireGuard key, and its name if renamed
+// says the node asked for a new one; they change rarely and must survive
+// a crash once acknowledged. Otherwise the stored name stays as it is: an
+// admin may have changed it since this server read it.
+func (s *Store) UpdateIdentity(ctx context.Context, r record, renamed bool) error {
 	return s.write(ctx, func(b bound, rev int64) error {
-		res, err := b.exec(ctx, `UPDATE nodes SET node_name = ?, wg_public_key = ?, revision = ? WHERE node_id = ?`,
-			r.NodeName, r.WGPublicKey, rev, r.NodeID)
+		res, err := b.exec(ctx, `UPDATE nodes SET node_name = CASE WHEN ? THEN ? ELSE node_name END, wg_public_key = ?, revision = ? WHERE node_id = ?`,
+			renamed, r.NodeName, r.WGPublicKey, rev, r.NodeID)
 		if err != nil {
 			return s.conflictError(err)
 		}
@@ -481,6 +483,39 @@ func (s *Store) RemoveNode(ctx context.Context, name string) (string, error) {
 		return s.tombstone(ctx, b, id, rev)
 	})
 	return removed, err
+}
+
+// RenameNode gives the node named old (in any case) the name new, and
+// returns its old name as stored. Its peers see the new name once the
+// servers read the change; the node learns it from its own entry in the
+// map, and keeps it (see api.RegisterRequest.Rename).
+func (s *Store) RenameNode(ctx context.Context, old, new string) (string, error) {
+	if err := CheckNodeName(new); err != nil {
+		return "", err
+	}
+	var was string
+	err := s.write(ctx, func(b bound, rev int64) error {
+		err := b.row(ctx, `SELECT node_name FROM nodes WHERE lower(node_name) = lower(?)`, old).Scan(&was)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("node %q: %w", old, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		// Names are unique regardless of case, which the column's
+		// constraint does not know.
+		var taken int
+		err = b.row(ctx, `SELECT COUNT(*) FROM nodes WHERE lower(node_name) = lower(?) AND lower(node_name) <> lower(?)`, new, old).Scan(&taken)
+		if err != nil {
+			return err
+		}
+		if taken > 0 {
+			return &ErrConflict{Field: "node_name"}
+		}
+		_, err = b.exec(ctx, `UPDATE nodes SET node_name = ?, revision = ? WHERE lower(node_name) = lower(?)`, new, rev, old)
+		return s.conflictError(err)
+	})
+	return was, err
 }
 
 // tombstone records that the node with the given id left the store, for

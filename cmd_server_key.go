@@ -26,6 +26,7 @@ func keyCommand() *cli.Command {
 				&cli.BoolFlag{Name: "reusable", Usage: "admit any number of nodes until it expires, not just one"},
 				&cli.StringFlag{Name: "ttl", Usage: "how long the key is valid: 30m, 24h, 7d (1m to 365d)", Value: "24h"},
 				&cli.StringSliceFlag{Name: "tag", Usage: "give the nodes it enrols this tag, for the policy: tag:server (repeatable)"},
+				&cli.StringFlag{Name: "expire", Usage: "the nodes it enrols must authenticate again after this long: 90d, 720h (default: never)"},
 			},
 			Action: noArgs(createKey),
 		}, {
@@ -45,39 +46,49 @@ func keyCommand() *cli.Command {
 
 // parseTTL reads --ttl: a Go duration (90m, 24h) or whole days (7d), from
 // minTTL to maxTTL.
-func parseTTL(s string) (time.Duration, error) {
-	var ttl time.Duration
+func parseTTL(s string) (time.Duration, error) { return parseSpan("ttl", s, maxTTL) }
+
+// parseSpan reads the duration flag named flag: a Go duration (90m, 24h)
+// or whole days (7d), from a minute to most (a whole number of days).
+func parseSpan(flag, s string, most time.Duration) (time.Duration, error) {
+	var d time.Duration
 	var err error
 	if days, ok := strings.CutSuffix(s, "d"); ok {
 		var n int
 		n, err = strconv.Atoi(days)
-		ttl = time.Duration(n) * 24 * time.Hour
-		if n > 10*365 {
-			ttl = maxTTL + 1
+		d = time.Duration(n) * 24 * time.Hour
+		if n > 100*365 {
+			d = most + 1
 		}
 	} else {
-		ttl, err = time.ParseDuration(s)
+		d, err = time.ParseDuration(s)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("--ttl %q: want a duration such as 30m, 24h or 7d", s)
+		return 0, fmt.Errorf("--%s %q: want a duration such as 30m, 24h or 7d", flag, s)
 	}
-	if ttl < minTTL || ttl > maxTTL {
-		return 0, fmt.Errorf("--ttl %s: want a duration from 1m to 365d", s)
+	if d < time.Minute || d > most {
+		return 0, fmt.Errorf("--%s %s: want a duration from 1m to %dd", flag, s, most/(24*time.Hour))
 	}
-	return ttl, nil
+	return d, nil
 }
 
 // A key lives long enough to be copied to a node, and is never forever
-// in all but name.
+// in all but name; the nodes it admits may be given up to ten years.
 const (
-	minTTL = time.Minute
-	maxTTL = 365 * 24 * time.Hour
+	maxTTL    = 365 * 24 * time.Hour
+	maxExpire = 10 * 365 * 24 * time.Hour
 )
 
 func createKey(c *cli.Context) error {
 	ttl, err := parseTTL(c.String("ttl"))
 	if err != nil {
 		return err
+	}
+	var nodeTTL time.Duration
+	if c.IsSet("expire") {
+		if nodeTTL, err = parseSpan("expire", c.String("expire"), maxExpire); err != nil {
+			return err
+		}
 	}
 	store, pin, err := openKeyStore(c)
 	if err != nil {
@@ -89,7 +100,7 @@ func createKey(c *cli.Context) error {
 		return err
 	}
 	expires := time.Now().Add(ttl).UTC().Truncate(time.Second)
-	key, err := store.CreateKey(c.Context, pin, c.Bool("reusable"), expires, tags)
+	key, err := store.CreateKey(c.Context, pin, server.KeyOptions{Reusable: c.Bool("reusable"), Expires: expires, Tags: tags, NodeTTL: nodeTTL})
 	if err != nil {
 		return err
 	}
@@ -100,7 +111,11 @@ func createKey(c *cli.Context) error {
 	if len(tags) > 0 {
 		kind += " " + tagList(tags)
 	}
-	fmt.Fprintf(c.App.Writer, "%s join key %s, valid until %s (shown only now):\n%s\n", kind, key.ID, expires.Format(time.RFC3339), key)
+	nodes := ""
+	if nodeTTL > 0 {
+		nodes = " (the nodes it enrols expire after " + span(nodeTTL) + ")"
+	}
+	fmt.Fprintf(c.App.Writer, "%s join key %s%s, valid until %s (shown only now):\n%s\n", kind, key.ID, nodes, expires.Format(time.RFC3339), key)
 	return nil
 }
 
@@ -129,14 +144,18 @@ func listKeys(c *cli.Context) error {
 		return printJSON(c.App.Writer, out)
 	}
 	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tKIND\tSTATE\tUSES\tCREATED\tEXPIRES\tTAGS")
+	fmt.Fprintln(tw, "ID\tKIND\tSTATE\tUSES\tCREATED\tEXPIRES\tNODES EXPIRE\tTAGS")
 	for _, k := range keys {
 		kind := "single-use"
 		if k.Reusable {
 			kind = "reusable"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", k.ID, kind, k.State(now), k.Uses,
-			k.Created.Format(time.RFC3339), k.Expires.Format(time.RFC3339), tagColumn(k.Tags))
+		nodes := "never"
+		if k.NodeTTL > 0 {
+			nodes = "after " + span(time.Duration(k.NodeTTL)*time.Second)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", k.ID, kind, k.State(now), k.Uses,
+			k.Created.Format(time.RFC3339), k.Expires.Format(time.RFC3339), nodes, tagColumn(k.Tags))
 	}
 	return tw.Flush()
 }
@@ -190,4 +209,13 @@ func openKeyStore(c *cli.Context) (*server.Store, api.Pin, error) {
 		return nil, api.Pin{}, err
 	}
 	return store, pin, nil
+}
+
+// span is d as --ttl and --expire take it: whole days if it is, else Go's
+// form (90m0s).
+func span(d time.Duration) string {
+	if day := 24 * time.Hour; d%day == 0 {
+		return fmt.Sprintf("%dd", d/day)
+	}
+	return d.String()
 }

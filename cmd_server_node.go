@@ -42,9 +42,13 @@ func listNodes(c *cli.Context) error {
 		return enc.Encode(nodes)
 	}
 	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tVPN IP\tPUBLIC\tSTATUS\tLAST SEEN\tTAGS")
+	fmt.Fprintln(tw, "NAME\tVPN IP\tPUBLIC\tSTATUS\tLAST SEEN\tTAGS\tEXPIRES")
 	for _, n := range nodes {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", shown(n.NodeName), n.VPNIP, shown(endpoint(n.PublicIP, n.NATPort)), n.Status, ago(n.LastSeenAgo), tagColumn(n.Tags))
+		expires := n.ExpiresAt
+		if expires == "" {
+			expires = "never"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", shown(n.NodeName), n.VPNIP, shown(endpoint(n.PublicIP, n.NATPort)), n.Status, ago(n.LastSeenAgo), tagColumn(n.Tags), expires)
 	}
 	return tw.Flush()
 }
@@ -105,6 +109,12 @@ func nodeCommand() *cli.Command {
 			Flags:     withState(),
 			Action:    renameNode,
 		}, {
+			Name:      "expire",
+			Usage:     "expire a node's enrolment now: it leaves the mesh until it joins again with a key",
+			ArgsUsage: "NAME",
+			Flags:     withState(),
+			Action:    expireNode,
+		}, {
 			Name:      "tag",
 			Usage:     "replace a node's tags, for the policy (in force within a second)",
 			ArgsUsage: "NAME TAG...",
@@ -155,6 +165,26 @@ func renameNode(c *cli.Context) error {
 		return fmt.Errorf("renaming %s: %w", name, err)
 	}
 	fmt.Fprintf(c.App.Writer, "renamed %s to %s\n", was, to)
+	return nil
+}
+
+func expireNode(c *cli.Context) error {
+	name, err := oneArg(c, "wire server node expire")
+	if err != nil {
+		return err
+	}
+	store, err := openExistingStore(c)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	stored, err := store.ExpireNode(c.Context, name, time.Now())
+	if errors.Is(err, server.ErrNotFound) {
+		return fmt.Errorf("no node named %q (see wire server nodes)", name)
+	} else if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.Writer, "expired %s: it is out of the mesh until it authenticates again (on the node: sudo wire up --join KEY)\n", stored)
 	return nil
 }
 

@@ -45,7 +45,7 @@ func showStatus(c *cli.Context) error {
 	if len(st.OtherServers) > 0 {
 		fmt.Fprintf(w, "  failover: %s\n", strings.Join(st.OtherServers, ", "))
 	}
-	if st.Removed {
+	if st.Advice != "" { // removed, or expired
 		fmt.Fprintf(w, "  %s\n", st.Advice)
 	}
 	fmt.Fprintf(w, "  %d online / %d offline / %d total\n\n", st.Online, st.Offline, st.Total)

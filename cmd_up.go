@@ -157,6 +157,14 @@ func alreadyUp(c *cli.Context, dir string, st node.Status) error {
 		return fmt.Errorf("wire is already up as %s (%s on %s), and not as asked: %s. To change it: sudo wire down, then sudo wire up with those flags",
 			st.NodeName, st.VPNIP, st.Interface, strings.Join(differ, "; "))
 	}
+	if c.IsSet("join") && st.Expired {
+		st, err := node.NewClient(dir).Authenticate(c.Context, c.String("join"))
+		if err != nil {
+			return fmt.Errorf("authenticating this node again: %w", err)
+		}
+		fmt.Fprintf(c.App.Writer, "authenticated again: %s %s is back in the mesh\n", st.NodeName, st.VPNIP)
+		return nil
+	}
 	note := ""
 	if c.IsSet("join") {
 		note = " (already joined: the join key was not used)"
@@ -204,28 +212,58 @@ func joinKeyFits(key, dir string) error {
 	return nil
 }
 
+// joinOptions are a join's options, from the flags; and whether to accept
+// the mesh's DNS, if said. A node that joined before and is given only a
+// key (to authenticate again, its enrolment expired) keeps its servers,
+// and its port, interface and DNS setting where no flag says otherwise.
+func joinOptions(c *cli.Context, dir string) (node.JoinOptions, *bool, error) {
+	o := node.JoinOptions{Dir: dir, JoinKey: c.String("join"), Name: c.String("name"),
+		Port: c.Int("port"), Interface: c.String("interface"), NodeID: c.String("node-id")}
+	var acceptDNS *bool
+	if c.IsSet("accept-dns") {
+		accept := c.Bool("accept-dns")
+		acceptDNS = &accept
+	}
+	servers := c.StringSlice("server")
+	if !c.IsSet("server") {
+		saved, err := node.LoadConfig(dir)
+		if err != nil || saved.ServerPin == "" {
+			return o, nil, errors.New("--join needs --server URL too")
+		}
+		servers = saved.Servers()
+		if !c.IsSet("port") {
+			o.Port = saved.ListenPort
+		}
+		if !c.IsSet("interface") {
+			o.Interface = saved.Interface
+		}
+		if acceptDNS == nil {
+			acceptDNS = saved.AcceptDNS
+		}
+	}
+	o.ServerURL, o.OtherServers = servers[0], servers[1:]
+	return o, acceptDNS, nil
+}
+
 // upConfig joins (with --server) or loads the saved config, applying the
 // flags the user set. What this machine must have for the node to run is
 // checked first, before a join spends its key.
 func upConfig(c *cli.Context, dir string) (node.Config, error) {
 	if c.IsSet("join") || (c.IsSet("server") && !pinned(dir)) {
-		if !c.IsSet("server") {
-			return node.Config{}, errors.New("--join needs --server URL too")
+		o, acceptDNS, err := joinOptions(c, dir)
+		if err != nil {
+			return node.Config{}, err
 		}
-		if err := node.Preflight(c.String("engine"), c.String("interface"), c.Int("port")); err != nil {
+		if err := node.Preflight(c.String("engine"), o.Interface, o.Port); err != nil {
 			return node.Config{}, err
 		}
 		ctx, cancel := context.WithTimeout(c.Context, 15*time.Second)
 		defer cancel()
-		cfg, err := node.Join(ctx, node.JoinOptions{
-			Dir: dir, ServerURL: c.StringSlice("server")[0], OtherServers: c.StringSlice("server")[1:], JoinKey: c.String("join"), Name: c.String("name"),
-			Port: c.Int("port"), Interface: c.String("interface"), NodeID: c.String("node-id"),
-		})
-		if err != nil || !c.IsSet("accept-dns") {
+		cfg, err := node.Join(ctx, o)
+		if err != nil || acceptDNS == nil {
 			return cfg, err
 		}
-		accept := c.Bool("accept-dns")
-		cfg.AcceptDNS = &accept
+		cfg.AcceptDNS = acceptDNS
 		return cfg, cfg.Save(dir)
 	}
 	cfg, err := node.LoadConfig(dir)

@@ -174,6 +174,10 @@ func TestMigrateRoundTrip(t *testing.T) {
 	if err := nodeClient(t, srv.url, k, &members[0].n).Offline(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// Another's enrolment expired: so it stays.
+	if _, err := wire(t, "server", "node", "expire", "--state-dir", dir, members[1].name); err != nil {
+		t.Fatal(err)
+	}
 	srv.kill()
 	before := nodesJSON(t, "--state-dir", dir)
 
@@ -194,8 +198,14 @@ func TestMigrateRoundTrip(t *testing.T) {
 	}
 	// A server on PostgreSQL with the old identity knows every node.
 	replica, _ := startReplica(t, store, dir)
-	for _, m := range members {
+	for i, m := range members {
 		resp, err := nodeClient(t, replica.url, k, &m.n).Register(ctx, joinReq(m.name, m.n, nil))
+		if i == 1 { // expired: refused until it authenticates again with a key
+			if !strings.Contains(fmt.Sprint(err), "expired") {
+				t.Errorf("the expired %s after the migration: %v, want refused as expired", m.name, err)
+			}
+			resp, err = nodeClient(t, replica.url, k, &m.n).Register(ctx, joinReq(m.name, m.n, &k))
+		}
 		if err != nil || resp.VPNIP != m.ip {
 			t.Errorf("%s after the migration: %+v, %v; want its address %s", m.name, resp, err, m.ip)
 		}

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -48,19 +50,21 @@ func TestKeyListAndRevoke(t *testing.T) {
 	if r := row(reusable.ID); !strings.HasPrefix(r, reusable.ID+" reusable valid 0 ") {
 		t.Errorf("the reusable key's row: %q\n%s", r, out)
 	}
-	var listed []struct {
+	type keyListed struct {
 		ID       string    `json:"id"`
 		State    string    `json:"state"`
 		Reusable bool      `json:"reusable"`
 		Created  time.Time `json:"created_at"`
 		Expires  time.Time `json:"expires_at"`
 	}
+	var listed []keyListed
 	js, err := wire(t, "server", "key", "list", "--json", "--state-dir", dir)
 	if err := json.Unmarshal([]byte(js), &listed); err != nil {
 		t.Fatalf("key list --json: %v\n%s", err, js)
 	}
-	if len(listed) != 2 || listed[0].ID != reusable.ID || listed[0].Expires.Sub(listed[0].Created) != 7*24*time.Hour {
-		t.Errorf("key list --json, newest first: %+v", listed)
+	i := slices.IndexFunc(listed, func(l keyListed) bool { return l.ID == reusable.ID })
+	if len(listed) != 2 || i < 0 || !listed[i].Reusable || listed[i].State != "valid" || listed[i].Expires.Sub(listed[i].Created) != 7*24*time.Hour {
+		t.Errorf("key list --json: %+v; want the reusable key valid for 7 days", listed)
 	}
 
 	if out, err := wire(t, "server", "key", "revoke", "--state-dir", dir, reusable.String()); err != nil || !strings.Contains(out, "revoked join key "+reusable.ID) {
@@ -133,5 +137,72 @@ func TestNodeRename(t *testing.T) {
 	}
 	if stored := storedAddresses(t, "--state-dir", dir); len(stored) != 2 || stored["alpha"] == "" || stored["gamma"] == "" {
 		t.Errorf("the store holds %v, want alpha and gamma", stored)
+	}
+}
+
+// Node expiry through the real binary: key create --expire makes a key
+// whose nodes expire after that long (key list says so), node expire
+// expires one now (nodes lists it as expired and the server refuses it),
+// and a new authentication with a key brings it back at its address.
+func TestNodeExpiryCLI(t *testing.T) {
+	dir := t.TempDir()
+	srv := startServer(t, dir)
+	ctx := context.Background()
+	out, err := wire(t, "server", "key", "create", "--state-dir", dir, "--reusable", "--expire", "90d")
+	if err != nil || !strings.Contains(out, "(the nodes it enrols expire after 90d)") {
+		t.Fatalf("key create --expire 90d: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	k, err := api.ParseJoinKey(lines[len(lines)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := wire(t, "server", "key", "list", "--state-dir", dir); !strings.Contains(out, "after 90d") {
+		t.Errorf("key list does not say its nodes expire after 90d:\n%s", out)
+	}
+	for _, bad := range []string{"0s", "forever", "3651d", "30s"} {
+		if _, err := wire(t, "server", "key", "create", "--state-dir", dir, "--expire", bad); err == nil || !strings.Contains(err.Error(), "--expire") {
+			t.Errorf("key create --expire %s: %v, want refused", bad, err)
+		}
+	}
+	n := servertest.NewNode(t)
+	c := nodeClient(t, srv.url, k, &n)
+	first, err := c.Register(ctx, joinReq("temp", n, &k))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := storedNodes(t, "--state-dir", dir)
+	if len(nodes) != 1 || nodes[0].ExpiresAt == "" {
+		t.Fatalf("nodes after enrolling with the key: %+v, want temp with an expiry", nodes)
+	}
+	if exp, _ := time.Parse(time.RFC3339, nodes[0].ExpiresAt); time.Until(exp) < 89*24*time.Hour {
+		t.Errorf("temp expires at %s, want in 90 days", nodes[0].ExpiresAt)
+	}
+
+	if out, err := wire(t, "server", "node", "expire", "--state-dir", dir, "TEMP"); err != nil || !strings.Contains(out, "expired temp") {
+		t.Fatalf("node expire: %v %s", err, out)
+	}
+	if _, err := wire(t, "server", "node", "expire", "--state-dir", dir, "nobody"); err == nil || !strings.Contains(err.Error(), `no node named "nobody"`) {
+		t.Errorf("expiring a node that does not exist: %v", err)
+	}
+	if nodes := storedNodes(t, "--state-dir", dir); nodes[0].Status != "expired" {
+		t.Errorf("nodes after node expire: %+v, want temp expired", nodes)
+	}
+	if out, _ := wire(t, "server", "nodes", "--state-dir", dir); !strings.Contains(out, "expired") {
+		t.Errorf("wire server nodes does not show temp as expired:\n%s", out)
+	}
+	// The running server learns it within a second.
+	var refused error
+	deadline := time.Now().Add(2 * time.Second)
+	for refused == nil && time.Now().Before(deadline) {
+		_, refused = c.Register(ctx, joinReq("temp", n, nil))
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(fmt.Sprint(refused), "expired") {
+		t.Fatalf("temp's heartbeat after node expire: %v, want refused as expired", refused)
+	}
+	again, err := c.Register(ctx, joinReq("temp", n, &k))
+	if err != nil || again.VPNIP != first.VPNIP {
+		t.Errorf("authenticating again: %+v, %v; want its address %s", again, err, first.VPNIP)
 	}
 }

@@ -145,6 +145,9 @@ type NodeStatus struct {
 	LastSeenAgo int64  `json:"last_seen_ago"`
 	// Tags are the node's tags, for the policy (wire server nodes only).
 	Tags []string `json:"tags,omitempty"`
+	// ExpiresAt is when the node's enrolment expires or expired (status
+	// "expired"), in RFC 3339; absent if never (wire server nodes only).
+	ExpiresAt string `json:"expires_at,omitempty"`
 }
 
 // Health answers GET /health.
@@ -191,4 +194,11 @@ type OK struct {
 // Error is the body of every 4xx and 5xx response.
 type Error struct {
 	Error string `json:"error"`
+	// Code, where present, says what went wrong for a program to act on:
+	// CodeNodeExpired.
+	Code string `json:"code,omitempty"`
 }
+
+// CodeNodeExpired says that the node's enrolment expired (see wire server
+// key create --expire): it must authenticate again with a join key.
+const CodeNodeExpired = "node_expired"

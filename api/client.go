@@ -94,6 +94,8 @@ func (c *Client) CloseIdle() { c.http.CloseIdleConnections() }
 type StatusError struct {
 	Code    int
 	Message string
+	// Reason is the error's Error.Code, if the server gave one.
+	Reason string
 	// RetryAfter is how long the server asked to be left alone (its
 	// Retry-After, in seconds), 0 if it did not say.
 	RetryAfter time.Duration
@@ -260,7 +262,7 @@ func decodeResponse(resp *http.Response, out any) error {
 		if json.Unmarshal(body, &e) != nil || e.Error == "" {
 			e.Error = strings.TrimSpace(string(body))
 		}
-		return &StatusError{Code: resp.StatusCode, Message: e.Error, RetryAfter: RetryAfter(resp.Header)}
+		return &StatusError{Code: resp.StatusCode, Message: e.Error, Reason: e.Code, RetryAfter: RetryAfter(resp.Header)}
 	}
 	if err := json.Unmarshal(body, out); err != nil {
 		return fmt.Errorf("server sent a malformed %T: %w", out, err)

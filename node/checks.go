@@ -59,7 +59,10 @@ func serverCheck(ctx context.Context, cfg Config, dir string) Check {
 	if err != nil {
 		return Check{Name: "server", Finding: err.Error(), Fix: "check that wire server runs there and that TCP " + cfg.ServerURL + " is reachable from here"}
 	}
-	if _, err := client.Status(ctx); isRemoved(err) {
+	if _, err := client.Status(ctx); isExpired(err) {
+		return Check{Name: "server", Finding: fmt.Sprintf("%s answers, but this node's enrolment expired: %v", cfg.ServerURL, err),
+			Fix: "sudo wire up --join KEY (a key from wire server key create)"}
+	} else if isRemoved(err) {
 		return Check{Name: "server", Finding: fmt.Sprintf("%s answers, but does not know this node: it was removed from the mesh", cfg.ServerURL),
 			Fix: "sudo wire down, then sudo wire up --server " + cfg.ServerURL + " --join KEY (a new key from wire server key create)"}
 	}

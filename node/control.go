@@ -110,6 +110,7 @@ func (d *Daemon) controlHandler() http.Handler {
 	mux.HandleFunc("POST /v1/ping", d.handlePing)
 	d.messageRoutes(mux)
 	d.pairRoutes(mux)
+	mux.HandleFunc("POST /v1/authenticate", d.handleAuthenticate)
 	mux.HandleFunc("POST /v1/down", func(w http.ResponseWriter, r *http.Request) {
 		if !isRoot(r) {
 			reply(w, http.StatusForbidden, errorBody{"wire down needs root: run it with sudo"})
@@ -121,6 +122,28 @@ func (d *Daemon) controlHandler() http.Handler {
 		d.Down()
 	})
 	return mux
+}
+
+// AuthenticateRequest is the body of POST /v1/authenticate.
+type AuthenticateRequest struct {
+	JoinKey string `json:"join_key"`
+}
+
+func (d *Daemon) handleAuthenticate(w http.ResponseWriter, r *http.Request) {
+	if !isRoot(r) {
+		reply(w, http.StatusForbidden, errorBody{"authenticating the node needs root: run wire up with sudo"})
+		return
+	}
+	var req AuthenticateRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil || req.JoinKey == "" {
+		reply(w, http.StatusBadRequest, errorBody{`want {"join_key": "wire1-…"}`})
+		return
+	}
+	if err := d.Authenticate(r.Context(), req.JoinKey); err != nil {
+		reply(w, http.StatusBadRequest, errorBody{err.Error()})
+		return
+	}
+	reply(w, http.StatusOK, d.Status(r.Context()))
 }
 
 // PingRequest is the body of POST /v1/ping. With Stream, the answer is
@@ -263,6 +286,13 @@ func (c *Client) PingStream(ctx context.Context, req PingRequest, each func(Ping
 			return PingResult{}, errors.New(line.Error)
 		}
 	}
+}
+
+// Authenticate has the daemon authenticate its node again with a join
+// key, as a node whose enrolment expired must, and returns its status.
+func (c *Client) Authenticate(ctx context.Context, joinKey string) (Status, error) {
+	var st Status
+	return st, c.do(ctx, http.MethodPost, "/v1/authenticate", AuthenticateRequest{JoinKey: joinKey}, &st)
 }
 
 // Down stops the daemon and removes its interface.

@@ -70,6 +70,7 @@ type Daemon struct {
 	lastPoll     atomic.Int64 // Unix nanoseconds
 	heartbeatDue atomic.Bool
 	removed      bool             // the server said it does not know this node
+	expired      bool             // the server said this node's enrolment expired
 	paths        map[string]*path // by node_id
 	relay        relayState
 	fed          fed // what the engine was given, see engine.go
@@ -233,16 +234,42 @@ func (d *Daemon) isUnreachable(err error) bool {
 }
 
 // register sends a heartbeat with the current mapping.
-func (d *Daemon) register(ctx context.Context) error {
+func (d *Daemon) register(ctx context.Context) error { return d.registerWith(ctx, "") }
+
+// Authenticate sends a heartbeat with a join key, which lets the node
+// back into the mesh once its enrolment expired (and is not spent if it
+// has not). The key must be for this node's servers.
+func (d *Daemon) Authenticate(ctx context.Context, joinKey string) error {
+	k, err := api.ParseJoinKey(joinKey)
+	if err != nil {
+		return err
+	}
+	if k.Pin.String() != d.cfg.ServerPin {
+		return errors.New("the join key is for another server than this node's")
+	}
+	if err := d.registerWith(ctx, k.String()); err != nil {
+		return err
+	}
+	d.reconnect() // a poll waiting out its backoff goes again at once
+	return nil
+}
+
+// registerWith sends a heartbeat with the current mapping, and joinKey
+// if not "".
+func (d *Daemon) registerWith(ctx context.Context, joinKey string) error {
 	d.mu.Lock()
 	req := d.cfg.registerRequest(d.keys, d.mapped)
 	d.mu.Unlock()
+	req.JoinKey = joinKey
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	resp, err := d.client.Register(ctx, req)
 	d.setReachable(err)
 	if err != nil {
-		if isRemoved(err) {
+		switch {
+		case isExpired(err):
+			return fmt.Errorf("%w (the server said: %w)", ErrExpired, err)
+		case isRemoved(err):
 			return fmt.Errorf("%w (the server said: %w)", ErrRemoved, err)
 		}
 		return err
@@ -282,11 +309,23 @@ func (d *Daemon) register(ctx context.Context) error {
 var ErrRemoved = errors.New("this node was removed from the mesh: the server no longer knows its key. " +
 	"To join again: sudo wire down, then sudo wire up --server URL --join KEY, with a new key from wire server key create")
 
+// ErrExpired says the node's enrolment expired: it is out of the mesh
+// until it authenticates again with a join key.
+var ErrExpired = errors.New("this node's enrolment expired: it is out of the mesh until it authenticates again. " +
+	"To do so: sudo wire up --join KEY, with a key from wire server key create")
+
 // isRemoved says whether err is the server's answer for a node it does
-// not know.
+// not know (or knows, but whose enrolment expired: isExpired).
 func isRemoved(err error) bool {
 	var se *api.StatusError
 	return errors.As(err, &se) && se.Code == http.StatusUnauthorized
+}
+
+// isExpired says whether err is the server's answer for a node whose
+// enrolment expired.
+func isExpired(err error) bool {
+	var se *api.StatusError
+	return errors.As(err, &se) && se.Code == http.StatusUnauthorized && se.Reason == api.CodeNodeExpired
 }
 
 // setReachable records what a call to the server said of it, and of this
@@ -298,7 +337,12 @@ func (d *Daemon) setReachable(err error) {
 	d.reachable = err == nil || errors.As(err, &se)
 	switch {
 	case err == nil:
-		d.removed = false
+		d.removed, d.expired = false, false
+	case isExpired(err):
+		if !d.expired {
+			d.log.Warn("this node's enrolment expired: authenticate it again with sudo wire up --join KEY", "err", err)
+		}
+		d.expired = true
 	case isRemoved(err) && !d.removed:
 		d.removed = true
 		d.log.Warn("the server does not know this node any more", "err", err)
@@ -446,29 +490,34 @@ func (d *Daemon) pollPeers(ctx context.Context) {
 		if d.heartbeatDue.Swap(false) {
 			d.sendHeartbeat(ctx) // on the connection the poll will use
 		}
-		pctx, cancel := context.WithTimeout(ctx, pollWait+10*time.Second)
+		// reconnect() cancels the poll, and the wait after a failed one.
+		wctx, stop := context.WithCancel(ctx)
 		d.mu.Lock()
-		d.pollStop = cancel
+		d.pollStop = stop
 		d.mu.Unlock()
+		pctx, cancel := context.WithTimeout(wctx, pollWait+10*time.Second)
 		resp, err := d.client.Peers(pctx, since, pollWait)
 		cancel()
 		d.setReachable(err)
 		if err != nil {
 			if errors.Is(err, context.Canceled) {
+				stop()
 				continue // reconnect() asked for a fresh poll
 			}
 			var se *api.StatusError
 			switch {
 			case isRemoved(err):
-				retry.atLeast(heartbeatEvery) // until someone rejoins it
+				retry.atLeast(heartbeatEvery) // until someone rejoins it, or it authenticates again
 			case errors.As(err, &se) && se.RetryAfter > 0:
 				retry.atLeast(se.RetryAfter) // the server is busy and said when to come back
 			}
 			if ctx.Err() == nil {
-				d.log.Debug("peer poll failed", "err", err, "waited", retry.wait(ctx))
+				d.log.Debug("peer poll failed", "err", err, "waited", retry.wait(wctx))
 			}
+			stop()
 			continue
 		}
+		stop()
 		retry.reset()
 		d.lastPoll.Store(time.Now().UnixNano())
 		if ch, ok := d.merge(resp); ok {

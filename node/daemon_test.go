@@ -539,3 +539,44 @@ func storedNodeNames(t *testing.T, store *server.Store) string {
 	}
 	return strings.Join(names, " ")
 }
+
+// An admin expires a node's enrolment: its daemon says so, with what to
+// do, and its peer drops it; authenticating again with a key (as wire up
+// --join does on a running node) brings it back at once.
+func TestExpiredNodeAuthenticatesAgain(t *testing.T) {
+	env := servertest.Start(t, "")
+	a := startNode(t, env, "", "a", netip.MustParseAddrPort("198.51.100.1:40001"))
+	b := startNode(t, env, "", "b", netip.MustParseAddrPort("198.51.100.2:40002"))
+	a.waitPeers(t, b)
+	store, err := server.OpenStore(env.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if _, err := store.ExpireNode(context.Background(), "b", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	a.waitPeers(t)
+	if err := b.register(context.Background()); !errors.Is(err, ErrExpired) {
+		t.Errorf("b's heartbeat once expired: %v, want ErrExpired", err)
+	}
+	if st := b.Status(context.Background()); !st.Expired || st.Removed || !strings.Contains(st.Advice, "sudo wire up --join KEY") {
+		t.Errorf("b's status once expired: expired %v, removed %v, advice %q", st.Expired, st.Removed, st.Advice)
+	}
+
+	other := servertest.Start(t, "") // a key for another server is refused
+	if err := b.Authenticate(context.Background(), other.Key(t, false).String()); err == nil || !strings.Contains(err.Error(), "another server") {
+		t.Errorf("authenticating with another server's key: %v", err)
+	}
+	start := time.Now()
+	if err := b.Authenticate(context.Background(), env.Key(t, false).String()); err != nil {
+		t.Fatalf("authenticating again: %v", err)
+	}
+	a.waitPeers(t, b)
+	if lag := time.Since(start); lag > 2*time.Second {
+		t.Errorf("a had b back %v after it authenticated again", lag)
+	}
+	if st := b.Status(context.Background()); st.Expired || st.Advice != "" {
+		t.Errorf("b's status after authenticating again: expired %v, advice %q", st.Expired, st.Advice)
+	}
+}

@@ -40,7 +40,10 @@ type Status struct {
 	Relay           string   `json:"relay"` // up, down or unsupported
 	// Removed says the server does not know this node any more (its
 	// admin removed it); Advice then says how to join again.
-	Removed bool   `json:"removed"`
+	Removed bool `json:"removed"`
+	// Expired says the node's enrolment expired (see wire server key
+	// create --expire); Advice then says how to authenticate again.
+	Expired bool   `json:"expired,omitempty"`
 	Advice  string `json:"advice,omitempty"`
 	Total   int    `json:"total"`
 	// Online counts this node and the peers the server says are online;
@@ -119,9 +122,12 @@ func (d *Daemon) status(ctx context.Context) Status {
 		NodeName: d.cfg.NodeName, VPNIP: d.cfg.VPNIP, PublicIP: d.publicIP, NATPort: int(d.mapped.Port()),
 		ServerURL: d.client.URL(), OtherServers: others(d.cfg.Servers(), d.client.URL()), ServerReachable: d.reachable, Interface: d.engine.Name(), Engine: d.engine.Kind(),
 		ListenPort: d.cfg.ListenPort, WGPublicKey: d.keys.WG.PublicKey().String(), Peers: []PeerStatus{},
-		Relay: d.relay.String(), Removed: d.removed,
+		Relay: d.relay.String(), Removed: d.removed, Expired: d.expired,
 	}
-	if d.removed {
+	switch {
+	case d.expired:
+		st.Advice = ErrExpired.Error()
+	case d.removed:
 		st.Advice = ErrRemoved.Error()
 	}
 	byName := map[string]api.Peer{}

@@ -15,10 +15,23 @@ import (
 var (
 	ErrNotEnrolled = errors.New("this node is not enrolled (or was removed): join with a key from `wire server key create`")
 	errForbidden   = errors.New("forbidden")
+	// ErrNodeExpired says a node's enrolment expired: see ExpiredError.
+	ErrNodeExpired = errors.New("this node's enrolment expired")
 	// errEnrolledMeanwhile says a registration's node enrolled while it
 	// was on its way: a retry, or a seed node's first two heartbeats.
 	errEnrolledMeanwhile = errors.New("enrolled meanwhile")
 )
+
+// ExpiredError says when a node's enrolment expired, and what to do. It
+// is ErrNodeExpired.
+type ExpiredError struct{ At time.Time }
+
+func (e *ExpiredError) Error() string {
+	return fmt.Sprintf("%v at %s: authenticate it again with a join key (sudo wire up --join KEY, with a key from wire server key create)",
+		ErrNodeExpired, e.At.UTC().Format(time.RFC3339))
+}
+
+func (e *ExpiredError) Is(target error) bool { return target == ErrNodeExpired }
 
 // enrolment is what a registration carries besides the request.
 type enrolment struct {
@@ -138,11 +151,13 @@ func (r *registry) enrol(ctx context.Context, e enrolment) (record, error) {
 	if err != nil {
 		return record{}, err
 	}
+	var g grant
 	if imported != nil {
-		rec.Tags, err = r.store.Claim(ctx, rec, e.key, now)
+		g, err = r.store.Claim(ctx, rec, e.key, now)
 	} else {
-		rec.Tags, err = r.store.Enrol(ctx, rec, e.key, now)
+		g, err = r.store.Enrol(ctx, rec, e.key, now)
 	}
+	rec.Tags, rec.ExpiresAt = g.Tags, g.ExpiresAt
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.unreserve(res)
@@ -260,6 +275,9 @@ func (r *registry) refresh(ctx context.Context, n *node, e enrolment) (record, e
 	if req.NodeID != n.NodeID {
 		return record{}, fmt.Errorf("%w: node_id %q is not this node's (%s)", errForbidden, req.NodeID, n.NodeID)
 	}
+	if err := r.reauthenticate(ctx, n, e); err != nil {
+		return record{}, err
+	}
 	res, next, renamed, err := r.reserveIdentity(n, req, e.pin == "")
 	if err != nil {
 		return record{}, err
@@ -298,6 +316,33 @@ func (r *registry) refresh(ctx context.Context, n *node, e enrolment) (record, e
 		r.bump(n)
 	}
 	return n.record, nil
+}
+
+// reauthenticate lets a node whose enrolment expired back in with the
+// join key its registration carries, spending a use of it, and sets when
+// it expires next. A node that has not expired keeps its expiry, key or
+// not: an enrolment retried with its key does not spend it twice.
+func (r *registry) reauthenticate(ctx context.Context, n *node, e enrolment) error {
+	r.mu.Lock()
+	if !n.expired(r.now()) {
+		r.mu.Unlock()
+		return nil
+	}
+	if e.key == nil {
+		r.mu.Unlock()
+		return &ExpiredError{At: n.ExpiresAt}
+	}
+	res := r.reserve(n.NodeID, record{NodeID: n.NodeID}) // a read of the store meanwhile leaves it be
+	r.mu.Unlock()
+	g, err := r.store.Reauthenticate(ctx, n.NodeID, *e.key, r.now())
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.unreserve(res)
+	if err != nil {
+		return err
+	}
+	n.ExpiresAt = g.ExpiresAt
+	return nil
 }
 
 // reserveIdentity checks a heartbeat's name and WireGuard key. If either

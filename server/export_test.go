@@ -44,3 +44,7 @@ func (s *Server) ResolveRelayPeersWith(f func(string) (netip.AddrPort, error)) {
 
 // MeshPeers are the relay's other relays now.
 func (s *Server) MeshPeers() []netip.AddrPort { return s.relay.MeshPeers() }
+
+// Sweep marks offline the nodes that fell silent or expired, as the
+// server does every few seconds.
+func (s *Server) Sweep() { s.reg.sweep() }

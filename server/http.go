@@ -85,7 +85,7 @@ func (s *Server) authed(h authedHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		c, err := s.identify(r)
 		if err != nil {
-			httpError(w, http.StatusUnauthorized, "%v", err)
+			unauthorized(w, err)
 			return
 		}
 		h(w, r, c)
@@ -117,6 +117,9 @@ func (s *Server) identify(r *http.Request) (caller, error) {
 	}
 	if !ok {
 		return caller{}, ErrNotEnrolled
+	}
+	if at, expired := s.reg.expiredAt(n); expired {
+		return caller{}, &ExpiredError{At: at}
 	}
 	return caller{node: n}, nil
 }
@@ -199,8 +202,9 @@ func (s *Server) registerError(w http.ResponseWriter, req api.RegisterRequest, e
 	switch {
 	case errors.As(err, &conflict):
 		httpError(w, http.StatusConflict, "%s of %q is already taken by another node", conflict.Field, req.NodeName)
-	case errors.Is(err, ErrKeyInvalid), errors.Is(err, ErrKeyExpired), errors.Is(err, ErrKeyUsed), errors.Is(err, ErrNotEnrolled):
-		httpError(w, http.StatusUnauthorized, "%v", err)
+	case errors.Is(err, ErrKeyInvalid), errors.Is(err, ErrKeyExpired), errors.Is(err, ErrKeyUsed), errors.Is(err, ErrNotEnrolled),
+		errors.Is(err, ErrNodeExpired):
+		unauthorized(w, err)
 	case errors.Is(err, errForbidden):
 		httpError(w, http.StatusForbidden, "%v", err)
 	case errors.Is(err, ErrSubnetFull):
@@ -393,6 +397,16 @@ func (s *Server) trusted(ip netip.Addr) bool {
 // httpError is the one place where errors become responses.
 func httpError(w http.ResponseWriter, code int, format string, args ...any) {
 	writeJSON(w, code, api.Error{Error: strings.TrimSpace(fmt.Sprintf(format, args...))})
+}
+
+// unauthorized answers a request whose credentials do not admit it: 401,
+// with a code a node acts on if its enrolment expired.
+func unauthorized(w http.ResponseWriter, err error) {
+	e := api.Error{Error: err.Error()}
+	if errors.Is(err, ErrNodeExpired) {
+		e.Code = api.CodeNodeExpired
+	}
+	writeJSON(w, http.StatusUnauthorized, e)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -3,7 +3,10 @@ package server_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -175,4 +178,114 @@ func storedNames(t *testing.T, s *server.Store) string {
 		names = append(names, n.NodeName)
 	}
 	return strings.Join(names, " ")
+}
+
+// clock is a settable time for a server under test.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// A key made with a node expiry admits nodes that must authenticate
+// again after it: once expired, a node leaves its peers' maps, every
+// request it makes is refused with code node_expired, a heartbeat
+// without a key does not bring it back and one with a key does, keeping
+// its address. An admin may expire a node at once.
+func TestNodeExpiry(t *testing.T) {
+	clk := &clock{t: time.Now()}
+	env := servertest.Start(t, "", func(c *server.Config) { c.Now = clk.now })
+	admin, err := server.OpenStore(env.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	expiring, err := admin.CreateKey(ctx, env.Identity().Pin, server.KeyOptions{Reusable: true, Expires: clk.now().Add(24 * time.Hour), NodeTTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := servertest.NewNode(t)
+	c := env.Client(t, &n)
+	first, err := c.Register(ctx, register("temp", n, &expiring))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, watcher, _ := enrol(t, env, "watcher")
+	listed, _ := admin.List(ctx, clk.now())
+	if len(listed) != 2 || listed[0].NodeName != "temp" || listed[0].ExpiresAt != clk.now().Add(time.Hour).UTC().Truncate(time.Second).Format(time.RFC3339) {
+		t.Fatalf("the store lists %+v; want temp expiring in an hour", listed)
+	}
+	full, err := watcher.Peers(ctx, "0", 0)
+	if err != nil || !hasPeer(full.Peers, "id-temp", "temp") {
+		t.Fatalf("watcher's map %+v, %v; want temp in it", full, err)
+	}
+
+	// An hour on, temp has expired, a minute after its last heartbeat (it
+	// would count as online for minutes more); watcher has kept polling.
+	clk.advance(time.Hour - time.Minute)
+	if _, err := c.Register(ctx, register("temp", n, nil)); err != nil {
+		t.Fatalf("a heartbeat before the hour is up: %v", err)
+	}
+	clk.advance(time.Minute + time.Second)
+	env.Sweep()
+	resp, err := watcher.Peers(ctx, full.Version, time.Second)
+	if err != nil || !slices.Contains(resp.Removed, "id-temp") {
+		t.Errorf("watcher's poll after temp expired: %+v, %v; want temp removed", resp, err)
+	}
+	for what, call := range map[string]func() error{
+		"its heartbeat": func() error { _, err := c.Register(ctx, register("temp", n, nil)); return err },
+		"its poll":      func() error { _, err := c.Peers(ctx, "", 0); return err },
+	} {
+		err := call()
+		var se *api.StatusError
+		if !errors.As(err, &se) || se.Code != 401 || se.Reason != api.CodeNodeExpired || !strings.Contains(se.Message, "wire up --join KEY") {
+			t.Errorf("%s once expired: %v, want 401 node_expired saying what to do", what, err)
+		}
+	}
+	if listed, _ := admin.List(ctx, clk.now()); listed[0].Status != "expired" {
+		t.Errorf("the store lists temp as %s, want expired", listed[0].Status)
+	}
+
+	// With a key it is back, at its address, for another hour.
+	again, err := c.Register(ctx, register("temp", n, &expiring))
+	if err != nil || again.VPNIP != first.VPNIP {
+		t.Fatalf("authenticating again: %+v, %v; want its address %s", again, err, first.VPNIP)
+	}
+	if listed, _ := admin.List(ctx, clk.now()); listed[0].Status == "expired" || listed[0].ExpiresAt != clk.now().Add(time.Hour).UTC().Truncate(time.Second).Format(time.RFC3339) {
+		t.Errorf("after authenticating again the store lists %+v, want temp expiring in another hour", listed[0])
+	}
+	keys, _ := admin.Keys(ctx)
+	if i := slices.IndexFunc(keys, func(k server.KeyInfo) bool { return k.ID == expiring.ID }); i < 0 || keys[i].Uses != 2 {
+		t.Errorf("the key's uses after a new authentication: %+v, want 2", keys)
+	}
+
+	// The admin expires it now: it leaves watcher's map within a second.
+	since, err := watcher.Peers(ctx, "0", 0)
+	if err != nil || !hasPeer(since.Peers, "id-temp", "temp") {
+		t.Fatalf("watcher's map %+v, %v; want temp back", since, err)
+	}
+	if _, err := admin.ExpireNode(ctx, "TEMP", clk.now()); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = watcher.Peers(ctx, since.Version, time.Second)
+	if err != nil || !slices.Contains(resp.Removed, "id-temp") {
+		t.Errorf("watcher's poll after the admin expired temp: %+v, %v; want temp removed within a second", resp, err)
+	}
+	if _, err := c.Peers(ctx, "", 0); !strings.Contains(fmt.Sprint(err), "expired") {
+		t.Errorf("temp's poll after the admin expired it: %v", err)
+	}
+	if _, err := admin.ExpireNode(ctx, "nobody", clk.now()); !errors.Is(err, server.ErrNotFound) {
+		t.Errorf("expiring a node that does not exist: %v", err)
+	}
 }

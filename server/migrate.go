@@ -54,15 +54,15 @@ func Migrate(ctx context.Context, from, to *Store, pin string) (MigrateReport, e
 				nodeKey = r.NodeKey
 			}
 			if _, err := b.exec(ctx, `INSERT INTO nodes (node_id, node_name, node_key, wg_public_key, vpn_ip,
-				public_ip, port, nat_port, lan_ip, created_at, last_seen, tags, revision, down_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				public_ip, port, nat_port, lan_ip, created_at, last_seen, tags, revision, down_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 				r.NodeID, r.NodeName, nodeKey, r.WGPublicKey, r.VPNIP, r.PublicIP, r.Port, r.NATPort, r.LANIP,
-				r.Created.Unix(), r.LastSeen.Unix(), joinTags(r.Tags), rev, unixOrZero(r.DownAt)); err != nil {
+				r.Created.Unix(), r.LastSeen.Unix(), joinTags(r.Tags), rev, unixOrZero(r.DownAt), unixOrZero(r.ExpiresAt)); err != nil {
 				return fmt.Errorf("node %s: %w", r.NodeName, to.conflictError(err))
 			}
 		}
 		for _, k := range keys {
-			if _, err := b.exec(ctx, `INSERT INTO join_keys (id, hash, reusable, expires_at, created_at, uses, tags) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-				k.id, k.hash, k.reusable, k.expires, k.created, k.uses, k.tags); err != nil {
+			if _, err := b.exec(ctx, `INSERT INTO join_keys (id, hash, reusable, expires_at, created_at, uses, tags, node_ttl) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+				k.id, k.hash, k.reusable, k.expires, k.created, k.uses, k.tags, k.nodeTTL); err != nil {
 				return fmt.Errorf("join key %s: %w", k.id, err)
 			}
 		}
@@ -90,7 +90,7 @@ func verifyCopy(ctx context.Context, to *Store, nodes []record, keys []joinKeyRo
 	same := func(a, b record) bool {
 		return a.NodeID == b.NodeID && a.NodeName == b.NodeName && a.NodeKey == b.NodeKey && a.WGPublicKey == b.WGPublicKey &&
 			a.VPNIP == b.VPNIP && a.PublicIP == b.PublicIP && a.Port == b.Port && a.NATPort == b.NATPort && a.LANIP == b.LANIP &&
-			a.Created.Equal(b.Created) && a.LastSeen.Equal(b.LastSeen) && slices.Equal(a.Tags, b.Tags) && a.DownAt.Equal(b.DownAt)
+			a.Created.Equal(b.Created) && a.LastSeen.Equal(b.LastSeen) && slices.Equal(a.Tags, b.Tags) && a.DownAt.Equal(b.DownAt) && a.ExpiresAt.Equal(b.ExpiresAt)
 	}
 	// Each database orders text by its own collation: compare by id.
 	byID := func(a, b record) int { return strings.Compare(a.NodeID, b.NodeID) }
@@ -108,19 +108,19 @@ func verifyCopy(ctx context.Context, to *Store, nodes []record, keys []joinKeyRo
 
 // joinKeyRow is a join key as stored.
 type joinKeyRow struct {
-	id, tags               string
-	hash                   []byte
-	reusable               bool
-	expires, created, uses int64
+	id, tags                        string
+	hash                            []byte
+	reusable                        bool
+	expires, created, uses, nodeTTL int64
 }
 
 func (k joinKeyRow) equal(o joinKeyRow) bool {
 	return k.id == o.id && k.tags == o.tags && string(k.hash) == string(o.hash) && k.reusable == o.reusable &&
-		k.expires == o.expires && k.created == o.created && k.uses == o.uses
+		k.expires == o.expires && k.created == o.created && k.uses == o.uses && k.nodeTTL == o.nodeTTL
 }
 
 func (s *Store) keys(ctx context.Context) ([]joinKeyRow, error) {
-	rows, err := s.conn().rows(ctx, `SELECT id, hash, reusable, expires_at, created_at, uses, tags FROM join_keys ORDER BY id`)
+	rows, err := s.conn().rows(ctx, `SELECT id, hash, reusable, expires_at, created_at, uses, tags, node_ttl FROM join_keys ORDER BY id`)
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +128,7 @@ func (s *Store) keys(ctx context.Context) ([]joinKeyRow, error) {
 	var out []joinKeyRow
 	for rows.Next() {
 		var k joinKeyRow
-		if err := rows.Scan(&k.id, &k.hash, &k.reusable, &k.expires, &k.created, &k.uses, &k.tags); err != nil {
+		if err := rows.Scan(&k.id, &k.hash, &k.reusable, &k.expires, &k.created, &k.uses, &k.tags, &k.nodeTTL); err != nil {
 			return nil, err
 		}
 		out = append(out, k)

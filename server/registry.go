@@ -338,7 +338,20 @@ func (n *node) saidDown() bool { return !n.DownAt.IsZero() && !n.LastSeen.After(
 
 // fresh says whether n counts as online at now: heard from within
 // api.Online, and not since it said it goes down.
-func (n *node) fresh(now time.Time) bool { return now.Sub(n.LastSeen) < api.Online && !n.saidDown() }
+func (n *node) fresh(now time.Time) bool {
+	return now.Sub(n.LastSeen) < api.Online && !n.saidDown() && !n.expired(now)
+}
+
+// expiredAt says whether n's enrolment expired, and when.
+func (r *registry) expiredAt(n *node) (time.Time, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return n.ExpiresAt, n.expired(r.now())
+}
+
+// expired says whether n must authenticate again before it may be in the
+// mesh (see ExpiresAt).
+func (n *node) expired(now time.Time) bool { return !n.ExpiresAt.IsZero() && !now.Before(n.ExpiresAt) }
 
 // alive records that n long-polls, which is as good a sign of life as a
 // heartbeat: its last-seen time moves on (reaching the store once a
@@ -365,13 +378,14 @@ func (r *registry) alive(n *node) {
 // seenWrite is how stale a polling node's stored last-seen time may get.
 const seenWrite = time.Minute
 
-// sweep marks nodes offline whose last heartbeat is older than api.Online.
+// sweep marks nodes offline whose last heartbeat is older than api.Online,
+// and those whose enrolment expired.
 func (r *registry) sweep() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.now()
 	for _, n := range r.nodes {
-		if n.online && now.Sub(n.LastSeen) >= api.Online {
+		if n.online && !n.fresh(now) { // silent too long, or expired
 			r.setOnline(n, false)
 			r.bump(n)
 		}

@@ -390,7 +390,7 @@ func (s *Server) Identity() Identity { return s.id }
 // CreateKey stores a new join key for this server, as `wire server key
 // create` does; the nodes it enrols get tags.
 func (s *Server) CreateKey(ctx context.Context, reusable bool, ttl time.Duration, tags ...string) (api.JoinKey, error) {
-	return s.store.CreateKey(ctx, s.id.Pin, reusable, s.cfg.Now().Add(ttl), tags)
+	return s.store.CreateKey(ctx, s.id.Pin, KeyOptions{Reusable: reusable, Expires: s.cfg.Now().Add(ttl), Tags: tags})
 }
 
 // Run serves until ctx ends, then writes what is pending and closes.

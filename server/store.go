@@ -15,7 +15,7 @@ import (
 // StoreFile is the name of the store inside the state dir.
 const StoreFile = "wire.db"
 
-const schemaVersion = "4"
+const schemaVersion = "5"
 
 // schemaSQLite is the store's schema in SQLite. Every write that other
 // servers must notice takes the next value of the single revision counter
@@ -39,7 +39,8 @@ CREATE TABLE nodes (
 	last_seen     INTEGER NOT NULL,
 	tags          TEXT NOT NULL DEFAULT '', -- space-separated, sorted: tag:a tag:b
 	revision      INTEGER NOT NULL DEFAULT 0,
-	down_at       INTEGER NOT NULL DEFAULT 0 -- when it said it goes down (wire down); 0: never
+	down_at       INTEGER NOT NULL DEFAULT 0, -- when it said it goes down (wire down); 0: never
+	expires_at    INTEGER NOT NULL DEFAULT 0  -- when it must authenticate again with a join key; 0: never
 );
 CREATE TABLE join_keys (
 	id         TEXT PRIMARY KEY,
@@ -48,7 +49,8 @@ CREATE TABLE join_keys (
 	expires_at INTEGER NOT NULL,
 	created_at INTEGER NOT NULL,
 	uses       INTEGER NOT NULL DEFAULT 0,
-	tags       TEXT NOT NULL DEFAULT '' -- given to the nodes it enrols
+	tags       TEXT NOT NULL DEFAULT '', -- given to the nodes it enrols
+	node_ttl   INTEGER NOT NULL DEFAULT 0 -- seconds: the nodes it admits expire that long after; 0: never
 );
 ` + revisionSchema
 
@@ -72,10 +74,15 @@ var migrations = map[string]string{
 ALTER TABLE join_keys ADD COLUMN tags TEXT NOT NULL DEFAULT '';`,
 	"2": `ALTER TABLE nodes ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;` + revisionSchema,
 	"3": downAtColumn,
+	"4": expiryColumns,
 }
 
 // downAtColumn is schema version 4's change, in either dialect.
 const downAtColumn = `ALTER TABLE nodes ADD COLUMN down_at BIGINT NOT NULL DEFAULT 0;`
+
+// expiryColumns are schema version 5's change, in either dialect.
+const expiryColumns = `ALTER TABLE nodes ADD COLUMN expires_at BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE join_keys ADD COLUMN node_ttl BIGINT NOT NULL DEFAULT 0;`
 
 // Store is wire's durable state: by default a SQLite database in WAL mode
 // whose every acknowledged write has reached the disk (synchronous=FULL);
@@ -202,10 +209,14 @@ type record struct {
 	// down: SaveSeen clears the stored DownAt (which no server's older
 	// news of the node may do).
 	Up bool
+	// ExpiresAt is when the node must authenticate again with a join key
+	// (zero: never): from then on it is offline and refused, until it
+	// does (see wire server key create --expire).
+	ExpiresAt time.Time
 }
 
 const nodeColumns = `node_id, node_name, COALESCE(node_key, ''), wg_public_key, vpn_ip,
-	public_ip, lan_ip, port, nat_port, created_at, last_seen, tags, revision, down_at`
+	public_ip, lan_ip, port, nat_port, created_at, last_seen, tags, revision, down_at, expires_at`
 
 // Nodes returns every node in the store.
 func (s *Store) Nodes(ctx context.Context) ([]record, error) {
@@ -266,30 +277,34 @@ func scanNodes(rows *sql.Rows, err error) ([]record, error) {
 	var out []record
 	for rows.Next() {
 		var r record
-		var created, seen, down int64
+		var created, seen, down, expires int64
 		var tags string
 		if err := rows.Scan(&r.NodeID, &r.NodeName, &r.NodeKey, &r.WGPublicKey, &r.VPNIP,
-			&r.PublicIP, &r.LANIP, &r.Port, &r.NATPort, &created, &seen, &tags, &r.Revision, &down); err != nil {
+			&r.PublicIP, &r.LANIP, &r.Port, &r.NATPort, &created, &seen, &tags, &r.Revision, &down, &expires); err != nil {
 			return nil, err
 		}
 		r.Created, r.LastSeen, r.Tags = time.Unix(created, 0), time.Unix(seen, 0), splitTags(tags)
-		if down != 0 {
-			r.DownAt = time.Unix(down, 0)
-		}
+		r.DownAt, r.ExpiresAt = timeOrZero(down), timeOrZero(expires)
 		out = append(out, r)
 	}
 	return out, rows.Err()
 }
 
+// grant is what a join key gives the node it admits.
+type grant struct {
+	Tags      []string
+	ExpiresAt time.Time // when the node must authenticate again; zero: never
+}
+
 // Enrol stores a new node. With a key it also spends one use of that join
 // key, in the same transaction, after checking secret and expiry, and
-// gives the node the key's tags: it returns them.
-func (s *Store) Enrol(ctx context.Context, r record, key *api.JoinKey, now time.Time) ([]string, error) {
-	var tags []string
+// gives the node what the key grants: it returns that.
+func (s *Store) Enrol(ctx context.Context, r record, key *api.JoinKey, now time.Time) (grant, error) {
+	var g grant
 	err := s.write(ctx, func(b bound, rev int64) error {
 		var err error
 		if key != nil {
-			if tags, err = spendKey(ctx, b, *key, now); err != nil {
+			if g, err = spendKey(ctx, b, *key, now); err != nil {
 				return err
 			}
 		}
@@ -298,9 +313,9 @@ func (s *Store) Enrol(ctx context.Context, r record, key *api.JoinKey, now time.
 			nodeKey = r.NodeKey
 		}
 		_, err = b.exec(ctx, `INSERT INTO nodes (node_id, node_name, node_key, wg_public_key, vpn_ip,
-			public_ip, port, nat_port, lan_ip, created_at, last_seen, tags, revision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			public_ip, port, nat_port, lan_ip, created_at, last_seen, tags, revision, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			r.NodeID, r.NodeName, nodeKey, r.WGPublicKey, r.VPNIP, r.PublicIP,
-			r.Port, r.NATPort, r.LANIP, r.Created.Unix(), r.LastSeen.Unix(), joinTags(tags), rev)
+			r.Port, r.NATPort, r.LANIP, r.Created.Unix(), r.LastSeen.Unix(), joinTags(g.Tags), rev, unixOrZero(g.ExpiresAt))
 		if err != nil {
 			return s.conflictError(err)
 		}
@@ -308,27 +323,32 @@ func (s *Store) Enrol(ctx context.Context, r record, key *api.JoinKey, now time.
 		_, err = b.exec(ctx, `DELETE FROM removals WHERE node_id = ?`, r.NodeID)
 		return err
 	})
-	return tags, err
+	return g, err
 }
 
-// spendKey checks key and spends one use of it; it returns the key's tags.
-// The use is spent only if the key still admits a node when its row is
-// written: servers sharing a store may spend a single-use key at once,
-// and only one of them may succeed.
-func spendKey(ctx context.Context, b bound, key api.JoinKey, now time.Time) ([]string, error) {
+// spendKey checks key and spends one use of it; it returns what the key
+// grants a node admitted at now. The use is spent only if the key still
+// admits a node when its row is written: servers sharing a store may
+// spend a single-use key at once, and only one of them may succeed.
+func spendKey(ctx context.Context, b bound, key api.JoinKey, now time.Time) (grant, error) {
 	if err := checkKey(ctx, b, key, now); err != nil {
-		return nil, err
+		return grant{}, err
 	}
 	var tags string
+	var ttl int64
 	err := b.row(ctx, `UPDATE join_keys SET uses = uses + 1
-		WHERE id = ? AND expires_at > ? AND (reusable OR uses = 0) RETURNING tags`, key.ID, now.Unix()).Scan(&tags)
+		WHERE id = ? AND expires_at > ? AND (reusable OR uses = 0) RETURNING tags, node_ttl`, key.ID, now.Unix()).Scan(&tags, &ttl)
 	if errors.Is(err, sql.ErrNoRows) {
 		if err := checkKey(ctx, b, key, now); err != nil {
-			return nil, err
+			return grant{}, err
 		}
-		return nil, ErrKeyUsed
+		return grant{}, ErrKeyUsed
 	}
-	return splitTags(tags), err
+	g := grant{Tags: splitTags(tags)}
+	if ttl > 0 {
+		g.ExpiresAt = now.Add(time.Duration(ttl) * time.Second).Truncate(time.Second)
+	}
+	return g, err
 }
 
 // CheckKey says whether key would admit a node now, without spending it.
@@ -387,21 +407,21 @@ func (s *Store) conflictError(err error) error {
 }
 
 // Claim gives a node imported from an --open server (one without a key)
-// its key and the join key's tags, spending a use of the join key, in one
-// transaction; it returns the tags.
-func (s *Store) Claim(ctx context.Context, r record, key *api.JoinKey, now time.Time) ([]string, error) {
+// its key and what the join key grants, spending a use of the join key,
+// in one transaction; it returns the grant.
+func (s *Store) Claim(ctx context.Context, r record, key *api.JoinKey, now time.Time) (grant, error) {
 	if key == nil {
-		return nil, errors.New("claiming a node needs a join key")
+		return grant{}, errors.New("claiming a node needs a join key")
 	}
-	var tags []string
+	var g grant
 	err := s.write(ctx, func(b bound, rev int64) error {
 		var err error
-		if tags, err = spendKey(ctx, b, *key, now); err != nil {
+		if g, err = spendKey(ctx, b, *key, now); err != nil {
 			return err
 		}
 		res, err := b.exec(ctx, `UPDATE nodes SET node_key = ?, node_name = ?, wg_public_key = ?,
-			public_ip = ?, port = ?, nat_port = ?, lan_ip = ?, last_seen = ?, tags = ?, revision = ? WHERE node_id = ? AND node_key IS NULL`,
-			r.NodeKey, r.NodeName, r.WGPublicKey, r.PublicIP, r.Port, r.NATPort, r.LANIP, r.LastSeen.Unix(), joinTags(tags), rev, r.NodeID)
+			public_ip = ?, port = ?, nat_port = ?, lan_ip = ?, last_seen = ?, tags = ?, revision = ?, expires_at = ? WHERE node_id = ? AND node_key IS NULL`,
+			r.NodeKey, r.NodeName, r.WGPublicKey, r.PublicIP, r.Port, r.NATPort, r.LANIP, r.LastSeen.Unix(), joinTags(g.Tags), rev, unixOrZero(g.ExpiresAt), r.NodeID)
 		if err != nil {
 			return s.conflictError(err)
 		}
@@ -410,7 +430,7 @@ func (s *Store) Claim(ctx context.Context, r record, key *api.JoinKey, now time.
 		}
 		return nil
 	})
-	return tags, err
+	return g, err
 }
 
 // UpdateIdentity writes a node's WireGuard key, and its name if renamed
@@ -485,6 +505,45 @@ func (s *Store) RemoveNode(ctx context.Context, name string) (string, error) {
 	return removed, err
 }
 
+// Reauthenticate spends a use of key for the node with the given id,
+// whose enrolment expired, and sets when it expires next by what the key
+// grants; the node's tags stay as they are.
+func (s *Store) Reauthenticate(ctx context.Context, nodeID string, key api.JoinKey, now time.Time) (grant, error) {
+	var g grant
+	err := s.write(ctx, func(b bound, rev int64) error {
+		var err error
+		if g, err = spendKey(ctx, b, key, now); err != nil {
+			return err
+		}
+		res, err := b.exec(ctx, `UPDATE nodes SET expires_at = ?, revision = ? WHERE node_id = ?`, unixOrZero(g.ExpiresAt), rev, nodeID)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return ErrNotEnrolled // removed meanwhile
+		}
+		return nil
+	})
+	return g, s.unavailable(err)
+}
+
+// ExpireNode makes the enrolment of the node with the given name (in any
+// case) expire at at, unless it expires sooner, and returns its name as
+// stored: from then on it is out of the mesh until it authenticates again
+// with a join key.
+func (s *Store) ExpireNode(ctx context.Context, name string, at time.Time) (string, error) {
+	var stored string
+	err := s.write(ctx, func(b bound, rev int64) error {
+		err := b.row(ctx, `UPDATE nodes SET expires_at = CASE WHEN expires_at = 0 OR expires_at > ? THEN ? ELSE expires_at END, revision = ?
+			WHERE lower(node_name) = lower(?) RETURNING node_name`, at.Unix(), at.Unix(), rev, name).Scan(&stored)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("node %q: %w", name, ErrNotFound)
+		}
+		return err
+	})
+	return stored, err
+}
+
 // RenameNode gives the node named old (in any case) the name new, and
 // returns its old name as stored. Its peers see the new name once the
 // servers read the change; the node learns it from its own entry in the
@@ -535,20 +594,9 @@ func (s *Store) tombstone(ctx context.Context, b bound, id string, rev int64) er
 // (see Server.sync).
 const tombstoneAge = 24 * time.Hour
 
-// CreateKey stores a new join key for the server with the given pin and
-// returns it; only its hash is kept. The nodes it enrols get tags.
-func (s *Store) CreateKey(ctx context.Context, pin api.Pin, reusable bool, expires time.Time, tags []string) (api.JoinKey, error) {
-	k := api.NewJoinKey(pin)
-	_, err := s.conn().exec(ctx, `INSERT INTO join_keys (id, hash, reusable, expires_at, created_at, tags) VALUES (?, ?, ?, ?, ?, ?)`,
-		k.ID, api.SecretHash(k.Secret), reusable, expires.Unix(), time.Now().Unix(), joinTags(tags))
-	if err != nil {
-		return api.JoinKey{}, fmt.Errorf("storing join key: %w", err)
-	}
-	return k, nil
-}
-
-// List returns every node as `wire server nodes` shows it. Last-seen times
-// are as fresh as the server's last batch write (at most 10 s old).
+// List returns every node as `wire server nodes` shows it: online, offline
+// (silent, or gone down) or expired. Last-seen times are as fresh as the
+// server's last batch write (at most 10 s old).
 func (s *Store) List(ctx context.Context, now time.Time) ([]api.NodeStatus, error) {
 	recs, err := s.Nodes(ctx)
 	if err != nil {
@@ -556,13 +604,20 @@ func (s *Store) List(ctx context.Context, now time.Time) ([]api.NodeStatus, erro
 	}
 	out := make([]api.NodeStatus, 0, len(recs))
 	for _, r := range recs {
-		ago := max(now.Sub(r.LastSeen), 0)
+		n := node{record: r}
 		st := "offline"
-		if ago < api.Online {
+		switch {
+		case n.expired(now):
+			st = "expired"
+		case n.fresh(now):
 			st = "online"
 		}
-		out = append(out, api.NodeStatus{NodeName: r.NodeName, VPNIP: r.VPNIP, PublicIP: r.PublicIP,
-			NATPort: r.NATPort, Status: st, LastSeenAgo: int64(ago / time.Second), Tags: r.Tags})
+		ns := api.NodeStatus{NodeName: r.NodeName, VPNIP: r.VPNIP, PublicIP: r.PublicIP,
+			NATPort: r.NATPort, Status: st, LastSeenAgo: int64(max(now.Sub(r.LastSeen), 0) / time.Second), Tags: r.Tags}
+		if !r.ExpiresAt.IsZero() {
+			ns.ExpiresAt = r.ExpiresAt.UTC().Format(time.RFC3339)
+		}
+		out = append(out, ns)
 	}
 	return out, nil
 }

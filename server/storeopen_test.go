@@ -241,6 +241,7 @@ func TestMigrateFromVersion1(t *testing.T) {
 	dir := storeWithNodes(t, 3)
 	db := rawDB(t, filepath.Join(dir, StoreFile))
 	for _, q := range []string{
+		`ALTER TABLE nodes DROP COLUMN expires_at`, `ALTER TABLE join_keys DROP COLUMN node_ttl`,
 		`ALTER TABLE nodes DROP COLUMN down_at`,
 		`DROP INDEX nodes_revision`, `ALTER TABLE nodes DROP COLUMN revision`,
 		`DROP TABLE removals`, `DROP TABLE revision`,

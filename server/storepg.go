@@ -35,7 +35,8 @@ CREATE TABLE nodes (
 	last_seen     BIGINT NOT NULL,
 	tags          TEXT NOT NULL DEFAULT '',
 	revision      BIGINT NOT NULL DEFAULT 0,
-	down_at       BIGINT NOT NULL DEFAULT 0
+	down_at       BIGINT NOT NULL DEFAULT 0,
+	expires_at    BIGINT NOT NULL DEFAULT 0
 );
 CREATE UNIQUE INDEX nodes_name_lower ON nodes (lower(node_name));
 CREATE TABLE join_keys (
@@ -45,7 +46,8 @@ CREATE TABLE join_keys (
 	expires_at BIGINT NOT NULL,
 	created_at BIGINT NOT NULL,
 	uses       INTEGER NOT NULL DEFAULT 0,
-	tags       TEXT NOT NULL DEFAULT ''
+	tags       TEXT NOT NULL DEFAULT '',
+	node_ttl   BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX nodes_revision ON nodes (revision);
 CREATE TABLE removals (
@@ -57,6 +59,13 @@ CREATE INDEX removals_revision ON removals (revision);
 CREATE TABLE revision (value BIGINT NOT NULL);
 INSERT INTO revision VALUES (0);
 `
+
+// pgMigrations bring a PostgreSQL store of schema version N (the index)
+// up to schemaVersion at once.
+var pgMigrations = map[string]string{
+	"3": downAtColumn + expiryColumns,
+	"4": expiryColumns,
+}
 
 // schemaLock is the advisory lock under which a server creates or
 // migrates the schema, so that replicas starting together do it once.
@@ -133,9 +142,9 @@ func (s *Store) preparePostgres(ctx context.Context) error {
 	// Every PostgreSQL store began at version 3. A replica still running
 	// the older wire goes on working on the migrated schema: it names the
 	// columns it reads and writes.
-	if v == "3" {
-		if _, err := b.exec(ctx, downAtColumn); err != nil {
-			return fmt.Errorf("migrating the store from schema version 3: %w", err)
+	if step, ok := pgMigrations[v]; ok {
+		if _, err := b.exec(ctx, step); err != nil {
+			return fmt.Errorf("migrating the store from schema version %s: %w", v, err)
 		}
 		if _, err := b.exec(ctx, `UPDATE meta SET value = ? WHERE key = 'schema_version'`, schemaVersion); err != nil {
 			return err

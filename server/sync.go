@@ -226,11 +226,13 @@ func sameIdentity(a, b record) bool {
 	return a.NodeName == b.NodeName && a.NodeKey == b.NodeKey && a.WGPublicKey == b.WGPublicKey && a.VPNIP == b.VPNIP
 }
 
-// update takes from rec the tags and, if rec's are news, the heartbeat
-// facts, and says whether peers see a change. Callers hold r.mu.
+// update takes from rec the tags and the expiry and, if rec's are news,
+// the heartbeat facts, and says whether peers see a change. Callers hold
+// r.mu.
 func (r *registry) update(n *node, rec record, now time.Time) bool {
 	changed := !slices.Equal(n.Tags, rec.Tags)
 	n.Tags = rec.Tags
+	n.ExpiresAt = rec.ExpiresAt // set by an admin, or a new authentication here or elsewhere
 	// The store's facts are news if they are no older than this server's
 	// (to the second, as stored), or strictly newer than those it has not
 	// written yet: its own write read back is not news.
@@ -274,6 +276,14 @@ func (r *registry) holders(n *node, addr netip.Addr) []*node {
 		add(r.byKey[n.NodeKey])
 	}
 	return out
+}
+
+// timeOrZero is the time of Unix seconds s, the zero time for 0.
+func timeOrZero(s int64) time.Time {
+	if s == 0 {
+		return time.Time{}
+	}
+	return time.Unix(s, 0)
 }
 
 // unixOrZero is t in Unix seconds, 0 for the zero time.

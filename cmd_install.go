@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 
 	"github.com/urfave/cli/v2"
 	"github.com/wire-mesh/wire/node"
@@ -25,15 +26,20 @@ func runInstall(c *cli.Context) error {
 	if c.Bool("json") {
 		return printJSON(c.App.Writer, map[string]any{"checks": checks})
 	}
+	printChecks(c.App.Writer, checks)
+	return nil
+}
+
+// printChecks prints checks a line each, with the fix of each that failed.
+func printChecks(w io.Writer, checks []node.Check) {
 	for _, ch := range checks {
 		mark := "✓"
 		if !ch.OK {
 			mark = "✗"
 		}
-		fmt.Fprintf(c.App.Writer, "%s %-17s %s\n", mark, ch.Name, ch.Finding)
+		fmt.Fprintf(w, "%s %-17s %s\n", mark, ch.Name, ch.Finding)
 		if ch.Fix != "" {
-			fmt.Fprintf(c.App.Writer, "  %-17s → %s\n", "", ch.Fix)
+			fmt.Fprintf(w, "  %-17s → %s\n", "", ch.Fix)
 		}
 	}
-	return nil
 }

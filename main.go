@@ -35,6 +35,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			"runs `wire up`, which builds direct WireGuard tunnels to its peers.",
 		Commands: []*cli.Command{
 			upCommand(), statusCommand(), peersCommand(), pingCommand(), downCommand(), installCommand(),
+			diagnoseCommand(), watchdogCommand(), whoamiCommand(),
 			sendCommand(), tailCommand(), verifyCommand(), pairCommand(), blockCommand(),
 			serverCommand(), mcpCommand(), versionCommand(),
 		},

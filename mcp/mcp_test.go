@@ -15,7 +15,7 @@ import (
 	"time"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
-	wiremcp "github.com/wire-mesh/wire/mcp"
+	"github.com/wire-mesh/wire/diag"
 	"github.com/wire-mesh/wire/node"
 	"github.com/wire-mesh/wire/server/servertest"
 	"github.com/wire-mesh/wire/wg"
@@ -237,7 +237,7 @@ func TestToolsAgainstNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fp, _ := wiremcp.Fingerprint(keys.WG.PublicKey().String())
+	fp, _ := diag.Fingerprint(keys.WG.PublicKey().String())
 	if who["node_name"] != "a" || who["vpn_ip"] != cfg.VPNIP || who["wg_public_key"] != keys.WG.PublicKey().String() ||
 		len(fp) != 8 || who["fingerprint"] != fp || who["server_url"] != env.URL() || who["enrolled"] != true {
 		t.Errorf("wire_whoami: %+v", who)
@@ -560,16 +560,5 @@ func TestBadInput(t *testing.T) {
 		if m := r.reply(100); m.Error != nil || len(m.Result) == 0 {
 			t.Fatalf("tools/list after %s: %+v", tc.name, m)
 		}
-	}
-}
-
-func TestFingerprint(t *testing.T) {
-	// sha256 of 32 zero bytes is 66687aad...
-	got, err := wiremcp.Fingerprint("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
-	if err != nil || got != "66687aad" {
-		t.Errorf("Fingerprint(zero key) = %q, %v; want 66687aad", got, err)
-	}
-	if _, err := wiremcp.Fingerprint("not a key"); err == nil {
-		t.Error("Fingerprint(not a key): no error")
 	}
 }

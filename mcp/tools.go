@@ -6,6 +6,7 @@ import (
 	"time"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/wire-mesh/wire/diag"
 	"github.com/wire-mesh/wire/node"
 )
 
@@ -130,16 +131,7 @@ func (s *Server) down(ctx context.Context, _ *sdk.CallToolRequest, _ NoInput) (*
 
 func (s *Server) install(ctx context.Context, _ *sdk.CallToolRequest, _ NoInput) (*sdk.CallToolResult, InstallOutput, error) {
 	checks := node.Checks(ctx, s.opts.Dir)
-	return nil, InstallOutput{OK: allOK(checks), Checks: checks}, nil
-}
-
-func allOK(checks []node.Check) bool {
-	for _, c := range checks {
-		if !c.OK {
-			return false
-		}
-	}
-	return true
+	return nil, InstallOutput{OK: diag.AllOK(checks), Checks: checks}, nil
 }
 
 // progress notifies the client of progress, if it asked for it.

@@ -1,4 +1,4 @@
-package mcp
+package diag
 
 import (
 	"context"
@@ -6,12 +6,11 @@ import (
 	"strings"
 	"time"
 
-	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/wire-mesh/wire/node"
 	"github.com/wire-mesh/wire/service"
 )
 
-// Watchdog is what wire_watchdog returns.
+// Watchdog is what watch reports.
 type Watchdog struct {
 	Peers   []PeerHealth `json:"peers"`
 	Stale   int          `json:"stale" jsonschema:"how many peers have had no handshake for over 3 minutes, idle ones aside"`
@@ -36,11 +35,14 @@ type Service struct {
 	State   string `json:"state" jsonschema:"the unit's state (systemctl is-active), or no systemd"`
 }
 
-func (s *Server) watchdog(ctx context.Context, _ *sdk.CallToolRequest, _ NoInput) (*sdk.CallToolResult, Watchdog, error) {
+// Watch reports every peer's handshake and path, which are stale, and the
+// state of the daemon's service. It fails only if the daemon does not
+// answer, and then returns the service's state all the same.
+func Watch(ctx context.Context, c *node.Client) (Watchdog, error) {
 	w := Watchdog{Peers: []PeerHealth{}, Service: serviceState(ctx)}
-	ps, err := s.client.Peers(ctx)
+	ps, err := c.Peers(ctx)
 	if err != nil {
-		return nil, w, err
+		return w, err
 	}
 	w.Service.Daemon = "running"
 	now := time.Now()
@@ -56,7 +58,7 @@ func (s *Server) watchdog(ctx context.Context, _ *sdk.CallToolRequest, _ NoInput
 		}
 		w.Peers = append(w.Peers, h)
 	}
-	return nil, w, nil
+	return w, nil
 }
 
 func serviceState(ctx context.Context) Service {

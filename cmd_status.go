@@ -67,6 +67,16 @@ func showStatus(c *cli.Context) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	relayed := false
+	for _, p := range st.Peers {
+		if p.Why != "" {
+			if !relayed {
+				fmt.Fprintln(w)
+			}
+			relayed = true
+			fmt.Fprintf(w, "  %s is on the relay: %s\n", shown(p.NodeName), p.Why)
+		}
+	}
 	for _, p := range st.Peers {
 		if p.KeyAlert != "" {
 			fmt.Fprintf(w, "\nWARNING: %s\n", shown(p.KeyAlert))

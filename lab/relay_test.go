@@ -82,6 +82,10 @@ func TestRelayToDirect(t *testing.T) {
 	n2 := m.up(l.NodeBehind(r2, "n2", "192.168.2.10"), "n2")
 	m.waitPairs(30*time.Second, n1, n2)
 	waitPaths(t, 15*time.Second, map[[2]*node]string{{n1, n2}: "relay"})
+	// wire status says why.
+	if out, err := wire(n2.ns, "status", "--state-dir", n2.dir); err != nil || !strings.Contains(out, "n1 is on the relay: ") || !strings.Contains(out, "direct probes to 203.0.113.11:") {
+		t.Errorf("n2's wire status does not say why n1 is on the relay: %v\n%s", err, out)
+	}
 
 	// A ping every 100 ms for 40 s while r1 turns into a cone NAT.
 	stream := lab.Start(t, n1.ns, "pingstream", "ping", "-n", "-i", "0.1", "-c", "400", "-W", "1", n2.vpnIP)

@@ -185,9 +185,16 @@ func TestPathFallsBackToRelay(t *testing.T) {
 		last, _ := a.engine.Last()
 		t.Fatalf("a never moved b to the relay: %v (last %+v, relay %s)", err, last.Peers, a.relay)
 	}
+	// a's status says why.
+	if ps := a.Peers(ctx); len(ps) != 1 || !strings.Contains(ps[0].Why, "direct probes to "+direct.String()+" unanswered since") {
+		t.Errorf("a's status of b on the relay: %+v; want why", ps)
+	}
 	a.engine.Block(direct, false)
 	if _, err := a.engine.Wait(ctx, endpointIs(direct)); err != nil {
 		t.Fatalf("a never moved b back to direct: %v", err)
+	}
+	if ps := a.Peers(ctx); len(ps) != 1 || ps[0].Why != "" {
+		t.Errorf("a's status of b back on the direct path: %+v; want no why", ps)
 	}
 }
 

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -47,10 +48,34 @@ type path struct {
 	direct   netip.AddrPort // the direct endpoint this state is about
 	since    time.Time      // when that endpoint was first seen
 	fails    int            // failed probes in a row
+	failing  time.Time      // the first of them
+	lastErr  error          // the last of them
+	punches  int            // failed attempts the server counts for the pair (api.PunchResponse.Attempts)
 	lastOK   time.Time      // last answered probe
 	probed   time.Time      // last probe, answered or not
 	relayed  bool
 	probeErr bool // the engine cannot probe (kernel, no raw sockets)
+}
+
+// why says why traffic to the peer goes through the relay, for wire
+// status: what failed, since when, and how often.
+func (pa *path) why() string {
+	switch {
+	case pa == nil || !pa.relayed:
+		return ""
+	case pa.probeErr:
+		return fmt.Sprintf("no handshake over %v for %v after it was first tried (this engine cannot probe)", pa.direct, noHandshake)
+	case pa.fails == 0:
+		return ""
+	}
+	why := fmt.Sprintf("%d direct probes to %v unanswered since %s", pa.fails, pa.direct, pa.failing.Format(time.TimeOnly))
+	if pa.lastErr != nil && !errors.Is(pa.lastErr, context.DeadlineExceeded) {
+		why += " (" + pa.lastErr.Error() + ")"
+	}
+	if pa.punches > 0 {
+		why += fmt.Sprintf("; %d punch attempts counted by the server", pa.punches)
+	}
+	return why
 }
 
 func (d *Daemon) choosePaths(ctx context.Context) {
@@ -166,9 +191,13 @@ func (d *Daemon) probe(ctx context.Context, p api.Peer, handshake time.Time) boo
 		silent := time.Since(pa.since) > noHandshake && time.Since(handshake) > Stale
 		pa.relayed = pa.relayed || silent
 	case err == nil:
-		pa.fails, pa.lastOK, pa.relayed = 0, time.Now(), false
+		pa.fails, pa.lastOK, pa.relayed, pa.lastErr, pa.punches = 0, time.Now(), false, nil, 0
 	default:
+		if pa.fails == 0 {
+			pa.failing = time.Now()
+		}
 		pa.fails++
+		pa.lastErr = err
 		pa.relayed = pa.relayed || pa.fails >= relayAfter
 	}
 	report := err != nil && !pa.probeErr && pa.fails <= relayAfter
@@ -191,7 +220,15 @@ func (d *Daemon) punch(ctx context.Context, p api.Peer) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	resp, err := d.client.Punch(ctx, api.PunchRequest{FromVPNIP: d.cfg.VPNIP, ToVPNIP: p.VPNIP})
-	if err == nil && resp.UseRelay {
+	if err != nil {
+		return
+	}
+	d.mu.Lock()
+	if pa := d.paths[p.NodeID]; pa != nil && pa.fails > 0 {
+		pa.punches = resp.Attempts
+	}
+	d.mu.Unlock()
+	if resp.UseRelay {
 		d.log.Debug("server counts the direct attempts as failed", "peer", p.NodeName, "attempts", resp.Attempts)
 	}
 }

@@ -71,7 +71,10 @@ type PeerStatus struct {
 	LastSeenAgo int64  `json:"last_seen_ago"`
 	// Path is how traffic to the peer flows: direct, relay, idle (see
 	// PathIdle) or none.
-	Path            string     `json:"path"`
+	Path string `json:"path"`
+	// Why says, on the relay, why: the direct probes that failed, since
+	// when, and the punch attempts the server counts.
+	Why             string     `json:"why,omitempty"`
 	Endpoint        string     `json:"endpoint,omitempty"`
 	LatestHandshake *time.Time `json:"latest_handshake"`
 	RxBytes         int64      `json:"rx_bytes"`
@@ -225,7 +228,8 @@ func (d *Daemon) live() map[wg.Key]wg.PeerStatus {
 // direct if the direct path answered its last probes; either only while
 // the peer's handshake is fresh. Callers hold d.mu.
 func (d *Daemon) peerStatus(p api.Peer, live map[wg.Key]wg.PeerStatus) PeerStatus {
-	ps := PeerStatus{NodeID: p.NodeID, NodeName: p.NodeName, VPNIP: p.VPNIP, PublicIP: p.PublicIP, Path: PathNone, WGPublicKey: p.WGPublicKey}
+	ps := PeerStatus{NodeID: p.NodeID, NodeName: p.NodeName, VPNIP: p.VPNIP, PublicIP: p.PublicIP, Path: PathNone, WGPublicKey: p.WGPublicKey,
+		Why: d.paths[p.NodeID].why()}
 	if p.Filter != nil {
 		accepts := append([]string{}, p.Filter.Accept...)
 		ps.Accepts = &accepts

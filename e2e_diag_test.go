@@ -112,3 +112,37 @@ func TestDiagnosticCommands(t *testing.T) {
 		}
 	}
 }
+
+// wire netcheck through the real binary, against a real server on
+// loopback: HTTPS, STUN and the relay's port answer, both UDP ports see
+// the same address, this machine's own (no NAT). A server that does not
+// answer at all fails it, saying so.
+func TestNetcheck(t *testing.T) {
+	dir := t.TempDir()
+	srv := startServer(t, dir)
+	k := newKey(t, dir)
+	nodeDir := t.TempDir()
+	cfg := node.Config{ServerURL: srv.url, ServerPin: k.Pin.String(), NodeName: "me", NodeID: "id-me",
+		VPNIP: "10.99.0.1", Subnet: "10.99.0.0/16", ListenPort: 51820, Interface: "wire0"}
+	if err := cfg.Save(nodeDir); err != nil {
+		t.Fatal(err)
+	}
+	out, err := wire(t, "netcheck", "--json", "--state-dir", nodeDir)
+	var nc diag.Netcheck
+	if err != nil || json.Unmarshal([]byte(out), &nc) != nil {
+		t.Fatalf("wire netcheck --json: %v\n%s", err, out)
+	}
+	if !nc.HTTPS.OK || !nc.STUN.OK || !nc.Relay.OK || !nc.UDP || nc.STUN.Addr == nc.Relay.Addr ||
+		nc.STUN.Mapped == "" || nc.STUN.Mapped != nc.Relay.Mapped || nc.NAT != diag.NATNone || !strings.Contains(nc.Verdict, "public address") {
+		t.Errorf("wire netcheck --json on loopback: %+v", nc)
+	}
+	if out, err := wire(t, "netcheck", "--state-dir", nodeDir); err != nil || !strings.Contains(out, "answers in") || !strings.Contains(out, "nat    none") {
+		t.Errorf("wire netcheck: %v\n%s", err, out)
+	}
+
+	srv.kill()
+	out, err = wire(t, "netcheck", "--state-dir", nodeDir)
+	if err == nil || !strings.Contains(err.Error(), "no UDP answer") || !strings.Contains(out, "cannot be reached") {
+		t.Errorf("wire netcheck with the server gone: %v\n%s", err, out)
+	}
+}

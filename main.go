@@ -35,7 +35,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			"runs `wire up`, which builds direct WireGuard tunnels to its peers.",
 		Commands: []*cli.Command{
 			upCommand(), statusCommand(), peersCommand(), pingCommand(), downCommand(), installCommand(),
-			diagnoseCommand(), watchdogCommand(), whoamiCommand(),
+			diagnoseCommand(), watchdogCommand(), whoamiCommand(), netcheckCommand(),
 			sendCommand(), tailCommand(), verifyCommand(), pairCommand(), blockCommand(),
 			serverCommand(), mcpCommand(), versionCommand(),
 		},

@@ -158,6 +158,9 @@ type Health struct {
 	Online  int    `json:"online"`
 	// STUNPort is the server's STUN port; absent from --open servers.
 	STUNPort int `json:"stun_port,omitempty"`
+	// RelayPort is the server's relay port, which answers STUN too (a
+	// second destination, for wire netcheck); absent from --open servers.
+	RelayPort int `json:"relay_port,omitempty"`
 }
 
 // IP answers GET /ip.

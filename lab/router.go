@@ -113,6 +113,13 @@ func (r *Router) SetKind(kind NAT) {
 	r.kind = kind
 }
 
+// DropUDP makes the router drop every UDP datagram from its LAN but DNS,
+// as networks that allow only the web do; flows already mapped stop too.
+func (r *Router) DropUDP() {
+	r.lab.t.Helper()
+	r.lab.must(nft(r.NS, "insert rule ip filter fw iifname \"lan\" udp dport != 53 drop\n"))
+}
+
 // Ruleset is the router's nftables ruleset as nft lists it.
 func (r *Router) Ruleset() (string, error) {
 	return Run(r.NS, "nft", "list", "ruleset")

@@ -5,6 +5,7 @@ import (
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/wire-mesh/wire/diag"
+	"github.com/wire-mesh/wire/node"
 )
 
 // diagnose is wire diagnose: wire install's checks, then the running
@@ -26,4 +27,13 @@ func (s *Server) watchdog(ctx context.Context, _ *sdk.CallToolRequest, _ NoInput
 func (s *Server) whoami(ctx context.Context, _ *sdk.CallToolRequest, _ NoInput) (*sdk.CallToolResult, diag.Identity, error) {
 	id, err := diag.Whoami(ctx, s.client)
 	return nil, id, err
+}
+
+// netcheck is wire netcheck: the network as the node's server sees it.
+func (s *Server) netcheck(ctx context.Context, _ *sdk.CallToolRequest, _ NoInput) (*sdk.CallToolResult, diag.Netcheck, error) {
+	cfg, err := node.LoadConfig(s.opts.Dir)
+	if err != nil {
+		return nil, diag.Netcheck{}, err
+	}
+	return nil, diag.CheckNetwork(ctx, cfg), nil
 }

@@ -163,7 +163,7 @@ func TestToolsList(t *testing.T) {
 	}
 	want := map[string]string{ // tool -> readonly, writes (not destructive) or destructive
 		"wire_status": "ro", "wire_peers": "ro", "wire_ping": "ro", "wire_install": "ro", "wire_diagnose": "ro",
-		"wire_watchdog": "ro", "wire_whoami": "ro", "wire_down": "destructive", "wire_up": "destructive",
+		"wire_watchdog": "ro", "wire_whoami": "ro", "wire_netcheck": "ro", "wire_down": "destructive", "wire_up": "destructive",
 		"wire_init": "writes", "wire_send": "writes", "wire_tail": "ro", "wire_verify": "ro",
 		"wire_pair_initiate": "writes", "wire_pair_join": "writes", "wire_pair_check": "ro", "wire_pair_confirm": "writes",
 	}
@@ -241,6 +241,14 @@ func TestToolsAgainstNode(t *testing.T) {
 	if who["node_name"] != "a" || who["vpn_ip"] != cfg.VPNIP || who["wg_public_key"] != keys.WG.PublicKey().String() ||
 		len(fp) != 8 || who["fingerprint"] != fp || who["server_url"] != env.URL() || who["enrolled"] != true {
 		t.Errorf("wire_whoami: %+v", who)
+	}
+
+	// On loopback the server's STUN and relay see this machine's own
+	// address, the same for both.
+	var nc diag.Netcheck
+	call(t, cs, "wire_netcheck", nil, &nc)
+	if !nc.HTTPS.OK || !nc.STUN.OK || !nc.Relay.OK || nc.STUN.Mapped != nc.Relay.Mapped || nc.NAT != diag.NATNone {
+		t.Errorf("wire_netcheck on loopback: %+v", nc)
 	}
 
 	var install struct {
@@ -518,8 +526,8 @@ func TestRawProtocol20250618(t *testing.T) {
 	var list struct {
 		Tools []struct{ Name string } `json:"tools"`
 	}
-	if m := r.reply(2); m.Error != nil || json.Unmarshal(m.Result, &list) != nil || len(list.Tools) != 17 {
-		t.Fatalf("tools/list: %+v", m)
+	if m := r.reply(2); m.Error != nil || json.Unmarshal(m.Result, &list) != nil || len(list.Tools) != 18 {
+		t.Fatalf("tools/list: %s, %v; want 18 tools", m.Result, m.Error)
 	}
 
 	r.send(`{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"wire_status","arguments":{}}}`)

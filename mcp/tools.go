@@ -65,6 +65,8 @@ func (s *Server) addTools() {
 		Description: "Full diagnosis: engine, server reachable, interface up, registered, STUN mapping; each check with its finding and a fix."}, s.diagnose)
 	addTool(s, &sdk.Tool{Name: "wire_watchdog", Annotations: readOnly(),
 		Description: "Peer handshakes, stale connections (no handshake for over 3 minutes) and the service state."}, s.watchdog)
+	addTool(s, &sdk.Tool{Name: "wire_netcheck", Annotations: readOnly(),
+		Description: "How this node's network looks from its server: its public address, the kind of NAT (a symmetric one defeats hole punching), whether UDP to the server and its relay works and how fast, and what that means for direct connections."}, s.netcheck)
 	addTool(s, &sdk.Tool{Name: "wire_whoami", Annotations: readOnly(),
 		Description: "This node: name, VPN IP, WireGuard public key and its short fingerprint, server URL, its identity key (which signs its messages) and that key's fingerprint, and whether it is enrolled."}, s.whoami)
 	addTool(s, &sdk.Tool{Name: "wire_init", Annotations: writes(true),

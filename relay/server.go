@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/wire-mesh/wire/stun"
 	"golang.org/x/time/rate"
 )
 
@@ -64,6 +65,11 @@ type Options struct {
 	// MeshKey, if set, makes the relay one of a mesh of relays that share
 	// the key (see SetMesh and FORWARD).
 	MeshKey []byte
+	// STUN, if set, answers the STUN Binding requests sent to the relay's
+	// port: with the server's STUN port, a second destination for a node
+	// to compare its public mappings (wire netcheck: a NAT that maps each
+	// destination apart is symmetric).
+	STUN *stun.Responder
 	// Logger receives a debug record for each dropped datagram and a
 	// warning for each read error; nil discards.
 	Logger *slog.Logger
@@ -110,6 +116,7 @@ type Stats struct {
 	// relay that does not know where a node is sends its DATA to every
 	// relay of the mesh, and at most one of them delivers it.
 	MeshMissed uint64
+	STUN       uint64 // STUN Binding requests answered (see Options.STUN)
 }
 
 // NodeStats describes one bound node.
@@ -131,10 +138,11 @@ type Server struct {
 	udp    *net.UDPConn
 	out    *outbox // batch being built, if Serve reads batches
 	mesh   *mesh   // nil unless Options.MeshKey
+	stun   *stun.Responder
 
 	received, hellosOK, hellosBad, hellosStale, forwarded, forwardedBytes atomic.Uint64
 	malformed, unbound, noRoute, rateLimited                              atomic.Uint64
-	meshSent, meshReceived, meshBad, meshMissed                           atomic.Uint64
+	meshSent, meshReceived, meshBad, meshMissed, stunAnswered             atomic.Uint64
 }
 
 // NewServer returns a Server that will relay on conn once Serve runs. The
@@ -146,6 +154,7 @@ func NewServer(conn net.PacketConn, tokens Tokens, opts Options) *Server {
 		log:    opts.Logger,
 		table:  newTable(opts),
 		ack:    make([]byte, 0, helloAckLen),
+		stun:   opts.STUN,
 	}
 	if len(opts.MeshKey) > 0 {
 		s.mesh = newMesh(opts.MeshKey)
@@ -311,6 +320,7 @@ func (s *Server) Stats() Stats {
 		MeshReceived:   s.meshReceived.Load(),
 		MeshBad:        s.meshBad.Load(),
 		MeshMissed:     s.meshMissed.Load(),
+		STUN:           s.stunAnswered.Load(),
 	}
 }
 
@@ -336,6 +346,8 @@ func (s *Server) handle(b []byte, from netip.AddrPort, now time.Time) {
 	}
 	typ, err := header(b)
 	switch {
+	case err != nil && s.stun != nil && stun.Is(b):
+		s.answerSTUN(b, from, now)
 	case err != nil:
 		s.drop(&s.malformed, err, from)
 	case typ == typeData:
@@ -347,6 +359,20 @@ func (s *Server) handle(b []byte, from netip.AddrPort, now time.Time) {
 	default:
 		s.drop(&s.malformed, "unexpected message type", from)
 	}
+}
+
+// answerSTUN answers the STUN Binding request b from the address from.
+func (s *Server) answerSTUN(b []byte, from netip.AddrPort, now time.Time) {
+	resp := s.stun.Answer(b, from, now)
+	if resp == nil {
+		s.drop(&s.malformed, "STUN datagram not answered (malformed, or its source is over its limit)", from)
+		return
+	}
+	if _, err := s.conn.WriteToUDPAddrPort(resp, from); err != nil {
+		s.log.Debug("relay: STUN answer failed", "to", from, "err", err)
+		return
+	}
+	s.stunAnswered.Add(1)
 }
 
 // forward sends the DATA b on to its destination, with the destination's

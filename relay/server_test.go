@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/wire-mesh/wire/stun"
 	"golang.org/x/time/rate"
 )
 
@@ -633,3 +634,34 @@ func TestClockSkewCorrected(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// With a STUN responder, the relay's port answers STUN Binding requests
+// with the address they came from; without one it does not.
+func TestRelayAnswersSTUN(t *testing.T) {
+	opts := noLimits
+	opts.STUN = stun.NewResponder(stun.Options{})
+	r := startServer(t, opts)
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	to := net.UDPAddrFromAddrPort(r.addr)
+	mapped, err := stun.Query(ctx, conn, to)
+	if err != nil || mapped.String() != conn.LocalAddr().String() {
+		t.Errorf("STUN at the relay's port: %v, %v; want %v", mapped, err, conn.LocalAddr())
+	}
+	if st := r.Stats(); st.STUN != 1 {
+		t.Errorf("relay stats %+v, want one STUN answer", st)
+	}
+
+	plain := startServer(t, noLimits)
+	qctx, qcancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer qcancel()
+	if _, err := stun.Query(qctx, conn, net.UDPAddrFromAddrPort(plain.addr)); err == nil {
+		t.Error("a relay without a STUN responder answered STUN")
+	}
+	waitStat(t, plain, func(s Stats) bool { return s.Malformed > 0 && s.STUN == 0 })
+}

@@ -144,6 +144,7 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	h := api.Health{OK: true, Version: s.cfg.Version, Total: total, Online: online}
 	if !s.cfg.Open {
 		h.STUNPort = s.stunPort()
+		h.RelayPort = s.RelayAddr().(*net.UDPAddr).Port
 	}
 	writeJSON(w, http.StatusOK, h)
 }

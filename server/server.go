@@ -245,7 +245,7 @@ func (s *Server) listen() error {
 		udp.Close()
 		return fmt.Errorf("relay listen on UDP %s: %w (see --relay-listen)", relayAddr, err)
 	}
-	s.relay = relay.NewServer(rconn, s.reg, relay.Options{Logger: s.log, MeshKey: s.id.MeshKey()})
+	s.relay = relay.NewServer(rconn, s.reg, relay.Options{Logger: s.log, MeshKey: s.id.MeshKey(), STUN: stun.NewResponder(stun.Options{})})
 	s.relayAddr = rconn.LocalAddr()
 	if err := s.SetRelayPeers(s.cfg.RelayPeers); err != nil {
 		ln.Close()

@@ -423,3 +423,27 @@ func TestServeSurvivesReadError(t *testing.T) {
 		t.Error("the read error never happened")
 	}
 }
+
+// A Responder answers a Binding request with the address it came from,
+// gives nothing to other datagrams, and holds each source to its limit.
+func TestResponder(t *testing.T) {
+	r := NewResponder(Options{Rate: 1, Burst: 2})
+	src := netip.MustParseAddrPort("198.51.100.7:40001")
+	now := time.Now()
+	tx := NewTxID()
+	resp := r.Answer(Request(tx), src, now)
+	id, got, err := ParseResponse(resp)
+	if err != nil || got != src || id != tx {
+		t.Fatalf("Answer = %v, %v; want %v", got, err, src)
+	}
+	if r.Answer([]byte("wr\x01\x02 not stun"), src, now) != nil {
+		t.Error("answered a datagram that is not STUN")
+	}
+	r.Answer(Request(tx), src, now) // the burst's second
+	if r.Answer(Request(tx), src, now) != nil {
+		t.Error("answered a source over its limit")
+	}
+	if r.Answer(Request(tx), netip.MustParseAddrPort("198.51.100.8:40001"), now) == nil {
+		t.Error("another source is held to the first's limit")
+	}
+}

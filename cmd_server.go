@@ -86,6 +86,7 @@ func serverFlags() []cli.Flag {
 		&cli.StringFlag{Name: "stun-listen", Usage: "STUN's UDP address (default: the HTTP port + 1)"},
 		&cli.StringFlag{Name: "relay-listen", Usage: "the relay's UDP address (default: the HTTP port + 2)"},
 		&cli.StringSliceFlag{Name: "relay-peer", Usage: "the relay (HOST:PORT) of another server of this mesh, for pairs of nodes on different servers (repeatable)"},
+		metricsFlag(),
 		stateDirFlag(),
 		storeFlag(),
 		&cli.BoolFlag{Name: "open", Usage: "seed-compatible mode: plain HTTP, no join keys, NO AUTHENTICATION (for migrating from meshpop-wire)"},
@@ -125,9 +126,14 @@ func serverConfig(c *cli.Context, dir string) (server.Config, error) {
 	if c.Bool("debug") {
 		level = slog.LevelDebug
 	}
+	metrics, err := metricsAddr(c)
+	if err != nil {
+		return server.Config{}, err
+	}
 	return server.Config{
 		StateDir: dir, Store: c.String("store"), Listen: listen, STUNListen: c.String("stun-listen"), RelayListen: c.String("relay-listen"), RelayPeers: c.StringSlice("relay-peer"), Open: c.Bool("open"),
-		Subnet: subnet, DNSDomain: domain, TrustedProxies: proxies, SeedStateFile: c.String("import"), Version: buildVersion(),
+		MetricsListen: metrics,
+		Subnet:        subnet, DNSDomain: domain, TrustedProxies: proxies, SeedStateFile: c.String("import"), Version: buildVersion(),
 		Logger: slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})),
 	}, nil
 }
@@ -187,6 +193,9 @@ func printBanner(w, ew io.Writer, s *server.Server, cfg server.Config) {
 	fmt.Fprintf(w, "  STUN  udp %-24s NAT port discovery\n", s.STUNAddr())
 	if !cfg.Open {
 		fmt.Fprintf(w, "  RELAY udp %-24s for pairs that cannot connect directly (ciphertext only)\n", s.RelayAddr())
+	}
+	if a := s.MetricsAddr(); a != nil {
+		fmt.Fprintf(w, "  METRICS http://%s/metrics (Prometheus; no authentication)\n", a)
 	}
 	fmt.Fprintf(w, "  state %s\n", cfg.StateDir)
 	if cfg.Store != "" {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -91,6 +92,7 @@ func upCommand() *cli.Command {
 			&cli.StringFlag{Name: "node-id", Usage: "this node's id at the server, when joining (default: a hash of the host and the state dir; the seed's sha256(hostname + MAC) in the default state dir)"},
 			&cli.StringFlag{Name: "engine", Usage: "WireGuard engine: auto, kernel or userspace", Value: "auto"},
 			nodeStateDirFlag(),
+			metricsFlag(),
 			&cli.BoolFlag{Name: "accept-dns", Usage: "point this system's resolver at wire's for the mesh's names (saved; --accept-dns=false leaves the system alone)", Value: true},
 			&cli.BoolFlag{Name: "foreground", Usage: "run the daemon in this process (for service managers and tests)"},
 			&cli.BoolFlag{Name: "debug", Usage: "log debug messages"},
@@ -144,6 +146,15 @@ func alreadyUp(c *cli.Context, dir string, st node.Status) error {
 	same("engine", st.Engine, func(a, b string) bool { return a == wg.KindAuto || a == b })
 	if c.IsSet("node-id") {
 		differ = append(differ, "--node-id (only for joining)")
+	}
+	if c.IsSet("metrics-listen") {
+		want, err := metricsAddr(c)
+		if err != nil {
+			return err
+		}
+		if cfg, _ := node.LoadConfig(dir); want != cfg.MetricsListen {
+			differ = append(differ, fmt.Sprintf("--metrics-listen %s (it runs with %s)", c.String("metrics-listen"), cmp.Or(cfg.MetricsListen, "off")))
+		}
 	}
 	if c.IsSet("join") {
 		if err := joinKeyFits(c.String("join"), dir); err != nil {
@@ -249,6 +260,10 @@ func joinOptions(c *cli.Context, dir string) (node.JoinOptions, *bool, error) {
 // flags the user set. What this machine must have for the node to run is
 // checked first, before a join spends its key.
 func upConfig(c *cli.Context, dir string) (node.Config, error) {
+	metrics, err := metricsAddr(c)
+	if err != nil {
+		return node.Config{}, err
+	}
 	if c.IsSet("join") || (c.IsSet("server") && !pinned(dir)) {
 		o, acceptDNS, err := joinOptions(c, dir)
 		if err != nil {
@@ -260,10 +275,13 @@ func upConfig(c *cli.Context, dir string) (node.Config, error) {
 		ctx, cancel := context.WithTimeout(c.Context, 15*time.Second)
 		defer cancel()
 		cfg, err := node.Join(ctx, o)
-		if err != nil || acceptDNS == nil {
+		if err != nil || (acceptDNS == nil && !c.IsSet("metrics-listen")) {
 			return cfg, err
 		}
 		cfg.AcceptDNS = acceptDNS
+		if c.IsSet("metrics-listen") {
+			cfg.MetricsListen = metrics
+		}
 		return cfg, cfg.Save(dir)
 	}
 	cfg, err := node.LoadConfig(dir)
@@ -292,6 +310,7 @@ func upConfig(c *cli.Context, dir string) (node.Config, error) {
 			accept := c.Bool("accept-dns")
 			cfg.AcceptDNS = &accept
 		},
+		"metrics-listen": func() { cfg.MetricsListen = metrics },
 	} {
 		if c.IsSet(flag) {
 			set()

@@ -12,6 +12,7 @@ import (
 
 	"github.com/wire-mesh/wire/api"
 	"github.com/wire-mesh/wire/diag"
+	"github.com/wire-mesh/wire/internal/scrape/scrapetest"
 	"github.com/wire-mesh/wire/node"
 	"github.com/wire-mesh/wire/server/servertest"
 )
@@ -145,4 +146,25 @@ func TestNetcheck(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no UDP answer") || !strings.Contains(out, "cannot be reached") {
 		t.Errorf("wire netcheck with the server gone: %v\n%s", err, out)
 	}
+}
+
+// wire server --metrics-listen: the banner says where, the metrics are
+// in Prometheus's text format, and promtool check metrics (Debian's
+// prometheus package) finds nothing to fault in them.
+func TestServerMetricsPromtool(t *testing.T) {
+	dir := t.TempDir()
+	srv := startServer(t, dir, "--metrics-listen", "127.0.0.1:0")
+	if !strings.HasPrefix(srv.metrics, "http://127.0.0.1:") {
+		t.Fatalf("the banner says metrics at %q", srv.metrics)
+	}
+	resp, err := http.Get(srv.metrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "wire_server_nodes 0") {
+		t.Errorf("metrics:\n%s", body)
+	}
+	scrapetest.Promtool(t, body)
 }

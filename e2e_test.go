@@ -53,13 +53,15 @@ type serverProc struct {
 	cmd      *exec.Cmd
 	url      string
 	stunAddr string
+	metrics  string // the metrics URL, with --metrics-listen
 	pin      api.Pin
 	done     chan error
 }
 
 var (
-	bannerHTTP = regexp.MustCompile(`HTTP\s+(\S+)`)
-	bannerSTUN = regexp.MustCompile(`STUN\s+udp\s+(\S+)`)
+	bannerHTTP    = regexp.MustCompile(`HTTP\s+(\S+)`)
+	bannerSTUN    = regexp.MustCompile(`STUN\s+udp\s+(\S+)`)
+	bannerMetrics = regexp.MustCompile(`METRICS\s+(\S+)`)
 )
 
 // startServer runs `wire server` on loopback ports of its own choosing and
@@ -90,12 +92,15 @@ func startServerCmd(t *testing.T, cmd *exec.Cmd) *serverProc {
 	p := &serverProc{cmd: cmd, done: make(chan error, 1)}
 	t.Cleanup(func() { p.kill() })
 	lines := bufio.NewScanner(stdout)
-	for lines.Scan() && (p.url == "" || p.stunAddr == "") {
+	for lines.Scan() && !strings.HasPrefix(lines.Text(), "  state") { // the banner's lines before it
 		if m := bannerHTTP.FindStringSubmatch(lines.Text()); m != nil {
 			p.url = m[1]
 		}
 		if m := bannerSTUN.FindStringSubmatch(lines.Text()); m != nil {
 			p.stunAddr = m[1]
+		}
+		if m := bannerMetrics.FindStringSubmatch(lines.Text()); m != nil {
+			p.metrics = m[1]
 		}
 	}
 	go io.Copy(io.Discard, stdout)

@@ -68,6 +68,9 @@ type Config struct {
 	// AcceptDNS says whether the daemon points the system's resolver at
 	// its own for the mesh's names (nil: yes).
 	AcceptDNS *bool `json:"accept_dns,omitempty"`
+	// MetricsListen, if set, is the TCP address where the daemon serves
+	// Prometheus metrics at /metrics, without authentication.
+	MetricsListen string `json:"metrics_listen,omitempty"`
 }
 
 // acceptDNS is AcceptDNS with its default.

@@ -69,6 +69,8 @@ type Daemon struct {
 	hbEvery      atomic.Int64 // a time.Duration
 	lastPoll     atomic.Int64 // Unix nanoseconds
 	heartbeatDue atomic.Bool
+	metrics      *metrics
+	metricsLn    net.Listener     // nil without one
 	removed      bool             // the server said it does not know this node
 	expired      bool             // the server said this node's enrolment expired
 	paths        map[string]*path // by node_id
@@ -121,6 +123,7 @@ func New(o Options) (*Daemon, error) {
 		peers:  loadPeers(o.Dir), paths: map[string]*path{}, fed: newFed(), down: make(chan struct{}),
 		reapply: make(chan struct{}, 1), cacheDue: make(chan struct{}, 1),
 	}
+	d.metrics = newMetrics(d)
 	for _, p := range d.peers {
 		d.fed.added(p)
 	}
@@ -145,6 +148,16 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 			d.ln.Close()
 		}
 	}()
+	if at := d.cfg.MetricsListen; at != "" {
+		if d.metricsLn, err = net.Listen("tcp", at); err != nil {
+			return fmt.Errorf("metrics listen on %s: %w (see wire up --metrics-listen)", at, err)
+		}
+		defer func() {
+			if err != nil {
+				d.metricsLn.Close()
+			}
+		}()
+	}
 	e, err := d.newEngine(wg.Options{Name: d.cfg.Interface, ListenPort: d.cfg.ListenPort, PrivateKey: &d.keys.WG, Logger: d.log})
 	if err != nil {
 		return err
@@ -192,7 +205,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	for _, loop := range []func(context.Context){d.reconcile, d.pollPeers, d.heartbeat, d.rediscover, d.choosePaths, d.keepRelay, d.serveAgent, d.serveNames, d.keepCache} {
+	for _, loop := range []func(context.Context){d.reconcile, d.pollPeers, d.heartbeat, d.rediscover, d.choosePaths, d.keepRelay, d.serveAgent, d.serveNames, d.keepCache, d.serveMetrics} {
 		wg.Add(1)
 		go func() { defer wg.Done(); loop(ctx) }()
 	}
@@ -415,6 +428,9 @@ func (d *Daemon) discover(ctx context.Context) bool {
 		return false
 	}
 	d.log.Info("public mapping of the WireGuard port", "was", d.mapped, "now", mapped)
+	if d.mapped.IsValid() {
+		d.metrics.rediscovered.Inc()
+	}
 	d.mapped = mapped
 	if d.cfg.NATPort != int(mapped.Port()) {
 		// Kept for when STUN cannot be asked: kernel WireGuard without

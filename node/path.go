@@ -192,7 +192,9 @@ func (d *Daemon) probe(ctx context.Context, p api.Peer, handshake time.Time) boo
 		pa.relayed = pa.relayed || silent
 	case err == nil:
 		pa.fails, pa.lastOK, pa.relayed, pa.lastErr, pa.punches = 0, time.Now(), false, nil, 0
+		d.metrics.probes.WithLabelValues("ok").Inc()
 	default:
+		d.metrics.probes.WithLabelValues("failed").Inc()
 		if pa.fails == 0 {
 			pa.failing = time.Now()
 		}
@@ -211,6 +213,11 @@ func (d *Daemon) probe(ctx context.Context, p api.Peer, handshake time.Time) boo
 	}
 	if now != was {
 		d.log.Info("path changed", "peer", p.NodeName, "relay", now, "direct_endpoint", to)
+		taken := PathDirect
+		if now {
+			taken = PathRelay
+		}
+		d.metrics.pathChanges.WithLabelValues(taken).Inc()
 	}
 	return now != was
 }

@@ -181,6 +181,7 @@ func (r *registry) enrol(ctx context.Context, e enrolment) (record, error) {
 	r.index(n)
 	r.setOnline(n, true)
 	r.bump(n)
+	r.counts.enrolled.Add(1)
 	return rec, nil
 }
 
@@ -315,6 +316,7 @@ func (r *registry) refresh(ctx context.Context, n *node, e enrolment) (record, e
 		r.setOnline(n, true)
 		r.bump(n)
 	}
+	r.counts.heartbeats.Add(1)
 	return n.record, nil
 }
 

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"cmp"
+	"context"
 	"crypto/subtle"
 	"crypto/x509"
 	"encoding/json"
@@ -46,8 +48,16 @@ func (s *Server) Handler() http.Handler {
 		api.PathRelay:    {http.MethodPost, s.authed(s.handleRelay)},
 		api.PathOffline:  {http.MethodPost, s.authed(s.handleOffline)},
 	}
-	return s.guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return s.guard(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		rt, ok := routes[r.URL.Path]
+		w := &statusWriter{ResponseWriter: rw}
+		defer func() {
+			route := r.URL.Path
+			if !ok {
+				route = "other" // any path: the label's values stay few
+			}
+			s.metrics.observeRequest(route, cmp.Or(w.code, http.StatusOK))
+		}()
 		if !ok {
 			notFound(w, r, routes)
 			return
@@ -164,16 +174,19 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 	}
 	req, err := parseRegister(body, !s.cfg.Open)
 	if err != nil {
+		s.metrics.refused("bad_request")
 		httpError(w, http.StatusBadRequest, "%v", err)
 		return
 	}
 	e := enrolment{req: req, publicIP: s.clientIP(r).String()}
 	if !s.cfg.Open {
 		if e.pin, err = clientPin(r); err != nil {
+			s.metrics.refused("no_node_key")
 			httpError(w, http.StatusUnauthorized, "%v", err)
 			return
 		}
 		if e.pin == "" {
+			s.metrics.refused("no_node_key")
 			httpError(w, http.StatusUnauthorized, "present the node's TLS certificate (wire up does this)")
 			return
 		}
@@ -199,6 +212,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) registerError(w http.ResponseWriter, req api.RegisterRequest, err error) {
+	s.metrics.refused(refusalReason(err))
 	var conflict *ErrConflict
 	switch {
 	case errors.As(err, &conflict):
@@ -241,6 +255,7 @@ func (s *Server) handlePeers(w http.ResponseWriter, r *http.Request, c caller) {
 	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
+	woke := false // by a change, whose time to this answer is measured
 	for {
 		resp, changed := s.reg.peers(since, c.nodeID())
 		if changed == nil && resp.Full {
@@ -249,19 +264,46 @@ func (s *Server) handlePeers(w http.ResponseWriter, r *http.Request, c caller) {
 		}
 		if changed == nil {
 			writeJSON(w, http.StatusOK, resp)
+			if woke {
+				s.metrics.propagation.Observe(time.Since(s.reg.lastChange()).Seconds())
+			}
 			return
 		}
-		select {
-		case <-changed:
-		case <-timer.C:
+		switch s.waitPoll(r.Context(), changed, timer.C) {
+		case pollChanged:
+			woke = true
+		case pollDone: // nothing changed yet: the same version
 			writeJSON(w, http.StatusOK, resp)
 			return
-		case <-s.stopping:
-			writeJSON(w, http.StatusOK, resp) // nothing changed yet: the same version
-			return
-		case <-r.Context().Done():
+		case pollGone:
 			return
 		}
+	}
+}
+
+// How a long-poll's wait ends.
+type pollEnd int
+
+const (
+	pollChanged pollEnd = iota // the mesh changed
+	pollDone                   // its time is up, or the server stops
+	pollGone                   // its client went
+)
+
+// waitPoll waits for a change (changed closes), the end of a long-poll's
+// time or of the server, or its client to go, counting it as waiting.
+func (s *Server) waitPoll(ctx context.Context, changed <-chan struct{}, timeout <-chan time.Time) pollEnd {
+	s.metrics.polls.Add(1)
+	defer s.metrics.polls.Add(-1)
+	select {
+	case <-changed:
+		return pollChanged
+	case <-timeout:
+		return pollDone
+	case <-s.stopping:
+		return pollDone
+	case <-ctx.Done():
+		return pollGone
 	}
 }
 
@@ -415,4 +457,30 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
 	json.NewEncoder(w).Encode(v)
+}
+
+// refusalReason is a refused registration's reason, as metrics count it.
+func refusalReason(err error) string {
+	var conflict *ErrConflict
+	switch {
+	case errors.As(err, &conflict):
+		return "conflict"
+	case errors.Is(err, ErrKeyInvalid):
+		return "key_invalid"
+	case errors.Is(err, ErrKeyExpired):
+		return "key_expired"
+	case errors.Is(err, ErrKeyUsed):
+		return "key_used"
+	case errors.Is(err, ErrNotEnrolled):
+		return "not_enrolled"
+	case errors.Is(err, ErrNodeExpired):
+		return "node_expired"
+	case errors.Is(err, errForbidden):
+		return "forbidden"
+	case errors.Is(err, ErrSubnetFull):
+		return "subnet_full"
+	case errors.Is(err, ErrStoreUnavailable):
+		return "store_unavailable"
+	}
+	return "error"
 }

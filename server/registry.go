@@ -66,13 +66,16 @@ type registry struct {
 	horizon uint64 // the log names every node changed after this version
 	log     []change
 	changed chan struct{} // closed and replaced at every change
-	nodes   map[string]*node
-	byKey   map[string]*node
-	byName  map[string]*node
-	byWG    map[string]*node
-	alloc   *allocator
-	held    map[reserved]*reservation // by registrations whose store write is in flight
-	commits uint64                    // counts nodes added and marks taken: see node.added, mark
+	// changedAt is when changed was last closed, in Unix nanoseconds:
+	// read without r.mu by the long-polls it woke.
+	changedAt atomic.Int64
+	nodes     map[string]*node
+	byKey     map[string]*node
+	byName    map[string]*node
+	byWG      map[string]*node
+	alloc     *allocator
+	held      map[reserved]*reservation // by registrations whose store write is in flight
+	commits   uint64                    // counts nodes added and marks taken: see node.added, mark
 	// policy is the mesh's policy, nil if none; views taken before
 	// policyFrom predate its last change.
 	policy     *policy.Policy
@@ -88,7 +91,8 @@ type registry struct {
 // counts are the registry's node counts, kept as it changes so that
 // public endpoints read them in O(1) without the registry's lock.
 type counts struct {
-	total, online atomic.Int64
+	total, online        atomic.Int64
+	enrolled, heartbeats atomic.Uint64 // new nodes enrolled here, heartbeats answered here
 }
 
 // mapKey keys the map digests (see digest.go): servers sharing a store
@@ -194,7 +198,11 @@ func (r *registry) bump(n *node) {
 func (r *registry) wake() {
 	close(r.changed)
 	r.changed = make(chan struct{})
+	r.changedAt.Store(time.Now().UnixNano())
 }
+
+// lastChange is when the long-polls were last woken.
+func (r *registry) lastChange() time.Time { return time.Unix(0, r.changedAt.Load()) }
 
 // compact drops log entries superseded by a later change of the same
 // node: a delta still names every node that changed after any version

@@ -20,6 +20,7 @@ import (
 
 	"github.com/wire-mesh/wire/api"
 	"github.com/wire-mesh/wire/internal/connlimit"
+	"github.com/wire-mesh/wire/internal/scrape"
 	"github.com/wire-mesh/wire/relay"
 	"github.com/wire-mesh/wire/stun"
 )
@@ -41,6 +42,11 @@ type Config struct {
 	Listen      string
 	STUNListen  string
 	RelayListen string // UDP; default: the HTTP port + 2
+	// MetricsListen, if set, is the TCP address of a listener that serves
+	// Prometheus metrics at /metrics, without authentication: the admin
+	// binds it where only the scraper reaches (wire server takes a bare
+	// port as loopback's).
+	MetricsListen string
 	// RelayPeers are the relays (HOST:PORT, UDP) of the mesh's other
 	// servers, which DATA for nodes bound to one of them is forwarded to.
 	RelayPeers []string
@@ -76,8 +82,10 @@ type Server struct {
 	conns   *connlimit.Tracker
 
 	stats       stats
-	fullAnswers fullSlots // full /peers answers being written (see full.go)
-	syncs       syncState // of the registry with the store; maintain's own
+	metrics     *metrics
+	metricsLn   net.Listener // nil without Config.MetricsListen
+	fullAnswers fullSlots    // full /peers answers being written (see full.go)
+	syncs       syncState    // of the registry with the store; maintain's own
 	warnings    *warnings
 	stopping    chan struct{} // closed when Run begins to stop
 
@@ -109,7 +117,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.DNSDomain = api.DefaultDNSDomain
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, punches: newPunches(cfg.Now), warnings: newWarnings(cfg.Logger), stopping: make(chan struct{}),
-		fullAnswers: make(fullSlots, maxFullAnswers), resolve: resolveUDP}
+		fullAnswers: make(fullSlots, maxFullAnswers), resolve: resolveUDP, metrics: newMetrics()}
 	if err := s.open(); err != nil {
 		return nil, err
 	}
@@ -129,6 +137,7 @@ func (s *Server) open() error {
 	if s.store, err = OpenStoreAt(context.Background(), s.cfg.StateDir, s.cfg.Store); err != nil {
 		return err
 	}
+	s.store.wrote = func(d time.Duration) { s.metrics.storeWrites.Observe(d.Seconds()) }
 	if err := s.load(context.Background()); err != nil {
 		s.store.Close()
 		return err
@@ -278,7 +287,24 @@ func (s *Server) listen() error {
 		// OPTIONS * is answered by the handler, in JSON, like any path.
 		DisableGeneralOptionsHandler: true,
 	}
+	s.metrics.register(s)
+	if s.cfg.MetricsListen != "" {
+		if s.metricsLn, err = net.Listen("tcp", s.cfg.MetricsListen); err != nil {
+			ln.Close()
+			udp.Close()
+			rconn.Close()
+			return fmt.Errorf("metrics listen on %s: %w (see --metrics-listen)", s.cfg.MetricsListen, err)
+		}
+	}
 	return nil
+}
+
+// MetricsAddr is where the metrics listener listens, nil without one.
+func (s *Server) MetricsAddr() net.Addr {
+	if s.metricsLn == nil {
+		return nil
+	}
+	return s.metricsLn.Addr()
 }
 
 // SetRelayPeers makes the relays at addrs (HOST:PORT) the mesh's other
@@ -397,10 +423,13 @@ func (s *Server) CreateKey(ctx context.Context, reusable bool, ttl time.Duration
 func (s *Server) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	go func() { errc <- s.http.Serve(s.ln) }()
 	go func() { errc <- s.stun.Serve(ctx) }()
 	go func() { errc <- s.relay.Serve(ctx) }()
+	if s.metricsLn != nil {
+		go func() { errc <- scrape.Serve(ctx, s.metricsLn, s.metrics.reg) }()
+	}
 	s.wg.Add(2)
 	go s.maintain(ctx)
 	go s.keepRelayPeers(ctx)

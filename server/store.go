@@ -92,6 +92,9 @@ type Store struct {
 	db      *sql.DB
 	path    string // the SQLite file, or the PostgreSQL URL without its password
 	dialect dialect
+	// wrote, if set, hears how long each write that changes the mesh
+	// took, commit included (the server's metrics). Set before use.
+	wrote func(time.Duration)
 }
 
 func (s *Store) conn() bound { return bound{s.db, s.dialect} }
@@ -164,6 +167,9 @@ func (s *Store) InitMeta(ctx context.Context, key, value string) (string, error)
 // write runs f in a transaction that takes the next revision, which f
 // stamps on what it writes.
 func (s *Store) write(ctx context.Context, f func(b bound, rev int64) error) error {
+	if s.wrote != nil {
+		defer func(start time.Time) { s.wrote(time.Since(start)) }(time.Now())
+	}
 	tx, b, err := s.begin(ctx)
 	if err != nil {
 		return s.unavailable(err)

@@ -343,7 +343,7 @@ func runDaemon(c *cli.Context, dir string) error {
 	}
 	log := slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level}))
 	kind := c.String("engine")
-	d, err := node.New(node.Options{Dir: dir, Logger: log, ResolvConf: "/etc/resolv.conf", ResolverDir: "/etc/resolver", NewEngine: func(o wg.Options) (wg.Engine, error) {
+	d, err := node.New(node.Options{Dir: dir, Logger: log, ResolvConf: "/etc/resolv.conf", ResolverDir: "/etc/resolver", Version: buildVersion(), NewEngine: func(o wg.Options) (wg.Engine, error) {
 		o.Kind = kind
 		return wg.New(o)
 	}})

@@ -42,7 +42,17 @@ type RegisterRequest struct {
 	// may have changed (see RegisterResponse.NodeName); seed nodes, which
 	// do not send it, are renamed by their NodeName as before.
 	Rename bool `json:"rename,omitempty"`
+	// Version is the node's wire version, for the admin's eyes.
+	Version string `json:"version,omitempty"`
+	// Relayed are the node IDs of the peers this node reaches through
+	// the relay now (the rest it reaches directly, or not at all), for
+	// the admin's map of the mesh: at most MaxRelayed of them.
+	Relayed []string `json:"relayed,omitempty"`
 }
+
+// MaxRelayed is how many relayed peers a registration lists at most:
+// 512 of the longest node ids fit well within a request's 64 KiB.
+const MaxRelayed = 512
 
 // RegisterResponse answers POST /register.
 type RegisterResponse struct {

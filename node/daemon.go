@@ -50,18 +50,19 @@ type Daemon struct {
 	engine wg.Engine
 	ln     *net.UnixListener
 
-	mu        sync.Mutex
-	peers     map[string]api.Peer // by node_id, without this node
-	version   string
-	publicIP  string         // this node's address as the server sees it
-	mapped    netip.AddrPort // the WireGuard port's public mapping
-	told      netip.AddrPort // the mapping the server last accepted
-	pollStop  context.CancelFunc
-	names     *resolver.Server
-	sysdns    *sysdns.Manager
-	agent     *agent.Agent // nil while messaging is off, for agentErr
-	agentErr  error
-	reachable bool // the last call to the server worked
+	mu          sync.Mutex
+	peers       map[string]api.Peer // by node_id, without this node
+	version     string
+	wireVersion string         // Options.Version
+	publicIP    string         // this node's address as the server sees it
+	mapped      netip.AddrPort // the WireGuard port's public mapping
+	told        netip.AddrPort // the mapping the server last accepted
+	pollStop    context.CancelFunc
+	names       *resolver.Server
+	sysdns      *sysdns.Manager
+	agent       *agent.Agent // nil while messaging is off, for agentErr
+	agentErr    error
+	reachable   bool // the last call to the server worked
 	// Heartbeats: how often (the server may ask for fewer, when it counts
 	// long-polls as signs of life: then they go on the poll's connection,
 	// between polls, so that a node holds one connection), when the last
@@ -101,6 +102,8 @@ type Options struct {
 	// where the daemon points the system at its resolver (see package
 	// sysdns). Both "" leave the system alone.
 	ResolverDir string
+	// Version is this wire's version, which the daemon tells its server.
+	Version string
 }
 
 // New loads the node's config and keys.
@@ -121,7 +124,7 @@ func New(o Options) (*Daemon, error) {
 		dir: o.Dir, log: o.Logger, newEngine: o.NewEngine, resolvConf: o.ResolvConf, cfg: cfg, keys: keys, client: client,
 		sysdns: sysdns.New(sysdns.Options{StateDir: o.Dir, ResolvConf: o.ResolvConf, ResolverDir: o.ResolverDir, Logger: o.Logger}),
 		peers:  loadPeers(o.Dir), paths: map[string]*path{}, fed: newFed(), down: make(chan struct{}),
-		reapply: make(chan struct{}, 1), cacheDue: make(chan struct{}, 1),
+		reapply: make(chan struct{}, 1), cacheDue: make(chan struct{}, 1), wireVersion: o.Version,
 	}
 	d.metrics = newMetrics(d)
 	for _, p := range d.peers {
@@ -272,6 +275,7 @@ func (d *Daemon) Authenticate(ctx context.Context, joinKey string) error {
 func (d *Daemon) registerWith(ctx context.Context, joinKey string) error {
 	d.mu.Lock()
 	req := d.cfg.registerRequest(d.keys, d.mapped)
+	req.Version, req.Relayed = d.wireVersion, d.relayedPeers()
 	d.mu.Unlock()
 	req.JoinKey = joinKey
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)

@@ -185,9 +185,15 @@ func TestPathFallsBackToRelay(t *testing.T) {
 		last, _ := a.engine.Last()
 		t.Fatalf("a never moved b to the relay: %v (last %+v, relay %s)", err, last.Peers, a.relay)
 	}
-	// a's status says why.
+	// a's status says why, and its heartbeat tells the server's admin.
 	if ps := a.Peers(ctx); len(ps) != 1 || !strings.Contains(ps[0].Why, "direct probes to "+direct.String()+" unanswered since") {
 		t.Errorf("a's status of b on the relay: %+v; want why", ps)
+	}
+	if err := a.register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if m := env.Mesh(); m.Nodes[0].NodeName != "a" || !slices.Equal(m.Nodes[0].Relayed, []string{"id-b"}) {
+		t.Errorf("the server's mesh after a's heartbeat: %+v; want a relaying to b", m.Nodes)
 	}
 	a.engine.Block(direct, false)
 	if _, err := a.engine.Wait(ctx, endpointIs(direct)); err != nil {

@@ -206,6 +206,7 @@ func (d *Daemon) probe(ctx context.Context, p api.Peer, handshake time.Time) boo
 	now := pa.relayed
 	if now != was {
 		d.pathChanged(p.NodeID)
+		d.heartbeatDue.Store(true) // the server's admin sees the pair's path with the next poll
 	}
 	d.mu.Unlock()
 	if report {
@@ -238,4 +239,18 @@ func (d *Daemon) punch(ctx context.Context, p api.Peer) {
 	if resp.UseRelay {
 		d.log.Debug("server counts the direct attempts as failed", "peer", p.NodeName, "attempts", resp.Attempts)
 	}
+}
+
+// relayedPeers are the node ids of the peers reached through the relay
+// now, sorted, for the server's admin: the first api.MaxRelayed. Callers
+// hold d.mu.
+func (d *Daemon) relayedPeers() []string {
+	var out []string
+	for id, pa := range d.paths {
+		if pa.relayed {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return out[:min(len(out), api.MaxRelayed)]
 }

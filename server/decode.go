@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/netip"
 	"regexp"
+	"strings"
 
 	"github.com/wire-mesh/wire/api"
 )
@@ -67,6 +68,9 @@ func parseRegister(body []byte, strict bool) (api.RegisterRequest, error) {
 	if err := decodeJSON(body, &req, strict); err != nil {
 		return req, err
 	}
+	if len(req.Relayed) == 0 {
+		req.Relayed = nil // [] and none are the same
+	}
 	return req, checkRegister(req)
 }
 
@@ -94,6 +98,17 @@ func checkRegister(req api.RegisterRequest) error {
 	if req.JoinKey != "" {
 		if _, err := api.ParseJoinKey(req.JoinKey); err != nil {
 			return badf("join_key: %v", err)
+		}
+	}
+	if len(req.Version) > 64 || strings.ContainsFunc(req.Version, func(r rune) bool { return r < ' ' || r > '~' }) {
+		return badf("version %q: want at most 64 printable ASCII characters", clip(req.Version))
+	}
+	if len(req.Relayed) > api.MaxRelayed {
+		return badf("relayed: %d node ids, want at most %d", len(req.Relayed), api.MaxRelayed)
+	}
+	for _, id := range req.Relayed {
+		if !nodeIDPattern.MatchString(id) {
+			return badf("relayed: node_id %q: want 1 to 64 letters, digits, '.', '_' or '-'", clip(id))
 		}
 	}
 	return nil

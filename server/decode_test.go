@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"errors"
+	"reflect"
 	"testing"
 )
 
@@ -29,7 +30,7 @@ func FuzzParseRegister(f *testing.F) {
 		// What was accepted survives a round trip unchanged.
 		b, _ := json.Marshal(req)
 		again, err := parseRegister(b, true)
-		if err != nil || again != req {
+		if err != nil || !reflect.DeepEqual(again, req) {
 			t.Fatalf("round trip: %+v, %v; want %+v", again, err, req)
 		}
 	})

@@ -289,3 +289,31 @@ func TestNodeExpiry(t *testing.T) {
 		t.Errorf("expiring a node that does not exist: %v", err)
 	}
 }
+
+// What a node says of itself for the admin (its version, the peers it
+// reaches through the relay) shows in the server's Mesh, and a list of
+// relayed peers that is not one is refused.
+func TestMeshShowsWhatNodesSay(t *testing.T) {
+	env := servertest.Start(t, "")
+	n, c, _ := enrol(t, env, "a")
+	enrol(t, env, "b")
+	hb := register("a", n, nil)
+	hb.Version, hb.Relayed = "v1.2.3", []string{"id-b"}
+	if _, err := c.Register(ctx, hb); err != nil {
+		t.Fatal(err)
+	}
+	m := env.Mesh()
+	if len(m.Nodes) != 2 || m.Nodes[0].NodeName != "a" || m.Nodes[0].Version != "v1.2.3" || !slices.Equal(m.Nodes[0].Relayed, []string{"id-b"}) || !m.Nodes[0].Online {
+		t.Errorf("Mesh() = %+v; want a at v1.2.3, relaying to b", m)
+	}
+	many := make([]string, api.MaxRelayed+1)
+	for i := range many {
+		many[i] = fmt.Sprintf("id-%d", i)
+	}
+	for _, bad := range [][]string{{"not an id!"}, many} {
+		hb.Relayed = bad
+		if _, err := c.Register(ctx, hb); statusCode(err) != 400 {
+			t.Errorf("relayed %d entries (%.20q...): %v, want 400", len(bad), bad[0], err)
+		}
+	}
+}

@@ -38,6 +38,15 @@ type node struct {
 	match    policy.Match
 	matchKey string
 	viewFrom uint64
+	// said is what the node said of itself in its last registration here,
+	// for the admin's dashboard: kept in memory only.
+	said said
+}
+
+// said is what a node says of itself that only its admin reads.
+type said struct {
+	version string
+	relayed []string // node ids of peers it reaches through the relay
 }
 
 func (n *node) peer() api.Peer {

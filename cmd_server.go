@@ -16,6 +16,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 	"github.com/wire-mesh/wire/api"
+	"github.com/wire-mesh/wire/dashboard"
 	"github.com/wire-mesh/wire/server"
 	"github.com/wire-mesh/wire/service"
 )
@@ -87,6 +88,7 @@ func serverFlags() []cli.Flag {
 		&cli.StringFlag{Name: "relay-listen", Usage: "the relay's UDP address (default: the HTTP port + 2)"},
 		&cli.StringSliceFlag{Name: "relay-peer", Usage: "the relay (HOST:PORT) of another server of this mesh, for pairs of nodes on different servers (repeatable)"},
 		metricsFlag(),
+		uiFlag(),
 		stateDirFlag(),
 		storeFlag(),
 		&cli.BoolFlag{Name: "open", Usage: "seed-compatible mode: plain HTTP, no join keys, NO AUTHENTICATION (for migrating from meshpop-wire)"},
@@ -173,17 +175,38 @@ func runServer(c *cli.Context) error {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(serverGCPercent)
 	}
+	uiAt, err := listenAddr(c, "ui-listen")
+	if err != nil {
+		return err
+	}
 	s, err := server.New(cfg)
 	if err != nil {
 		return err
 	}
+	var ui net.Listener
+	if uiAt != "" {
+		if ui, err = net.Listen("tcp", uiAt); err != nil {
+			return fmt.Errorf("dashboard listen on %s: %w (see --ui-listen)", uiAt, err)
+		}
+	}
 	printBanner(c.App.Writer, c.App.ErrWriter, s, cfg)
+	if ui != nil {
+		fmt.Fprintf(c.App.Writer, "Dashboard:          http://%s/ (log in with %s)\n", ui.Addr(), filepath.Join(cfg.StateDir, server.TokenFile))
+	}
 	// The listeners are bound: a Type=notify unit's start succeeds now.
 	if err := service.Notify("READY=1"); err != nil {
 		cfg.Logger.Warn("telling systemd that the server is ready", "err", err)
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if ui != nil {
+		d := dashboard.New(s, dashboard.Options{Token: s.Identity().AdminToken, Logger: cfg.Logger})
+		go func() {
+			if err := d.Serve(ctx, ui); err != nil {
+				cfg.Logger.Error("the dashboard stopped", "err", err)
+			}
+		}()
+	}
 	return s.Run(ctx)
 }
 

@@ -95,7 +95,7 @@ func createKey(c *cli.Context) error {
 		return err
 	}
 	defer store.Close()
-	tags, err := declaredTags(c.Context, store, c.StringSlice("tag"))
+	tags, err := store.DeclaredTags(c.Context, c.StringSlice("tag"))
 	if err != nil {
 		return err
 	}

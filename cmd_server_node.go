@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -203,7 +202,7 @@ func tagNode(c *cli.Context) error {
 		return err
 	}
 	defer store.Close()
-	tags, err = declaredTags(c.Context, store, tags)
+	tags, err = store.DeclaredTags(c.Context, tags)
 	if err != nil {
 		return err
 	}
@@ -215,25 +214,6 @@ func tagNode(c *cli.Context) error {
 	}
 	fmt.Fprintf(c.App.Writer, "%s: %s\n", stored, tagList(tags))
 	return nil
-}
-
-// declaredTags checks tags' syntax, and that the policy in force (if any)
-// declares them: a tag no rule can name is a typo.
-func declaredTags(ctx context.Context, store *server.Store, tags []string) ([]string, error) {
-	tags, err := server.ParseTags(tags)
-	if err != nil || len(tags) == 0 {
-		return tags, err
-	}
-	p, err := store.ParsedPolicy(ctx)
-	if err != nil || p == nil {
-		return tags, err
-	}
-	for _, t := range tags {
-		if !p.HasTag(t) {
-			return nil, fmt.Errorf("%s is not declared in the policy's tagOwners: add it there first (wire server policy get)", t)
-		}
-	}
-	return tags, nil
 }
 
 func tagList(tags []string) string {

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -167,4 +170,41 @@ func TestServerMetricsPromtool(t *testing.T) {
 		t.Errorf("metrics:\n%s", body)
 	}
 	scrapetest.Promtool(t, body)
+}
+
+// wire server --ui-listen: the banner says where the dashboard is, and
+// it serves its page there, which loads nothing from elsewhere.
+func TestServerDashboardListens(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command(wireBin, "server", "--state-dir", dir, "--listen", "127.0.0.1:0", "--stun-listen", "127.0.0.1:0",
+		"--relay-listen", "127.0.0.1:0", "--ui-listen", "127.0.0.1:0")
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	lines := bufio.NewScanner(out)
+	var url string
+	for url == "" && lines.Scan() {
+		if u, ok := strings.CutPrefix(lines.Text(), "Dashboard:"); ok {
+			url = strings.Fields(u)[0]
+		}
+	}
+	if !strings.HasPrefix(url, "http://127.0.0.1:") {
+		t.Fatalf("the banner says the dashboard is at %q", url)
+	}
+	go io.Copy(io.Discard, out)
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(page), `<script src="app.js"`) || !strings.Contains(resp.Header.Get("Content-Security-Policy"), "default-src 'self'") {
+		t.Errorf("GET %s: %s, CSP %q\n%s", url, resp.Status, resp.Header.Get("Content-Security-Policy"), page)
+	}
+	if _, err := wire(t, "server", "--state-dir", t.TempDir(), "--ui-listen", "nonsense"); err == nil || !strings.Contains(err.Error(), "--ui-listen") {
+		t.Errorf("--ui-listen nonsense: %v", err)
+	}
 }

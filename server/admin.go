@@ -62,7 +62,9 @@ func (s *Server) Mesh() Mesh {
 		}
 		m.Nodes = append(m.Nodes, mn)
 	}
-	slices.SortFunc(m.Nodes, func(a, b MeshNode) int { return strings.Compare(strings.ToLower(a.NodeName), strings.ToLower(b.NodeName)) })
+	slices.SortFunc(m.Nodes, func(a, b MeshNode) int {
+		return strings.Compare(strings.ToLower(a.NodeName), strings.ToLower(b.NodeName))
+	})
 	return m
 }
 

@@ -177,7 +177,7 @@ func (r *registry) enrol(ctx context.Context, e enrolment) (record, error) {
 	if imported != nil {
 		r.unindex(imported)
 	}
-	n := &node{record: rec, savedSeen: rec.LastSeen, said: said{version: e.req.Version}}
+	n := &node{record: rec, savedSeen: rec.LastSeen, said: said{version: e.req.Version, relayed: e.req.Relayed}}
 	r.index(n)
 	r.setOnline(n, true)
 	r.bump(n)

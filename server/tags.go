@@ -29,6 +29,26 @@ func ParseTags(tags []string) ([]string, error) {
 	return slices.Compact(out), nil
 }
 
+// DeclaredTags checks tags' syntax, and that the policy in force (if
+// any) declares them: a tag no rule can name is a typo. It returns them
+// as ParseTags does.
+func (s *Store) DeclaredTags(ctx context.Context, tags []string) ([]string, error) {
+	tags, err := ParseTags(tags)
+	if err != nil || len(tags) == 0 {
+		return tags, err
+	}
+	p, err := s.ParsedPolicy(ctx)
+	if err != nil || p == nil {
+		return tags, err
+	}
+	for _, t := range tags {
+		if !p.HasTag(t) {
+			return nil, fmt.Errorf("%s is not declared in the policy's tagOwners: add it there first (wire server policy get)", t)
+		}
+	}
+	return tags, nil
+}
+
 func joinTags(tags []string) string { return strings.Join(tags, " ") }
 
 func splitTags(s string) []string { return strings.Fields(s) }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 	"github.com/wire-mesh/wire/api"
+	"github.com/wire-mesh/wire/internal/progress"
 	"github.com/wire-mesh/wire/node"
 	"github.com/wire-mesh/wire/service"
 	"github.com/wire-mesh/wire/wg"
@@ -274,7 +275,10 @@ func upConfig(c *cli.Context, dir string) (node.Config, error) {
 		}
 		ctx, cancel := context.WithTimeout(c.Context, 15*time.Second)
 		defer cancel()
+		line := progress.On(c.App.ErrWriter)
+		o.Progress = func(step string) { line.Show("wire up: %s…", step) }
 		cfg, err := node.Join(ctx, o)
+		line.Clear()
 		if err != nil || (acceptDNS == nil && !c.IsSet("metrics-listen")) {
 			return cfg, err
 		}
@@ -391,10 +395,50 @@ func startDaemon(c *cli.Context, dir string, cfg node.Config) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Context, 30*time.Second)
 	defer cancel()
+	line := progress.On(c.App.ErrWriter)
+	line.Show("wire up: starting the daemon…")
 	st, err := node.WaitUp(ctx, dir, exited)
+	line.Clear()
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(c.App.Writer, "wire is up: %s %s on %s (%s)\n", st.NodeName, st.VPNIP, st.Interface, st.Engine)
+	if line.Live() { // a person watches: show the first tunnel come up
+		firstHandshake(c, dir, line)
+	}
 	return nil
 }
+
+// firstHandshake waits, showing it, for the node's first handshake with a
+// peer, for at most handshakeWait; it says which peer, or that none came.
+// Only a person at a terminal waits for it: wire up on a pipe returns as
+// soon as the daemon runs.
+func firstHandshake(c *cli.Context, dir string, line *progress.Line) {
+	start := time.Now()
+	client := node.NewClient(dir)
+	for time.Since(start) < handshakeWait && c.Context.Err() == nil {
+		ps, err := client.Peers(c.Context)
+		if err != nil || len(ps) == 0 {
+			return // no daemon to ask, or no peer to wait for
+		}
+		for _, p := range ps {
+			if p.LatestHandshake != nil {
+				line.Clear()
+				fmt.Fprintf(c.App.Writer, "first handshake: %s (%s) after %.1f s, path %s\n", shown(p.NodeName), shown(p.VPNIP), time.Since(start).Seconds(), p.Path)
+				return
+			}
+		}
+		line.Show("wire up: waiting for the first handshake with one of %d peers… %ds (Ctrl-C leaves wire running)", len(ps), int(time.Since(start).Seconds()))
+		select {
+		case <-c.Context.Done():
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	line.Clear()
+	if c.Context.Err() == nil {
+		fmt.Fprintf(c.App.Writer, "no handshake with a peer within %v: wire status and wire netcheck say more\n", handshakeWait)
+	}
+}
+
+// handshakeWait bounds firstHandshake.
+const handshakeWait = 15 * time.Second

@@ -30,6 +30,8 @@ type JoinOptions struct {
 	Port         int    // WireGuard listen port
 	Interface    string
 	NodeID       string // default: NodeIDFor(Dir)
+	// Progress, if set, hears what the join is doing, a step at a time.
+	Progress func(step string)
 }
 
 // Join enrols this node with a server and saves its config. Nothing is
@@ -81,8 +83,13 @@ func Join(ctx context.Context, o JoinOptions) (Config, error) {
 	if err != nil {
 		return Config{}, err
 	}
+	say := o.Progress
+	if say == nil {
+		say = func(string) {}
+	}
 	// Health checks the server (and its pin) before the key is sent, and
 	// says where its STUN is.
+	say("reaching " + u.String() + " and checking its key")
 	h, err := client.Health(ctx)
 	if err != nil {
 		return Config{}, err
@@ -90,6 +97,7 @@ func Join(ctx context.Context, o JoinOptions) (Config, error) {
 	if h.STUNPort != 0 {
 		cfg.STUNPort = h.STUNPort
 	}
+	say("asking the server's STUN for this node's public address")
 	mapped := discoverBeforeUp(ctx, u, cfg)
 	if mapped.IsValid() {
 		cfg.NATPort = int(mapped.Port()) // what the daemon says while STUN cannot tell it
@@ -98,6 +106,7 @@ func Join(ctx context.Context, o JoinOptions) (Config, error) {
 	if key != nil {
 		req.JoinKey = key.String()
 	}
+	say("enrolling as " + cfg.NodeName)
 	resp, err := client.Register(ctx, req)
 	if err != nil {
 		return Config{}, joinError(err)

@@ -33,6 +33,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/wire-mesh/wire/internal/progress"
 )
 
 // targets are the platforms wire ships for.
@@ -123,9 +125,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	sums := map[string]string{} // file name -> hex SHA-256
-	for _, t := range o.targets {
+	line := progress.On(os.Stderr)
+	for i, t := range o.targets {
 		goos, goarch, _ := strings.Cut(t, "/")
+		line.Show("release: building %s (%d of %d)…", t, i+1, len(o.targets))
 		bin, err := build(ctx, toolchain, goos, goarch, o.version, true)
+		line.Clear()
 		if err != nil {
 			return fmt.Errorf("building %s: %w", t, err)
 		}

@@ -124,23 +124,33 @@ func nodeCommand() *cli.Command {
 }
 
 func removeNode(c *cli.Context) error {
-	name, err := oneArg(c, "wire server node remove")
+	removed, err := onNode(c, "wire server node remove", func(store *server.Store, name string) (string, error) {
+		return store.RemoveNode(c.Context, name)
+	})
 	if err != nil {
-		return err
-	}
-	store, err := openExistingStore(c)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	removed, err := store.RemoveNode(c.Context, name)
-	if errors.Is(err, server.ErrNotFound) {
-		return fmt.Errorf("no node named %q (see wire server nodes)", name)
-	} else if err != nil {
 		return err
 	}
 	fmt.Fprintf(c.App.Writer, "removed %s\n", removed)
 	return nil
+}
+
+// onNode runs an admin command on the one node its argument names: f
+// changes it in the store and returns its name as stored.
+func onNode(c *cli.Context, cmd string, f func(store *server.Store, name string) (string, error)) (string, error) {
+	name, err := oneArg(c, cmd)
+	if err != nil {
+		return "", err
+	}
+	store, err := openExistingStore(c)
+	if err != nil {
+		return "", err
+	}
+	defer store.Close()
+	stored, err := f(store, name)
+	if errors.Is(err, server.ErrNotFound) {
+		return "", fmt.Errorf("no node named %q (see wire server nodes)", name)
+	}
+	return stored, err
 }
 
 func renameNode(c *cli.Context) error {
@@ -168,19 +178,10 @@ func renameNode(c *cli.Context) error {
 }
 
 func expireNode(c *cli.Context) error {
-	name, err := oneArg(c, "wire server node expire")
+	stored, err := onNode(c, "wire server node expire", func(store *server.Store, name string) (string, error) {
+		return store.ExpireNode(c.Context, name, time.Now())
+	})
 	if err != nil {
-		return err
-	}
-	store, err := openExistingStore(c)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	stored, err := store.ExpireNode(c.Context, name, time.Now())
-	if errors.Is(err, server.ErrNotFound) {
-		return fmt.Errorf("no node named %q (see wire server nodes)", name)
-	} else if err != nil {
 		return err
 	}
 	fmt.Fprintf(c.App.Writer, "expired %s: it is out of the mesh until it authenticates again (on the node: sudo wire up --join KEY)\n", stored)

@@ -500,7 +500,7 @@ func TestAdminRenameReachesTheNode(t *testing.T) {
 	if err := b.register(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if listed := storedNodeNames(t, store); listed != "a bee" {
+	if listed := servertest.StoredNames(t, store); listed != "a bee" {
 		t.Errorf("after b's heartbeat the store holds %s, want a bee", listed)
 	}
 
@@ -538,19 +538,6 @@ func waitFor(d time.Duration, ok func() error) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-func storedNodeNames(t *testing.T, store *server.Store) string {
-	t.Helper()
-	nodes, err := store.List(context.Background(), time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, n := range nodes {
-		names = append(names, n.NodeName)
-	}
-	return strings.Join(names, " ")
 }
 
 // An admin expires a node's enrolment: its daemon says so, with what to

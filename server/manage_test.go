@@ -58,7 +58,7 @@ func TestAdminRenamesANode(t *testing.T) {
 	if err != nil || resp.NodeName != "desk" {
 		t.Errorf("a heartbeat with the old name = %+v, %v; want node_name desk", resp, err)
 	}
-	if names := storedNames(t, admin); names != "desk watcher" {
+	if names := servertest.StoredNames(t, admin); names != "desk watcher" {
 		t.Errorf("after the heartbeat the store holds %s, want desk watcher", names)
 	}
 
@@ -68,7 +68,7 @@ func TestAdminRenamesANode(t *testing.T) {
 	if resp, err := c.Register(ctx, ask); err != nil || resp.NodeName != "laptop" {
 		t.Errorf("a rename the node asks for = %+v, %v; want node_name laptop", resp, err)
 	}
-	if names := storedNames(t, admin); names != "laptop watcher" {
+	if names := servertest.StoredNames(t, admin); names != "laptop watcher" {
 		t.Errorf("after the node's rename the store holds %s", names)
 	}
 }
@@ -94,7 +94,7 @@ func TestRenameRefusals(t *testing.T) {
 	if _, err := admin.RenameNode(ctx, "nobody", "c"); !errors.Is(err, server.ErrNotFound) {
 		t.Errorf("renaming a node that does not exist: %v, want ErrNotFound", err)
 	}
-	if names := storedNames(t, admin); names != "a b" {
+	if names := servertest.StoredNames(t, admin); names != "a b" {
 		t.Errorf("after the refusals the store holds %s, want a b", names)
 	}
 }
@@ -151,7 +151,7 @@ func TestListAndRevokeKeys(t *testing.T) {
 	if err := admin.RevokeKey(ctx, reusable.ID); !errors.Is(err, server.ErrNotFound) {
 		t.Errorf("revoking it again: %v, want ErrNotFound", err)
 	}
-	if names := storedNames(t, admin); names != "first" {
+	if names := servertest.StoredNames(t, admin); names != "first" {
 		t.Errorf("after the revocation the store holds %s, want first", names)
 	}
 }
@@ -163,21 +163,6 @@ func hasPeer(peers []api.Peer, id, name string) bool {
 		}
 	}
 	return false
-}
-
-// storedNames are the names of the nodes in the store, sorted, as `wire
-// server nodes` lists them.
-func storedNames(t *testing.T, s *server.Store) string {
-	t.Helper()
-	nodes, err := s.List(ctx, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, n := range nodes {
-		names = append(names, n.NodeName)
-	}
-	return strings.Join(names, " ")
 }
 
 // clock is a settable time for a server under test.

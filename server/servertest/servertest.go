@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -147,4 +148,19 @@ func CopyIdentity(t testing.TB, from, to string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// StoredNames are the names of the nodes in store, sorted and joined by
+// spaces, as `wire server nodes` lists them.
+func StoredNames(t testing.TB, store *server.Store) string {
+	t.Helper()
+	nodes, err := store.List(context.Background(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := make([]string, len(nodes))
+	for i, n := range nodes {
+		names[i] = n.NodeName
+	}
+	return strings.Join(names, " ")
 }

@@ -195,17 +195,12 @@ func (d *Daemon) peerList(ctx context.Context) []PeerStatus {
 	for _, n := range srv.Nodes {
 		seen[n.NodeName] = n
 	}
-	live := d.live()
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	out := []PeerStatus{}
-	for _, p := range d.peers {
-		ps := d.peerStatus(p, live)
-		ps.Status, ps.LastSeenAgo = "unknown", -1
-		if n, ok := seen[p.NodeName]; ok && err == nil {
-			ps.Status, ps.LastSeenAgo = n.Status, n.LastSeenAgo
+	out := d.localPeers()
+	for i, ps := range out {
+		out[i].Status, out[i].LastSeenAgo = "unknown", -1
+		if n, ok := seen[ps.NodeName]; ok && err == nil {
+			out[i].Status, out[i].LastSeenAgo = n.Status, n.LastSeenAgo
 		}
-		out = append(out, ps)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].NodeName < out[j].NodeName })
 	return out

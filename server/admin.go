@@ -33,8 +33,7 @@ type MeshNode struct {
 	Relayed []string `json:"relayed,omitempty"`
 }
 
-// Mesh is the mesh as the dashboard shows it: every node, and the change
-// (Changed) after which it was read.
+// Mesh is the mesh as the dashboard shows it: every node.
 type Mesh struct {
 	Nodes []MeshNode `json:"nodes"`
 }

@@ -2,57 +2,45 @@ package service
 
 import (
 	"encoding/xml"
+	"fmt"
 	"strings"
-	"text/template"
 )
 
-// KeepAlive true restarts the program whenever it ends; SuccessfulExit
-// false only when it fails, as systemd's Restart=on-failure.
-var launchdTemplate = template.Must(template.New("launchd").Funcs(template.FuncMap{
-	"xml": xmlText, "seconds": seconds,
-}).Parse(`<?xml version="1.0" encoding="UTF-8"?>
+// Launchd is the spec as a launchd property list, for a daemon in
+// /Library/LaunchDaemons. launchd has no sandbox or readiness protocol:
+// Sandbox and Notify do not apply. (Written with fmt, as Systemd is.)
+func Launchd(s Spec) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `<?xml version="1.0" encoding="UTF-8"?>
 <!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
 <plist version="1.0">
 <dict>
 	<key>Label</key>
-	<string>{{xml .Label}}</string>
+	<string>%s</string>
 	<key>ProgramArguments</key>
 	<array>
-{{- range .Args}}
-		<string>{{xml .}}</string>
-{{- end}}
-	</array>
+`, xmlText(s.Label()))
+	for _, a := range s.Args {
+		fmt.Fprintf(&b, "\t\t<string>%s</string>\n", xmlText(a))
+	}
+	b.WriteString(`	</array>
 	<key>RunAtLoad</key>
 	<true/>
 	<key>KeepAlive</key>
-{{- if eq .Restart "always"}}
-	<true/>
-{{- else}}
-	<dict>
-		<key>SuccessfulExit</key>
-		<false/>
-	</dict>
-{{- end}}
-	<key>ThrottleInterval</key>
-	<integer>{{seconds .RestartDelay}}</integer>
-{{- with .LogPath}}
-	<key>StandardOutPath</key>
-	<string>{{xml .}}</string>
-	<key>StandardErrorPath</key>
-	<string>{{xml .}}</string>
-{{- end}}
-</dict>
-</plist>
-`))
-
-// Launchd is the spec as a launchd property list, for a daemon in
-// /Library/LaunchDaemons. launchd has no sandbox or readiness protocol:
-// Sandbox and Notify do not apply.
-func Launchd(s Spec) string {
-	var b strings.Builder
-	if err := launchdTemplate.Execute(&b, s); err != nil {
-		panic(err) // the template is fixed and its functions cannot fail
+`)
+	// KeepAlive true restarts the program whenever it ends; SuccessfulExit
+	// false only when it fails, as systemd's Restart=on-failure.
+	if s.Restart == "always" {
+		b.WriteString("\t<true/>\n")
+	} else {
+		b.WriteString("\t<dict>\n\t\t<key>SuccessfulExit</key>\n\t\t<false/>\n\t</dict>\n")
 	}
+	fmt.Fprintf(&b, "\t<key>ThrottleInterval</key>\n\t<integer>%d</integer>\n", seconds(s.RestartDelay))
+	if s.LogPath != "" {
+		p := xmlText(s.LogPath)
+		fmt.Fprintf(&b, "\t<key>StandardOutPath</key>\n\t<string>%s</string>\n\t<key>StandardErrorPath</key>\n\t<string>%s</string>\n", p, p)
+	}
+	b.WriteString("</dict>\n</plist>\n")
 	return b.String()
 }
 

@@ -4,40 +4,45 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
-	"text/template"
 	"time"
 )
 
-var systemdTemplate = template.Must(template.New("systemd").Funcs(template.FuncMap{
-	"command": systemdCommand, "word": systemdWord, "text": systemdText,
-	"seconds": seconds, "protectHome": protectHome,
-}).Parse(`[Unit]
-Description={{text .Description}}
+// Systemd is the spec as a systemd unit.
+//
+// The units are written with fmt, not text/template: a template's
+// reflection on method names keeps every exported method of every type
+// in the binary (the linker cannot tell which it calls), some 4 MB.
+func Systemd(s Spec) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `[Unit]
+Description=%s
 Documentation=https://github.com/wire-mesh/wire
 After=network-online.target
 Wants=network-online.target
 
 [Service]
-{{- if .Notify}}
-Type=notify
-{{- end}}
-ExecStart={{command .Args}}
+`, systemdText(s.Description))
+	if s.Notify {
+		b.WriteString("Type=notify\n")
+	}
+	fmt.Fprintf(&b, `ExecStart=%s
 # SIGTERM to wire alone: what it runs on the way down (resolvectl revert)
 # must finish, not be signalled with it.
 KillMode=mixed
-Restart={{.Restart}}
-RestartSec={{seconds .RestartDelay}}
-{{- if .MaxFiles}}
-LimitNOFILE={{.MaxFiles}}
-{{- end}}
-{{- if .Sandbox}}
-# Root, but with no capability beyond binding ports under 1024 and forcing
+Restart=%s
+RestartSec=%d
+`, systemdCommand(s.Args), s.Restart, seconds(s.RestartDelay))
+	if s.MaxFiles != 0 {
+		fmt.Fprintf(&b, "LimitNOFILE=%d\n", s.MaxFiles)
+	}
+	if s.Sandbox {
+		fmt.Fprintf(&b, `# Root, but with no capability beyond binding ports under 1024 and forcing
 # large UDP buffers for the relay (SO_RCVBUFFORCE); writing only its state.
 CapabilityBoundingSet=CAP_NET_BIND_SERVICE CAP_NET_ADMIN
 NoNewPrivileges=yes
 ProtectSystem=strict
-ReadWritePaths={{word .StateDir}}
-ProtectHome={{protectHome .}}
+ReadWritePaths=%s
+ProtectHome=%s
 PrivateTmp=yes
 PrivateDevices=yes
 ProtectKernelTunables=yes
@@ -46,18 +51,12 @@ ProtectControlGroups=yes
 RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_NETLINK
 RestrictNamespaces=yes
 LockPersonality=yes
-{{- end}}
-
+`, systemdWord(s.StateDir), protectHome(s))
+	}
+	b.WriteString(`
 [Install]
 WantedBy=multi-user.target
-`))
-
-// Systemd is the spec as a systemd unit.
-func Systemd(s Spec) string {
-	var b strings.Builder
-	if err := systemdTemplate.Execute(&b, s); err != nil {
-		panic(err) // the template is fixed and its functions cannot fail
-	}
+`)
 	return b.String()
 }
 

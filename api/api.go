@@ -14,7 +14,11 @@ const (
 	PathHealth   = "/health"
 	PathPunch    = "/punch"
 	PathRelay    = "/relay"
-	PathOffline  = "/offline"
+	// PathRelayStream is the relay over TCP, for a node whose UDP is
+	// blocked: GET with Upgrade: RelayUpgrade, answered 101, and then the
+	// connection carries the relay's frames (see package relay's Stream).
+	PathRelayStream = "/relay/stream"
+	PathOffline     = "/offline"
 )
 
 // Online is how recent a heartbeat must be for a node to count as online.
@@ -48,6 +52,10 @@ type RegisterRequest struct {
 	// the relay now (the rest it reaches directly, or not at all), for
 	// the admin's map of the mesh: at most MaxRelayed of them.
 	Relayed []string `json:"relayed,omitempty"`
+	// RelayTCP says the node reaches the relay over TCP (PathRelayStream):
+	// UDP to the server is blocked where it is, so its peers reach it only
+	// through the relay.
+	RelayTCP bool `json:"relay_tcp,omitempty"`
 }
 
 // MaxRelayed is how many relayed peers a registration lists at most:
@@ -114,6 +122,9 @@ type Peer struct {
 	// Filter is, when the mesh has a policy, what this peer may send to
 	// the node that asked; nil when it has none: anything.
 	Filter *PeerFilter `json:"filter,omitempty"`
+	// RelayTCP says the peer reaches the relay over TCP, its UDP being
+	// blocked (see RegisterRequest.RelayTCP): only the relay reaches it.
+	RelayTCP bool `json:"relay_tcp,omitempty"`
 }
 
 // PeerFilter is what a peer may send to a node under the mesh's policy,

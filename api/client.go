@@ -147,6 +147,39 @@ func (c *Client) Relay(ctx context.Context) (RelayResponse, error) {
 	return resp, c.do(ctx, http.MethodPost, PathRelay, struct{}{}, &resp)
 }
 
+// RelayUpgrade is the protocol PathRelayStream upgrades to.
+const RelayUpgrade = "wire-relay/1"
+
+// RelayStream opens the relay over TCP on the server in use: a connection
+// authenticated as every request is, then handed to the relay. ctx bounds
+// the opening only; the stream lasts until it is closed.
+func (c *Client) RelayStream(ctx context.Context) (io.ReadWriteCloser, error) {
+	base := c.base()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base.String()+PathRelayStream, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", RelayUpgrade)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, reachError(base, err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		defer resp.Body.Close()
+		if err := decodeResponse(resp, &OK{}); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("server %s answered %s to the relay stream, not 101 Switching Protocols", base, resp.Status)
+	}
+	rw, ok := resp.Body.(io.ReadWriteCloser)
+	if !ok {
+		resp.Body.Close()
+		return nil, fmt.Errorf("server %s: the upgraded connection is not writable", base)
+	}
+	return rw, nil
+}
+
 // Offline tells the server that this node is going down (wire down): it
 // leaves the online set now, rather than when its heartbeats stop. Its
 // next heartbeat brings it back.

@@ -258,8 +258,14 @@ func (m *mesh) waitPairs(timeout time.Duration, nodes ...*node) time.Duration {
 		}
 		return nil
 	})
+	failing := map[*node]bool{}
 	for pair, err := range pending {
 		m.t.Errorf("%s cannot ping %s over the VPN within %v: %v", pair[0].name, pair[1].name, timeout, err)
+		failing[pair[0]], failing[pair[1]] = true, true
+	}
+	for n := range failing { // what each side holds: peers, paths, filters
+		out, err := wire(n.ns, "status", "--json", "--state-dir", n.dir)
+		m.t.Logf("%s's wire status --json (%v):\n%s", n.name, err, out)
 	}
 	if len(pending) > 0 {
 		m.t.FailNow()

@@ -3,6 +3,7 @@
 package lab_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -132,4 +133,60 @@ func TestRelayServerKilled(t *testing.T) {
 	waitPaths(t, 30*time.Second, map[[2]*node]string{{n1, n2}: "relay"})
 	m.waitPairs(10*time.Second, n1, n2)
 	t.Logf("relayed pair back %.1fs after the server returned", time.Since(back).Seconds())
+}
+
+// TestRelayOverTCP: behind a router that drops all UDP but DNS, a node
+// reaches the relay over TCP (its HTTPS connection to the server), and
+// every pair with it pings, on the path relay-tcp both ways; the other
+// pair stays direct. When UDP works again the node moves back to UDP, and
+// its pairs on to direct.
+func TestRelayOverTCP(t *testing.T) {
+	m := newMesh(t)
+	l := m.lab
+	r1 := l.Router("r1", "203.0.113.11", "192.168.1.0/24", lab.NATCone)
+	r2 := l.Router("r2", "203.0.113.12", "192.168.2.0/24", lab.NATCone)
+	r3 := l.Router("r3", "203.0.113.13", "192.168.3.0/24", lab.NATCone)
+	r2.DropUDP()
+	n1 := m.up(l.NodeBehind(r1, "n1", "192.168.1.10"), "n1")
+	n2 := m.up(l.NodeBehind(r2, "n2", "192.168.2.10"), "n2")
+	n3 := m.up(l.NodeBehind(r3, "n3", "192.168.3.10"), "n3")
+	t.Logf("every pair pings %v after the last node is up", m.waitPairs(30*time.Second, n1, n2, n3).Round(time.Millisecond))
+	waitPaths(t, 15*time.Second, map[[2]*node]string{{n1, n2}: "relay-tcp", {n3, n2}: "relay-tcp", {n1, n3}: "direct"})
+	if st := relayOf(t, n2); st != "up over tcp" {
+		t.Errorf("n2's relay: %q, want up over tcp", st)
+	}
+	if st := relayOf(t, n1); st != "up" {
+		t.Errorf("n1's relay: %q, want up", st)
+	}
+
+	r2.AllowUDP()
+	allowed := time.Now()
+	err := lab.Poll(40*time.Second, 500*time.Millisecond, func() error {
+		if st := relayOf(t, n2); st != "up" {
+			return fmt.Errorf("n2's relay is %q", st)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("after UDP came back: %v", err)
+	}
+	t.Logf("n2 back on the relay over UDP %v after UDP was let through", time.Since(allowed).Round(time.Millisecond))
+	waitPaths(t, 30*time.Second, map[[2]*node]string{{n1, n2}: "direct", {n3, n2}: "direct"})
+	m.waitPairs(meshTimeout, n1, n2, n3)
+}
+
+// relayOf is the relay state n's wire status --json shows.
+func relayOf(t *testing.T, n *node) string {
+	t.Helper()
+	out, err := wire(n.ns, "status", "--json", "--state-dir", n.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Relay string `json:"relay"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("%s: wire status --json: %v\n%s", n.name, err, out)
+	}
+	return st.Relay
 }

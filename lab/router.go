@@ -115,9 +115,22 @@ func (r *Router) SetKind(kind NAT) {
 
 // DropUDP makes the router drop every UDP datagram from its LAN but DNS,
 // as networks that allow only the web do; flows already mapped stop too.
+// AllowUDP undoes it.
 func (r *Router) DropUDP() {
 	r.lab.t.Helper()
-	r.lab.must(nft(r.NS, "insert rule ip filter fw iifname \"lan\" udp dport != 53 drop\n"))
+	r.lab.must(nft(r.NS, `add chain ip filter blockudp
+flush chain ip filter blockudp
+add rule ip filter blockudp iifname "lan" udp dport != 53 drop
+`))
+	if rules, err := Run(r.NS, "nft", "list", "chain", "ip", "filter", "fw"); err == nil && !strings.Contains(rules, "jump blockudp") {
+		r.lab.must(nft(r.NS, "insert rule ip filter fw jump blockudp\n"))
+	}
+}
+
+// AllowUDP lets UDP through again after DropUDP.
+func (r *Router) AllowUDP() {
+	r.lab.t.Helper()
+	r.lab.must(nft(r.NS, "flush chain ip filter blockudp\n"))
 }
 
 // Ruleset is the router's nftables ruleset as nft lists it.

@@ -276,6 +276,7 @@ func (d *Daemon) registerWith(ctx context.Context, joinKey string) error {
 	d.mu.Lock()
 	req := d.cfg.registerRequest(d.keys, d.mapped)
 	req.Version, req.Relayed = d.wireVersion, d.relayedPeers()
+	req.RelayTCP = d.relay.overTCP()
 	d.mu.Unlock()
 	req.JoinKey = joinKey
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -490,6 +491,17 @@ func (d *Daemon) rediscover(ctx context.Context) {
 // address this machine no longer has, and restarts the peer poll.
 func (d *Daemon) reconnect() {
 	d.client.CloseIdle()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.pollStop != nil {
+		d.pollStop()
+	}
+}
+
+// heartbeatNow has the poll loop send a heartbeat at once, cutting its
+// poll short.
+func (d *Daemon) heartbeatNow() {
+	d.heartbeatDue.Store(true)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.pollStop != nil {

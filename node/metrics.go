@@ -40,7 +40,7 @@ func newMetrics(d *Daemon) *metrics {
 type peerCollector struct{ d *Daemon }
 
 var (
-	peersDesc     = prometheus.NewDesc("wire_node_peers", "Peers, by path: direct, relay, idle or none.", []string{"path"}, nil)
+	peersDesc     = prometheus.NewDesc("wire_node_peers", "Peers, by path: direct, relay, relay-tcp, idle or none.", []string{"path"}, nil)
 	rxDesc        = prometheus.NewDesc("wire_node_peer_received_bytes_total", "Bytes received from each peer through its tunnel.", []string{"peer"}, nil)
 	txDesc        = prometheus.NewDesc("wire_node_peer_sent_bytes_total", "Bytes sent to each peer through its tunnel.", []string{"peer"}, nil)
 	handshakeDesc = prometheus.NewDesc("wire_node_peer_last_handshake_seconds", "Unix time of each peer's last WireGuard handshake (0: none).", []string{"peer"}, nil)
@@ -54,7 +54,7 @@ func (c *peerCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *peerCollector) Collect(ch chan<- prometheus.Metric) {
-	byPath := map[string]int{PathDirect: 0, PathRelay: 0, PathIdle: 0, PathNone: 0}
+	byPath := map[string]int{PathDirect: 0, PathRelay: 0, PathRelayTCP: 0, PathIdle: 0, PathNone: 0}
 	for _, p := range c.d.localPeers() {
 		byPath[p.Path]++
 		ch <- prometheus.MustNewConstMetric(rxDesc, prometheus.CounterValue, float64(p.RxBytes), p.NodeName)

@@ -200,7 +200,9 @@ func (d *Daemon) probe(ctx context.Context, p api.Peer, handshake time.Time) boo
 		}
 		pa.fails++
 		pa.lastErr = err
-		pa.relayed = pa.relayed || pa.fails >= relayAfter
+		// A pair where one side reaches the relay over TCP only has no UDP
+		// to punch with: it takes the relay at the first failure.
+		pa.relayed = pa.relayed || pa.fails >= relayAfter || p.RelayTCP || d.relay.overTCP()
 	}
 	report := err != nil && !pa.probeErr && pa.fails <= relayAfter
 	now := pa.relayed

@@ -37,7 +37,7 @@ type Status struct {
 	Engine          string   `json:"engine"`
 	ListenPort      int      `json:"listen_port"`
 	WGPublicKey     string   `json:"wg_public_key"`
-	Relay           string   `json:"relay"` // up, down or unsupported
+	Relay           string   `json:"relay"` // up, up over tcp, down or unsupported
 	// Removed says the server does not know this node any more (its
 	// admin removed it); Advice then says how to join again.
 	Removed bool `json:"removed"`
@@ -69,8 +69,8 @@ type PeerStatus struct {
 	// server cannot be reached.
 	Status      string `json:"status"`
 	LastSeenAgo int64  `json:"last_seen_ago"`
-	// Path is how traffic to the peer flows: direct, relay, idle (see
-	// PathIdle) or none.
+	// Path is how traffic to the peer flows: direct, relay, relay-tcp
+	// (see PathRelayTCP), idle (see PathIdle) or none.
 	Path string `json:"path"`
 	// Why says, on the relay, why: the direct probes that failed, since
 	// when, and the punch attempts the server counts.
@@ -95,7 +95,10 @@ type PeerStatus struct {
 const (
 	PathDirect = "direct"
 	PathRelay  = "relay"
-	PathNone   = "none"
+	// PathRelayTCP is the relay where this node or the peer reaches it
+	// over TCP, its UDP being blocked: slower than over UDP.
+	PathRelayTCP = "relay-tcp"
+	PathNone     = "none"
 	// PathIdle is a peer without traffic for a while, which the engine
 	// holds back from WireGuard until a packet goes to it or comes from it
 	// (the userspace engine; see wg's lazy.go). Its path is decided again
@@ -104,7 +107,9 @@ const (
 )
 
 // Tunnelled says whether a path carries the peer's traffic now.
-func Tunnelled(path string) bool { return path == PathDirect || path == PathRelay }
+func Tunnelled(path string) bool {
+	return path == PathDirect || path == PathRelay || path == PathRelayTCP
+}
 
 // Status gathers the node's view: the server's node list (if it answers
 // within a moment) joined with WireGuard's live state.
@@ -256,6 +261,8 @@ func (d *Daemon) peerStatus(p api.Peer, live map[wg.Key]wg.PeerStatus) PeerStatu
 	_, relayed := wg.IsRelayEndpoint(s.Endpoint)
 	pa := d.paths[p.NodeID]
 	switch {
+	case relayed && d.relay.up && (d.relay.tcp || p.RelayTCP):
+		ps.Path = PathRelayTCP
 	case relayed && d.relay.up:
 		ps.Path = PathRelay
 	case !relayed && (pa == nil || pa.probeErr || time.Since(pa.lastOK) < time.Duration(relayAfter)*probeEvery+probeTimeout):
@@ -268,6 +275,8 @@ func (r relayState) String() string {
 	switch {
 	case r.unsupported:
 		return "unsupported"
+	case r.up && r.tcp:
+		return "up over tcp"
 	case r.up:
 		return "up"
 	}

@@ -13,7 +13,7 @@ import (
 
 // batchServer returns a Server on loopback that is not serving, set up to
 // handle batches, and the addresses of two sockets, for A and B.
-func batchServer(t *testing.T) (srv *Server, connA, connB *net.UDPConn) {
+func batchServer(t *testing.T) (srv *Server, out *outbox, connA, connB *net.UDPConn) {
 	t.Helper()
 	tokens := &mapTokens{m: map[netip.Addr][]byte{ipA: token(ipA), ipB: token(ipB)}}
 	conn := listen(t)
@@ -22,8 +22,7 @@ func batchServer(t *testing.T) (srv *Server, connA, connB *net.UDPConn) {
 	if w == nil {
 		t.Skip("no batch I/O on this platform")
 	}
-	srv.out = newOutbox(w)
-	return srv, listen(t), listen(t)
+	return srv, newOutbox(w), listen(t), listen(t)
 }
 
 func addrOf(c *net.UDPConn) netip.AddrPort { return c.LocalAddr().(*net.UDPAddr).AddrPort() }
@@ -46,7 +45,7 @@ func readRaw(t *testing.T, c *net.UDPConn, n int) [][]byte {
 
 // TestHandleBatchMixed sends HELLOs, DATA and garbage in one batch.
 func TestHandleBatchMixed(t *testing.T) {
-	srv, connA, connB := batchServer(t)
+	srv, out, connA, connB := batchServer(t)
 	a, b := addrOf(connA), addrOf(connB)
 	stranger := netip.MustParseAddrPort("127.0.0.1:9")
 	now := time.Now()
@@ -69,7 +68,7 @@ func TestHandleBatchMixed(t *testing.T) {
 	for _, d := range batch {
 		bufs, from = append(bufs, d.b), append(from, d.from)
 	}
-	srv.handleBatch(bufs, from, now)
+	srv.handleBatch(out, bufs, from, now)
 
 	wantB := [][]byte{AppendHelloAck(nil, 2), AppendData(nil, ipA, []byte("first")), AppendData(nil, ipA, []byte("second"))}
 	if diff := cmp.Diff(wantB, readRaw(t, connB, 3)); diff != "" {
@@ -88,15 +87,15 @@ func TestHandleBatchMixed(t *testing.T) {
 // TestHandleBatchRefusedSkipped checks that a datagram the kernel refuses
 // costs only itself.
 func TestHandleBatchRefusedSkipped(t *testing.T) {
-	srv, connA, connB := batchServer(t)
+	srv, out, connA, connB := batchServer(t)
 	a, b := addrOf(connA), addrOf(connB)
 	now := time.Now()
 	v6 := netip.MustParseAddrPort("[2001:db8::1]:5") // an IPv4 socket cannot send there
-	srv.handleBatch([][]byte{
+	srv.handleBatch(out, [][]byte{
 		AppendHello(nil, ipA, token(ipA), now, 1),
 		AppendHello(nil, ipB, token(ipB), now, 2),
 	}, []netip.AddrPort{a, v6}, now)
-	srv.handleBatch([][]byte{AppendHello(nil, ipB, token(ipB), now, 3)}, []netip.AddrPort{b}, now)
+	srv.handleBatch(out, [][]byte{AppendHello(nil, ipB, token(ipB), now, 3)}, []netip.AddrPort{b}, now)
 	readRaw(t, connA, 1)
 	readRaw(t, connB, 1)
 	if st := srv.Stats(); st.HellosOK != 2 || st.Received != 3 {
@@ -106,10 +105,10 @@ func TestHandleBatchRefusedSkipped(t *testing.T) {
 
 // TestForwardBatchAllocs checks that forwarding a batch allocates nothing.
 func TestForwardBatchAllocs(t *testing.T) {
-	srv, connA, connB := batchServer(t)
+	srv, out, connA, connB := batchServer(t)
 	a, b := addrOf(connA), addrOf(connB)
 	now := time.Now()
-	srv.handleBatch([][]byte{
+	srv.handleBatch(out, [][]byte{
 		AppendHello(nil, ipA, token(ipA), now, 1),
 		AppendHello(nil, ipB, token(ipB), now, 2),
 	}, []netip.AddrPort{a, b}, now)
@@ -131,7 +130,7 @@ func TestForwardBatchAllocs(t *testing.T) {
 		for _, buf := range bufs {
 			copy(buf, data)
 		}
-		srv.handleBatch(bufs, from, time.Now())
+		srv.handleBatch(out, bufs, from, time.Now())
 	})
 	if st := srv.Stats(); st.Forwarded < 100*uint64(len(bufs)) || allocs != 0 {
 		t.Errorf("%.1f allocations per batch of %d (%d forwarded), want 0", allocs, len(bufs), st.Forwarded)

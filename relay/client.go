@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -132,6 +133,42 @@ func (c *Conn) Hello(ctx context.Context) error {
 		}
 	}
 }
+
+// Probe is Hello for a Conn that nothing reads yet: it reads the answers
+// itself, then leaves the socket to the reader that follows (the engine's,
+// once the Conn is handed to it). Datagrams that arrive meanwhile and are
+// not answers are dropped. It needs a socket with read deadlines, as UDP
+// sockets have: it is how a node on a stream finds out whether UDP works
+// again, without the engine's relay changing until it does.
+func (c *Conn) Probe(ctx context.Context) error {
+	d, ok := c.pc.(interface{ SetReadDeadline(time.Time) error })
+	if !ok || d.SetReadDeadline(time.Time{}) != nil {
+		return fmt.Errorf("relay: probing needs read deadlines, which %T has not: %w", c.pc, errors.ErrUnsupported)
+	}
+	defer d.SetReadDeadline(time.Time{})
+	hello := make(chan error, 1)
+	go func() { hello <- c.Hello(ctx) }()
+	buf := make([]byte, maxDatagram)
+	for {
+		d.SetReadDeadline(time.Now().Add(probeRead))
+		n, from, err := c.pc.ReadFromUDPAddrPort(buf)
+		if err == nil && unmap(from) == c.cfg.Relay {
+			c.control(buf[:n])
+		}
+		select {
+		case err := <-hello:
+			return err
+		default:
+		}
+		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			return fmt.Errorf("relay: probe %v: %w", c.cfg.Relay, err) // Hello fails at its next send, or times out
+		}
+	}
+}
+
+// probeRead is how long Probe's reads wait before it looks whether Hello
+// is done.
+const probeRead = 100 * time.Millisecond
 
 // await starts a new round of HELLOs, forgetting the nonces of the last,
 // and returns the channel closed when one of the new round's is answered.

@@ -22,7 +22,7 @@ func FuzzParse(f *testing.F) {
 		if n, err := ParseHelloAck(b); err == nil && !bytes.Equal(AppendHelloAck(nil, n), b) {
 			t.Errorf("HELLO-ACK %x re-encodes as %x", b, AppendHelloAck(nil, n))
 		}
-		srv.handle(bytes.Clone(b), src, testNow)
+		srv.handle(bytes.Clone(b), src, testNow, nil)
 	})
 }
 

@@ -8,6 +8,7 @@ import (
 	"hash"
 	"net/netip"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -39,11 +40,13 @@ const (
 	meshRouteTTL    = 30 * time.Second
 )
 
-// mesh is a relay's view of the other relays of its mesh. It belongs to
-// the Serve goroutine, but for peers, which SetMesh replaces.
+// mesh is a relay's view of the other relays of its mesh. Serve's
+// goroutine and the streams' use it at once: mu guards the rest but peers,
+// which SetMesh replaces.
 type mesh struct {
 	peers  atomic.Pointer[[]netip.AddrPort]
 	key    []byte
+	mu     sync.Mutex
 	mac    hash.Hash
 	routes map[netip.Addr]meshRoute // where a VPN IP was last heard from
 	sum    [sha256.Size]byte
@@ -63,14 +66,17 @@ func newMesh(key []byte) *mesh {
 // seal stamps the FORWARD b with the time and fills in its mac.
 func (m *mesh) seal(b []byte, now time.Time) {
 	binary.BigEndian.PutUint64(b[12:forwardSigned], uint64(now.UnixMilli()))
-	copy(b[forwardSigned:forwardOverhead], m.sign(b))
+	mac := m.sign(b)
+	copy(b[forwardSigned:forwardOverhead], mac[:])
 }
 
-func (m *mesh) sign(b []byte) []byte {
+func (m *mesh) sign(b []byte) [macLen]byte {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	m.mac.Reset()
 	m.mac.Write(b[:forwardSigned])
 	m.mac.Write(b[forwardOverhead:])
-	return m.mac.Sum(m.sum[:0])[:macLen]
+	return [macLen]byte(m.mac.Sum(m.sum[:0]))
 }
 
 // open checks the FORWARD b from the address from, and returns its
@@ -82,7 +88,7 @@ func (m *mesh) open(b []byte, from netip.AddrPort, now time.Time) (src, dst neti
 	if !slices.Contains(*m.peers.Load(), unmap(from)) {
 		return src, dst, fmt.Errorf("relay: FORWARD from %v, which is not a relay of this mesh", from)
 	}
-	if !hmac.Equal(m.sign(b), b[forwardSigned:forwardOverhead]) {
+	if mac := m.sign(b); !hmac.Equal(mac[:], b[forwardSigned:forwardOverhead]) {
 		return src, dst, fmt.Errorf("%w: FORWARD", ErrBadMAC)
 	}
 	sent := time.UnixMilli(int64(binary.BigEndian.Uint64(b[12:forwardSigned])))
@@ -94,6 +100,8 @@ func (m *mesh) open(b []byte, from netip.AddrPort, now time.Time) (src, dst neti
 
 // targets are the relays a FORWARD for dst goes to.
 func (m *mesh) targets(dst netip.Addr, now time.Time) []netip.AddrPort {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if r, ok := m.routes[dst]; ok && now.Sub(r.at) <= meshRouteTTL {
 		return []netip.AddrPort{r.relay}
 	}
@@ -102,6 +110,8 @@ func (m *mesh) targets(dst netip.Addr, now time.Time) []netip.AddrPort {
 
 // learn records that src is bound to the relay at from.
 func (m *mesh) learn(src netip.Addr, from netip.AddrPort, now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if len(m.routes) > 4*DefaultMaxNodes { // forget old news rather than grow
 		clear(m.routes)
 	}
@@ -137,7 +147,7 @@ func (s *Server) MeshPeers() []netip.AddrPort {
 // toMesh sends the DATA b, from the bound node src to the VPN IP dst that
 // is bound to no node here, to the mesh's other relays as FORWARD. b is
 // rewritten in place when its buffer has room, as read buffers do.
-func (s *Server) toMesh(b []byte, src *node, dst netip.Addr, now time.Time) bool {
+func (s *Server) toMesh(b []byte, src *node, dst netip.Addr, now time.Time, out *outbox) bool {
 	m := s.mesh
 	if m == nil {
 		return false
@@ -161,22 +171,14 @@ func (s *Server) toMesh(b []byte, src *node, dst netip.Addr, now time.Time) bool
 	m.seal(f, now)
 	for _, relay := range to {
 		s.meshSent.Add(1)
-		if s.out != nil {
-			s.out.add(f, relay, src)
-			continue
-		}
-		if _, err := s.conn.WriteToUDPAddrPort(f, relay); err != nil {
-			s.log.Debug("relay: forward to the mesh failed", "to", relay, "err", err)
-			continue
-		}
-		s.sent(src, len(f))
+		s.send(out, f, relay, src, false)
 	}
 	return true
 }
 
 // fromMesh delivers a FORWARD from another relay of the mesh to the node
 // bound here that it is for, as DATA from its source.
-func (s *Server) fromMesh(b []byte, from netip.AddrPort, now time.Time) {
+func (s *Server) fromMesh(b []byte, from netip.AddrPort, now time.Time, out *outbox) {
 	m := s.mesh
 	if m == nil {
 		s.drop(&s.malformed, "FORWARD, and this relay is in no mesh", from)
@@ -198,11 +200,5 @@ func (s *Server) fromMesh(b []byte, from netip.AddrPort, now time.Time) {
 	d[3] = typeData
 	*(*[4]byte)(d[4:8]) = src.As4()
 	s.meshReceived.Add(1)
-	if s.out != nil {
-		s.out.add(d, to, nil)
-		return
-	}
-	if _, err := s.conn.WriteToUDPAddrPort(d, to); err != nil {
-		s.log.Debug("relay: delivery from the mesh failed", "to", to, "err", err)
-	}
+	s.send(out, d, to, nil, false)
 }

@@ -148,7 +148,7 @@ func TestMeshFanOutInABatch(t *testing.T) {
 	if w == nil {
 		t.Skip("no batch I/O on this platform")
 	}
-	s.out = newOutbox(w)
+	out := newOutbox(w)
 	// Three relays of the mesh that nothing answers for.
 	var peers []netip.AddrPort
 	for range 3 {
@@ -168,7 +168,7 @@ func TestMeshFanOutInABatch(t *testing.T) {
 		}
 		bufs, from = append(bufs, b), append(from, a)
 	}
-	s.handleBatch(bufs, from, now) // panicked when acks were indexed by the outbox's length
+	s.handleBatch(out, bufs, from, now) // panicked when acks were indexed by the outbox's length
 	st := s.Stats()
 	if st.HellosOK != maxBatch/2 {
 		t.Errorf("%d HELLOs answered, want %d", st.HellosOK, maxBatch/2)

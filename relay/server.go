@@ -117,12 +117,14 @@ type Stats struct {
 	// relay of the mesh, and at most one of them delivers it.
 	MeshMissed uint64
 	STUN       uint64 // STUN Binding requests answered (see Options.STUN)
+	Streams    int    // streams open now (see ServeStream)
 }
 
 // NodeStats describes one bound node.
 type NodeStats struct {
 	VPNIP    netip.Addr
-	Addr     netip.AddrPort // where the relay sends its traffic
+	Addr     netip.AddrPort // where the relay sends its traffic: a UDP address, or its stream's
+	Stream   bool           // it is bound to a stream (TCP), not a UDP address
 	LastSeen time.Time      // last HELLO or DATA
 	Packets  uint64         // DATA datagrams forwarded from it
 	Bytes    uint64         // their bytes
@@ -130,15 +132,14 @@ type NodeStats struct {
 
 // Server relays DATA between nodes that proved their VPN IPs with a HELLO.
 type Server struct {
-	conn   udpConn
-	tokens Tokens
-	log    *slog.Logger
-	table  *table
-	ack    []byte // HELLO-ACK buffer, owned by the Serve goroutine
-	udp    *net.UDPConn
-	out    *outbox // batch being built, if Serve reads batches
-	mesh   *mesh   // nil unless Options.MeshKey
-	stun   *stun.Responder
+	conn    udpConn
+	tokens  Tokens
+	log     *slog.Logger
+	table   *table
+	udp     *net.UDPConn
+	mesh    *mesh // nil unless Options.MeshKey
+	stun    *stun.Responder
+	streams streams
 
 	received, hellosOK, hellosBad, hellosStale, forwarded, forwardedBytes atomic.Uint64
 	malformed, unbound, noRoute, rateLimited                              atomic.Uint64
@@ -153,7 +154,6 @@ func NewServer(conn net.PacketConn, tokens Tokens, opts Options) *Server {
 		tokens: tokens,
 		log:    opts.Logger,
 		table:  newTable(opts),
-		ack:    make([]byte, 0, helloAckLen),
 		stun:   opts.STUN,
 	}
 	if len(opts.MeshKey) > 0 {
@@ -189,16 +189,11 @@ func newOutbox(w *batchIO) *outbox {
 	}
 }
 
-func (o *outbox) add(b []byte, to netip.AddrPort, src *node) {
+func (o *outbox) add(b []byte, to netip.AddrPort, src *node, ack bool) {
 	o.bufs = append(o.bufs, b)
 	o.to = append(o.to, to)
 	o.src = append(o.src, src)
-	o.ack = append(o.ack, false)
-}
-
-func (o *outbox) addAck(b []byte, to netip.AddrPort) {
-	o.add(b, to, nil)
-	o.ack[len(o.ack)-1] = true
+	o.ack = append(o.ack, ack)
 }
 
 // Serve relays until ctx is done, then closes the conn and returns nil. If
@@ -218,7 +213,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		n, from, err := s.conn.ReadFromUDPAddrPort(buf)
 		switch {
 		case err == nil:
-			s.handle(buf[:n], from, time.Now())
+			s.handle(buf[:n], from, time.Now(), nil)
 		case ctx.Err() != nil:
 			return nil
 		case errors.Is(err, net.ErrClosed):
@@ -233,7 +228,7 @@ func (s *Server) Serve(ctx context.Context) error {
 // serveBatches is Serve reading with r and writing with w a batch at a
 // time.
 func (s *Server) serveBatches(ctx context.Context, r, w *batchIO) error {
-	s.out = newOutbox(w)
+	out := newOutbox(w)
 	bufs := make([][]byte, maxBatch)
 	for i := range bufs {
 		bufs[i] = make([]byte, maxDatagram)
@@ -247,7 +242,7 @@ func (s *Server) serveBatches(ctx context.Context, r, w *batchIO) error {
 			for i := range n {
 				bufs[i] = bufs[i][:sizes[i]]
 			}
-			s.handleBatch(bufs[:n], from[:n], time.Now())
+			s.handleBatch(out, bufs[:n], from[:n], time.Now())
 			for i := range n {
 				bufs[i] = bufs[i][:maxDatagram]
 			}
@@ -263,16 +258,16 @@ func (s *Server) serveBatches(ctx context.Context, r, w *batchIO) error {
 }
 
 // handleBatch handles the datagrams bufs[i] from from[i], then sends what
-// they call for in one batch. It may overwrite bufs' contents. It counts
-// them received only when done, so that whoever sees them counted also
-// sees what became of them.
-func (s *Server) handleBatch(bufs [][]byte, from []netip.AddrPort, now time.Time) {
+// they call for in one batch, through out. It may overwrite bufs'
+// contents. It counts them received only when done, so that whoever sees
+// them counted also sees what became of them.
+func (s *Server) handleBatch(out *outbox, bufs [][]byte, from []netip.AddrPort, now time.Time) {
 	for len(bufs) > 0 {
 		n := min(len(bufs), maxBatch) // the outbox holds as many
 		for i, b := range bufs[:n] {
-			s.handle(b, from[i], now)
+			s.handle(b, from[i], now, out)
 		}
-		s.flush()
+		s.flush(out)
 		s.received.Add(uint64(n))
 		bufs, from = bufs[n:], from[n:]
 	}
@@ -280,16 +275,11 @@ func (s *Server) handleBatch(bufs [][]byte, from []netip.AddrPort, now time.Time
 
 // flush sends the outbox, skipping any datagram the kernel refuses, and
 // counts what it sent.
-func (s *Server) flush() {
-	o := s.out
+func (s *Server) flush(o *outbox) {
 	for i := 0; i < len(o.bufs); {
 		n, err := o.w.write(nil, o.bufs[i:], o.to[i:])
 		for j := i; j < i+n; j++ {
-			if src := o.src[j]; src != nil {
-				s.sent(src, len(o.bufs[j]))
-			} else if o.ack[j] {
-				s.hellosOK.Add(1)
-			}
+			s.count(o.bufs[j], o.src[j], o.ack[j])
 		}
 		i += n
 		if err != nil || n == 0 {
@@ -321,6 +311,7 @@ func (s *Server) Stats() Stats {
 		MeshBad:        s.meshBad.Load(),
 		MeshMissed:     s.meshMissed.Load(),
 		STUN:           s.stunAnswered.Load(),
+		Streams:        s.streams.count(),
 	}
 }
 
@@ -337,11 +328,12 @@ func (s *Server) Forget(vpnIP netip.Addr) {
 	s.table.forget(vpnIP)
 }
 
-// handle deals with one datagram from the address from. It may overwrite b.
-// In a batch (s.out set), what it sends goes to the outbox, and the caller
-// counts it received.
-func (s *Server) handle(b []byte, from netip.AddrPort, now time.Time) {
-	if s.out == nil {
+// handle deals with one datagram (or a stream's message) from the address
+// from. It may overwrite b. In a batch (out set), what it sends goes to the
+// outbox, and the caller counts it received. It may run on several
+// goroutines at once: Serve's and each stream's.
+func (s *Server) handle(b []byte, from netip.AddrPort, now time.Time, out *outbox) {
+	if out == nil {
 		s.received.Add(1)
 	}
 	typ, err := header(b)
@@ -351,11 +343,11 @@ func (s *Server) handle(b []byte, from netip.AddrPort, now time.Time) {
 	case err != nil:
 		s.drop(&s.malformed, err, from)
 	case typ == typeData:
-		s.forward(b, from, now)
+		s.forward(b, from, now, out)
 	case typ == typeHello:
-		s.hello(b, from, now)
+		s.hello(b, from, now, out)
 	case typ == typeForward:
-		s.fromMesh(b, from, now)
+		s.fromMesh(b, from, now, out)
 	default:
 		s.drop(&s.malformed, "unexpected message type", from)
 	}
@@ -368,7 +360,7 @@ func (s *Server) answerSTUN(b []byte, from netip.AddrPort, now time.Time) {
 		s.drop(&s.malformed, "STUN datagram not answered (malformed, or its source is over its limit)", from)
 		return
 	}
-	if _, err := s.conn.WriteToUDPAddrPort(resp, from); err != nil {
+	if err := s.write(resp, from); err != nil {
 		s.log.Debug("relay: STUN answer failed", "to", from, "err", err)
 		return
 	}
@@ -377,14 +369,14 @@ func (s *Server) answerSTUN(b []byte, from netip.AddrPort, now time.Time) {
 
 // forward sends the DATA b on to its destination, with the destination's
 // VPN IP replaced by the source's. It sends exactly the bytes it got.
-func (s *Server) forward(b []byte, from netip.AddrPort, now time.Time) {
+func (s *Server) forward(b []byte, from netip.AddrPort, now time.Time, out *outbox) {
 	dst, _, err := ParseData(b)
 	if err != nil {
 		s.drop(&s.malformed, err, from)
 		return
 	}
 	src, to, blame := s.table.route(from, dst, len(b), now, s)
-	if blame == &s.noRoute && s.toMesh(b, src, dst, now) {
+	if blame == &s.noRoute && s.toMesh(b, src, dst, now, out) {
 		return
 	}
 	if blame != nil {
@@ -392,27 +384,51 @@ func (s *Server) forward(b []byte, from netip.AddrPort, now time.Time) {
 		return
 	}
 	*(*[4]byte)(b[4:8]) = src.vpnIP.As4()
-	if s.out != nil {
-		s.out.add(b, to, src)
-		return
-	}
-	if _, err := s.conn.WriteToUDPAddrPort(b, to); err != nil {
-		s.log.Debug("relay: forward failed", "to", to, "err", err)
-		return
-	}
-	s.sent(src, len(b))
+	s.send(out, b, to, src, false)
 }
 
-// sent counts the forwarded DATA b from src.
-func (s *Server) sent(src *node, size int) {
-	src.packets.Add(1)
-	src.sent.Add(uint64(size))
-	s.forwarded.Add(1)
-	s.forwardedBytes.Add(uint64(size))
+// send sends b to the address to: into the outbox out when handling a
+// batch, else at once. src is the node a DATA or FORWARD is from (nil for
+// anything else), and ack says b is a HELLO-ACK: either is counted once
+// sent.
+func (s *Server) send(out *outbox, b []byte, to netip.AddrPort, src *node, ack bool) {
+	if out != nil && !isStreamAddr(to) {
+		out.add(b, to, src, ack)
+		return
+	}
+	if err := s.write(b, to); err != nil {
+		s.log.Debug("relay: send failed", "to", to, "err", err)
+		return
+	}
+	s.count(b, src, ack)
+}
+
+// write sends b to the address to at once: onto its stream, if it is a
+// stream's, else from the relay's socket.
+func (s *Server) write(b []byte, to netip.AddrPort) error {
+	if isStreamAddr(to) {
+		return s.streams.write(b, to)
+	}
+	_, err := s.conn.WriteToUDPAddrPort(b, to)
+	return err
+}
+
+// count counts b sent: forwarded DATA (or FORWARD) from src, or a
+// HELLO-ACK.
+func (s *Server) count(b []byte, src *node, ack bool) {
+	switch {
+	case src != nil:
+		src.packets.Add(1)
+		src.sent.Add(uint64(len(b)))
+		s.forwarded.Add(1)
+		s.forwardedBytes.Add(uint64(len(b)))
+	case ack:
+		s.hellosOK.Add(1)
+	}
 }
 
 // hello authenticates a HELLO, binds its VPN IP to from, and answers.
-func (s *Server) hello(b []byte, from netip.AddrPort, now time.Time) {
+func (s *Server) hello(b []byte, from netip.AddrPort, now time.Time, out *outbox) {
 	h, err := ParseHello(b)
 	if err != nil {
 		s.drop(&s.malformed, err, from)
@@ -422,24 +438,21 @@ func (s *Server) hello(b []byte, from netip.AddrPort, now time.Time) {
 		s.drop(&s.hellosBad, err, from)
 		return
 	}
-	if o := s.out; o != nil {
-		ack := AppendHelloAck(o.acks[o.nack][:0], h.Nonce)
-		o.nack++
-		o.addAck(ack, from)
-		return
+	var ack []byte
+	if out != nil {
+		ack = out.acks[out.nack][:0]
+		out.nack++
 	}
-	s.ack = AppendHelloAck(s.ack[:0], h.Nonce)
-	if _, err := s.conn.WriteToUDPAddrPort(s.ack, from); err != nil {
-		s.log.Debug("relay: HELLO-ACK failed", "to", from, "err", err)
-		return
-	}
-	s.hellosOK.Add(1)
+	s.send(out, AppendHelloAck(ack, h.Nonce), from, nil, true)
 }
 
 // check verifies h and binds its VPN IP to from. An authentic HELLO from
 // a node whose clock is off gets a HELLO-STALE with the relay's time, no
 // larger than the HELLO, sent only because its mac proved the token.
 func (s *Server) check(h Hello, from netip.AddrPort, now time.Time) error {
+	if owner, ok := s.streams.owner(from); ok && owner.IsValid() && owner != h.VPNIP {
+		return fmt.Errorf("relay: HELLO for %v on the stream of %v", h.VPNIP, owner)
+	}
 	token, ok := s.tokens.Token(h.VPNIP)
 	if !ok {
 		return fmt.Errorf("relay: no token for %v", h.VPNIP)
@@ -447,7 +460,7 @@ func (s *Server) check(h Hello, from netip.AddrPort, now time.Time) error {
 	if err := h.Verify(token, now); err != nil {
 		if errors.Is(err, ErrStale) {
 			s.hellosStale.Add(1)
-			if _, werr := s.conn.WriteToUDPAddrPort(AppendHelloStale(make([]byte, 0, staleLen), token, h.Nonce, now), from); werr != nil {
+			if werr := s.write(AppendHelloStale(make([]byte, 0, staleLen), token, h.Nonce, now), from); werr != nil {
 				s.log.Debug("relay: HELLO-STALE failed", "to", from, "err", werr)
 			}
 		}

@@ -127,8 +127,14 @@ func (r *testRelay) dial(t *testing.T, ip netip.Addr, token []byte) *client {
 // dialConfig is dial with a Config of the test's.
 func (r *testRelay) dialConfig(t *testing.T, cfg Config) *client {
 	t.Helper()
+	return dialOver(t, listen(t), cfg)
+}
+
+// dialOver is dial over pc, a socket or a Stream.
+func dialOver(t *testing.T, pc net.PacketConn, cfg Config) *client {
+	t.Helper()
 	ip := cfg.VPNIP
-	conn, err := NewConn(listen(t), cfg)
+	conn, err := NewConn(pc, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -510,13 +516,13 @@ func TestForwardAllocs(t *testing.T) {
 	addrA := connA.LocalAddr().(*net.UDPAddr).AddrPort()
 	addrB := connB.LocalAddr().(*net.UDPAddr).AddrPort()
 	now := time.Now()
-	srv.handle(AppendHello(nil, ipA, token(ipA), now, 1), addrA, now)
-	srv.handle(AppendHello(nil, ipB, token(ipB), now, 2), addrB, now)
+	srv.handle(AppendHello(nil, ipA, token(ipA), now, 1), addrA, now, nil)
+	srv.handle(AppendHello(nil, ipB, token(ipB), now, 2), addrB, now, nil)
 	data := AppendData(nil, ipB, make([]byte, 1400))
 	buf := make([]byte, len(data))
 	allocs := testing.AllocsPerRun(100, func() {
 		copy(buf, data)
-		srv.handle(buf, addrA, time.Now())
+		srv.handle(buf, addrA, time.Now(), nil)
 	})
 	if st := srv.Stats(); st.Forwarded < 100 || allocs != 0 {
 		t.Errorf("%.1f allocations per forwarded packet (%d forwarded), want 0", allocs, st.Forwarded)

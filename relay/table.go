@@ -177,6 +177,17 @@ func (t *table) forget(vpnIP netip.Addr) {
 	}
 }
 
+// unbindAddr drops the binding to addr (a stream's that closed), if a
+// node still has it; the node's replay state stays.
+func (t *table) unbindAddr(addr netip.AddrPort) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if n := t.addrs[addr]; n != nil {
+		n.addr = netip.AddrPort{}
+		delete(t.addrs, addr)
+	}
+}
+
 // maybeSweep sweeps at most once per half binding timeout, so the cost is
 // spread thin.
 func (t *table) maybeSweep(now time.Time) {
@@ -213,6 +224,7 @@ func (t *table) snapshot(now time.Time) []NodeStats {
 		out = append(out, NodeStats{
 			VPNIP:    n.vpnIP,
 			Addr:     n.addr,
+			Stream:   isStreamAddr(n.addr),
 			LastSeen: n.seen,
 			Packets:  n.packets.Load(),
 			Bytes:    n.sent.Load(),

@@ -177,7 +177,7 @@ func (r *registry) enrol(ctx context.Context, e enrolment) (record, error) {
 	if imported != nil {
 		r.unindex(imported)
 	}
-	n := &node{record: rec, savedSeen: rec.LastSeen, said: said{version: e.req.Version, relayed: e.req.Relayed}}
+	n := &node{record: rec, savedSeen: rec.LastSeen, said: saidBy(e.req)}
 	r.index(n)
 	r.setOnline(n, true)
 	r.bump(n)
@@ -304,8 +304,9 @@ func (r *registry) refresh(ctx context.Context, n *node, e enrolment) (record, e
 		n.NodeName, n.WGPublicKey = next.NodeName, next.WGPublicKey
 		r.index(n)
 	}
-	n.said = said{version: req.Version, relayed: req.Relayed}
-	endpoint := n.PublicIP != e.publicIP || n.Port != req.Port || n.NATPort != req.NATPort || n.LANIP != req.LANIP
+	endpoint := n.PublicIP != e.publicIP || n.Port != req.Port || n.NATPort != req.NATPort || n.LANIP != req.LANIP ||
+		n.said.relayTCP != req.RelayTCP
+	n.said = saidBy(req)
 	n.PublicIP, n.Port, n.NATPort, n.LANIP = e.publicIP, req.Port, req.NATPort, req.LANIP
 	n.LastSeen = r.now()
 	if !n.DownAt.IsZero() { // up again: the store's DownAt goes with the heartbeat's facts

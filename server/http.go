@@ -39,14 +39,15 @@ func (c caller) nodeID() string {
 // panic becomes a 500.
 func (s *Server) Handler() http.Handler {
 	routes := map[string]route{
-		api.PathHealth:   {http.MethodGet, s.handleHealth},
-		api.PathIP:       {http.MethodGet, s.handleIP},
-		api.PathRegister: {http.MethodPost, s.handleRegister},
-		api.PathPeers:    {http.MethodGet, s.authed(s.handlePeers)},
-		api.PathStatus:   {http.MethodGet, s.authed(s.handleStatus)},
-		api.PathPunch:    {http.MethodPost, s.authed(s.handlePunch)},
-		api.PathRelay:    {http.MethodPost, s.authed(s.handleRelay)},
-		api.PathOffline:  {http.MethodPost, s.authed(s.handleOffline)},
+		api.PathHealth:      {http.MethodGet, s.handleHealth},
+		api.PathIP:          {http.MethodGet, s.handleIP},
+		api.PathRegister:    {http.MethodPost, s.handleRegister},
+		api.PathPeers:       {http.MethodGet, s.authed(s.handlePeers)},
+		api.PathStatus:      {http.MethodGet, s.authed(s.handleStatus)},
+		api.PathPunch:       {http.MethodPost, s.authed(s.handlePunch)},
+		api.PathRelay:       {http.MethodPost, s.authed(s.handleRelay)},
+		api.PathRelayStream: {http.MethodGet, s.authed(s.handleRelayStream)},
+		api.PathOffline:     {http.MethodPost, s.authed(s.handleOffline)},
 	}
 	return s.guard(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		rt, ok := routes[r.URL.Path]
@@ -365,6 +366,71 @@ func (s *Server) handleRelay(w http.ResponseWriter, r *http.Request, c caller) {
 	}
 	port := s.relayAddr.(*net.UDPAddr).Port
 	writeJSON(w, http.StatusOK, api.RelayResponse{Port: port, Token: token})
+}
+
+// handleRelayStream hands the calling node's connection to the relay, for
+// a node whose UDP is blocked: the request asks to upgrade to
+// api.RelayUpgrade, the answer is 101 Switching Protocols, and the rest of
+// the connection is the relay's stream (relay.Server.ServeStream), bound
+// to the node's VPN address. It lasts until either side closes it or the
+// server stops.
+func (s *Server) handleRelayStream(w http.ResponseWriter, r *http.Request, c caller) {
+	var owner netip.Addr
+	switch {
+	case c.node != nil:
+		owner, _ = netip.ParseAddr(c.node.VPNIP)
+	case !s.cfg.Open:
+		httpError(w, http.StatusForbidden, "only an enrolled node can use the relay")
+		return
+	}
+	if !hasToken(r.Header, "Connection", "upgrade") || !strings.EqualFold(r.Header.Get("Upgrade"), api.RelayUpgrade) {
+		w.Header().Set("Upgrade", api.RelayUpgrade)
+		w.Header().Set("Connection", "Upgrade")
+		httpError(w, http.StatusUpgradeRequired, "the relay stream is a protocol upgrade: Connection: Upgrade, Upgrade: %s", api.RelayUpgrade)
+		return
+	}
+	conn, rw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		httpError(w, http.StatusHTTPVersionNotSupported, "the relay stream needs HTTP/1.1: %v", err)
+		return
+	}
+	conn.SetDeadline(time.Time{}) // the server's read and write timeouts are for requests
+	fmt.Fprintf(rw, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n", api.RelayUpgrade)
+	if err := rw.Flush(); err != nil {
+		conn.Close()
+		return
+	}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	defer cancel()
+	go func() {
+		select {
+		case <-s.stopping:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	// What the client sent after its request is in rw's buffer.
+	stream := struct {
+		io.Reader
+		io.Writer
+		io.Closer
+	}{rw.Reader, conn, conn}
+	if err := s.relay.ServeStream(ctx, stream, owner); err != nil {
+		s.log.Debug("relay stream ended", "node", c.nodeID(), "err", err)
+	}
+}
+
+// hasToken says whether the header name of h lists token, as Connection
+// lists its options: comma-separated, in any case.
+func hasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // handleOffline takes the calling node out of the online set at once (wire

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"bufio"
+	"net"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -127,6 +129,16 @@ func (m *metrics) refused(reason string) { m.refusals.WithLabelValues(reason).In
 type statusWriter struct {
 	http.ResponseWriter
 	code int
+}
+
+// Hijack takes the connection over (for the relay stream), which counts
+// as 101 Switching Protocols.
+func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil {
+		w.code = http.StatusSwitchingProtocols
+	}
+	return c, rw, err
 }
 
 func (w *statusWriter) WriteHeader(code int) {

@@ -45,14 +45,21 @@ type node struct {
 
 // said is what a node says of itself that only its admin reads.
 type said struct {
-	version string
-	relayed []string // node ids of peers it reaches through the relay
+	version  string
+	relayed  []string // node ids of peers it reaches through the relay
+	relayTCP bool     // it reaches the relay over TCP: peers see it (api.Peer.RelayTCP)
+}
+
+// saidBy is what a registration says that the server keeps in memory.
+func saidBy(req api.RegisterRequest) said {
+	return said{version: req.Version, relayed: req.Relayed, relayTCP: req.RelayTCP}
 }
 
 func (n *node) peer() api.Peer {
 	return api.Peer{
 		NodeID: n.NodeID, NodeName: n.NodeName, VPNIP: n.VPNIP, WGPublicKey: n.WGPublicKey,
 		PublicIP: n.PublicIP, Port: n.Port, NATPort: n.NATPort, LANIP: n.LANIP, NodeKey: n.NodeKey,
+		RelayTCP: n.said.relayTCP,
 	}
 }
 

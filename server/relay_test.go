@@ -2,10 +2,13 @@ package server_test
 
 import (
 	"context"
+	"net/http"
 	"net/netip"
 	"testing"
 	"time"
 
+	"github.com/wire-mesh/wire/api"
+	"github.com/wire-mesh/wire/relay"
 	"github.com/wire-mesh/wire/server"
 	"github.com/wire-mesh/wire/server/servertest"
 )
@@ -49,5 +52,86 @@ func TestRelayThroughServer(t *testing.T) {
 	defer cancel()
 	if err := b.Hello(hctx); err == nil {
 		t.Errorf("a removed node's HELLO was accepted")
+	}
+}
+
+// TestRelayOverStream: a node whose UDP is blocked opens the relay over
+// its authenticated HTTPS connection, and exchanges packets through it
+// with a node on UDP. The stream outlives the context that opened it;
+// without a node's certificate, or without asking to upgrade, there is
+// none.
+func TestRelayOverStream(t *testing.T) {
+	env := servertest.Start(t, "")
+	na, ca, ra := enrol(t, env, "a")
+	_, cb, rb := enrol(t, env, "b")
+	a, gotA := dialRelay(t, env, ca, ra.VPNIP)
+	octx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	rw, err := cb.RelayStream(octx)
+	cancel()
+	if err != nil {
+		t.Fatalf("opening the relay stream: %v", err)
+	}
+	b, gotB := dialRelayOver(t, env, cb, rb.VPNIP, relay.NewStream(rw, netip.MustParseAddrPort(env.RelayAddr().String())))
+	if err := a.WriteTo([]byte("to the stream"), netip.MustParseAddr(rb.VPNIP)); err != nil {
+		t.Fatal(err)
+	}
+	expectRelayed(t, gotB, ra.VPNIP+":to the stream")
+	if err := b.WriteTo([]byte("from the stream"), netip.MustParseAddr(ra.VPNIP)); err != nil {
+		t.Fatal(err)
+	}
+	expectRelayed(t, gotA, rb.VPNIP+":from the stream")
+
+	if _, err := env.Client(t, nil).RelayStream(ctx); statusCode(err) != http.StatusUnauthorized {
+		t.Errorf("a relay stream without a node's certificate: %v, want 401", err)
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: api.PinnedTLS(env.Identity().Pin, &na.Cert)}}
+	resp, err := hc.Get(env.URL() + api.PathRelayStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUpgradeRequired || resp.Header.Get("Upgrade") != api.RelayUpgrade {
+		t.Errorf("GET %s without an upgrade: %s, Upgrade %q; want 426 naming %s", api.PathRelayStream, resp.Status, resp.Header.Get("Upgrade"), api.RelayUpgrade)
+	}
+}
+
+// expectRelayed waits for the relayed message want.
+func expectRelayed(t *testing.T, got <-chan string, want string) {
+	t.Helper()
+	select {
+	case m := <-got:
+		if m != want {
+			t.Errorf("received %q, want %q", m, want)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatalf("%q never came through the relay", want)
+	}
+}
+
+// A node that says it reaches the relay over TCP is shown so to its
+// peers, at once (a delta, not the next full map), and not once it says
+// otherwise.
+func TestRelayTCPShownToPeers(t *testing.T) {
+	env := servertest.Start(t, "")
+	_, ca, _ := enrol(t, env, "a")
+	nb, cb, _ := enrol(t, env, "b")
+	first, err := ca.Peers(ctx, "0", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tcp := range []bool{true, false} {
+		req := register("b", nb, nil)
+		req.RelayTCP = tcp
+		if _, err := cb.Register(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := ca.Peers(ctx, first.Version, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Full || len(resp.Peers) != 1 || resp.Peers[0].NodeName != "b" || resp.Peers[0].RelayTCP != tcp {
+			t.Errorf("after b said relay_tcp %v, a's answer is %+v, want a delta with b", tcp, resp)
+		}
+		first = resp
 	}
 }

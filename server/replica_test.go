@@ -369,6 +369,13 @@ func TestRelayAcrossReplicas(t *testing.T) {
 // it receives, as "FROM:PAYLOAD".
 func dialRelay(t *testing.T, env *servertest.Env, c *api.Client, vpn string) (*relay.Conn, chan string) {
 	t.Helper()
+	pc, _ := net.ListenPacket("udp", "127.0.0.1:0")
+	return dialRelayOver(t, env, c, vpn, pc)
+}
+
+// dialRelayOver is dialRelay over pc, a socket or a relay.Stream.
+func dialRelayOver(t *testing.T, env *servertest.Env, c *api.Client, vpn string, pc net.PacketConn) (*relay.Conn, chan string) {
+	t.Helper()
 	creds, err := c.Relay(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -376,7 +383,6 @@ func dialRelay(t *testing.T, env *servertest.Env, c *api.Client, vpn string) (*r
 	if want := env.RelayAddr().(*net.UDPAddr).Port; creds.Port != want {
 		t.Fatalf("relay_port %d, want %d", creds.Port, want)
 	}
-	pc, _ := net.ListenPacket("udp", "127.0.0.1:0")
 	conn, err := relay.NewConn(pc, relay.Config{Relay: netip.MustParseAddrPort(env.RelayAddr().String()), VPNIP: netip.MustParseAddr(vpn), Token: creds.Token})
 	if err != nil {
 		t.Fatal(err)

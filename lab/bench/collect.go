@@ -15,8 +15,10 @@ import (
 // results are the figures of one run.
 type results struct {
 	wire, stock, raw []transfer // one per round
-	relayed          []transfer // the symmetric-NAT pair, through the relay
+	relayed          []transfer // the symmetric-NAT pair, through the relay; CPU of the server, nr1, nr2
 	relayPath        peer       // nr1's view of nr2 before the relayed runs
+	tcpRelayed       []transfer // nr1 to nt, whose UDP is blocked: the relay over TCP
+	tcpPath          peer       // nr1's view of nt before those runs
 	path             peer       // n1's view of n2 before the first wire run
 	serverBytes      uint64     // what the server's interface carried during the wire runs
 
@@ -45,6 +47,8 @@ const (
 	// nr1 and nr2, each behind a symmetric NAT, can only meet on the relay.
 	r5WAN, r5LAN, nr1LAN = "203.0.113.15", "192.168.5.0/24", "192.168.5.10"
 	r6WAN, r6LAN, nr2LAN = "203.0.113.16", "192.168.6.0/24", "192.168.6.10"
+	// nt, behind a router that drops UDP, reaches the relay over TCP.
+	r7WAN, r7LAN, ntLAN = "203.0.113.17", "192.168.7.0/24", "192.168.7.10"
 )
 
 // collect builds the lab and the mesh, and measures.
@@ -70,12 +74,15 @@ func collect(ctx context.Context, b *bench, h host, o options) results {
 	r6 := l.Router("r6", r6WAN, r6LAN, lab.NATSymmetric)
 	nr1 := m.join(l.NodeBehind(r5, "nr1", nr1LAN), "nr1")
 	nr2 := m.join(l.NodeBehind(r6, "nr2", nr2LAN), "nr2")
-	for _, n := range []*node{nr1, nr2} {
+	r7 := l.Router("r7", r7WAN, r7LAN, lab.NATCone)
+	r7.DropUDP()
+	nt := m.join(l.NodeBehind(r7, "nt", ntLAN), "nt")
+	for _, n := range []*node{nr1, nr2, nt} {
 		_, err := n.waitUp(ctx)
 		must(b, err)
 	}
-	must(b, waitPairs(ctx, 30*time.Second, nr1, nr2))
-	rel := relayPair{nr1, nr2}
+	must(b, waitPairs(ctx, 30*time.Second, nr1, nr2, nt))
+	rel := relayPair{nr1, nr2, nt}
 
 	b.Logf("memory of n1's daemon, idle")
 	sleep(ctx, b, 2*time.Second)
@@ -96,7 +103,9 @@ func collect(ctx context.Context, b *bench, h host, o options) results {
 func throughput(ctx context.Context, b *bench, h host, o options, m *mesh, n1, n2 *node, rel relayPair, res *results) {
 	startIperf(b, n2.ns)
 	startIperf(b, rel.b.ns)
-	res.relayPath = rel.waitRelayed(ctx, b)
+	startIperf(b, rel.tcp.ns)
+	res.relayPath = rel.waitPath(ctx, b, rel.b, "relay")
+	res.tcpPath = rel.waitPath(ctx, b, rel.tcp, "relay-tcp")
 	must(b, forward(n2.ns.Router, iperfPort, n2.ns.IP))
 	s1 := newStockEnd(b, n1.ns, 1, "10.98.0.1")
 	s2 := newStockEnd(b, n2.ns, 2, "10.98.0.2")
@@ -132,9 +141,13 @@ func throughput(ctx context.Context, b *bench, h host, o options, m *mesh, n1, n
 		must(b, err)
 		res.raw = append(res.raw, x)
 
-		x, err = transferFrom(ctx, rel.a.ns, rel.b.vpnIP, o.secs, rel.a.proc.Pid(), rel.b.proc.Pid())
+		x, err = transferFrom(ctx, rel.a.ns, rel.b.vpnIP, o.secs, m.proc.Pid(), rel.a.proc.Pid(), rel.b.proc.Pid())
 		must(b, err)
 		res.relayed = append(res.relayed, x)
+
+		x, err = transferFrom(ctx, rel.a.ns, rel.tcp.vpnIP, o.secs, m.proc.Pid(), rel.a.proc.Pid(), rel.tcp.proc.Pid())
+		must(b, err)
+		res.tcpRelayed = append(res.tcpRelayed, x)
 	}
 	for _, r := range []struct {
 		dst *lab.Memory
@@ -180,19 +193,20 @@ func joins(ctx context.Context, b *bench, l *lab.Lab, r3 *lab.Router, m *mesh, o
 	}
 }
 
-// relayPair is two nodes that can only meet on the relay.
-type relayPair struct{ a, b *node }
+// relayPair is two nodes that can only meet on the relay, and a third
+// that a reaches on the relay over TCP.
+type relayPair struct{ a, b, tcp *node }
 
-// waitRelayed waits until a's status shows b on the relay, and returns it.
-func (r relayPair) waitRelayed(ctx context.Context, b *bench) peer {
+// waitPath waits until a's status shows to on the path, and returns it.
+func (r relayPair) waitPath(ctx context.Context, b *bench, to *node, path string) peer {
 	var p peer
 	err := lab.Poll(20*time.Second, 250*time.Millisecond, func() error {
 		peers, err := r.a.peers(ctx, "status")
 		if err != nil {
 			return err
 		}
-		if p = peers[r.b.name]; p.Path != "relay" {
-			return fmt.Errorf("%s shows %s on path %q, not relay", r.a.name, r.b.name, p.Path)
+		if p = peers[to.name]; p.Path != path {
+			return fmt.Errorf("%s shows %s on path %q, not %s", r.a.name, to.name, p.Path, path)
 		}
 		return nil
 	})

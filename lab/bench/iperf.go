@@ -31,18 +31,29 @@ func startIperf(t lab.T, ns *lab.NS) *lab.Proc {
 // transfer is one iperf3 run, and what the WireGuard processes at both
 // ends spent on it.
 type transfer struct {
-	bps     float64       // the receiver's bits per second
-	bytes   uint64        // received
-	retrans int           // TCP retransmissions the sender counted
-	cpu     time.Duration // user and system time of the processes given to measure
+	bps     float64         // the receiver's bits per second
+	bytes   uint64          // received
+	retrans int             // TCP retransmissions the sender counted
+	cpu     time.Duration   // user and system time of the processes given to measure
+	each    []time.Duration // of each of them, in the order given
 }
 
 // cpuPerGB is the CPU time spent per 10^9 bytes received.
-func (x transfer) cpuPerGB() time.Duration {
-	if x.bytes == 0 {
+func (x transfer) cpuPerGB() time.Duration { return perGB(x.cpu, x.bytes) }
+
+// cpuPerGBOf is cpuPerGB of the i-th process measured alone.
+func (x transfer) cpuPerGBOf(i int) time.Duration {
+	if i >= len(x.each) {
 		return 0
 	}
-	return time.Duration(float64(x.cpu) / (float64(x.bytes) / 1e9))
+	return perGB(x.each[i], x.bytes)
+}
+
+func perGB(cpu time.Duration, bytes uint64) time.Duration {
+	if bytes == 0 {
+		return 0
+	}
+	return time.Duration(float64(cpu) / (float64(bytes) / 1e9))
 }
 
 // transferFrom runs an iperf3 client in from to addr for secs seconds (TCP,
@@ -57,8 +68,15 @@ func transferFrom(ctx context.Context, from *lab.NS, addr string, secs int, pids
 		return x, err
 	}
 	after, err := cpuTimes(pids...)
-	x.cpu = after - before
-	return x, err
+	if err != nil {
+		return x, err
+	}
+	x.each = make([]time.Duration, len(pids))
+	for i := range pids {
+		x.each[i] = after[i] - before[i]
+		x.cpu += x.each[i]
+	}
+	return x, nil
 }
 
 // iperf runs the client and reads its JSON report.

@@ -33,10 +33,11 @@ const (
 
 // mesh is a coordination server in a lab, with a reusable join key.
 type mesh struct {
-	t   lab.T
-	bin string // the wire binary
-	srv *lab.NS
-	key string
+	t    lab.T
+	bin  string // the wire binary
+	srv  *lab.NS
+	proc *lab.Proc // wire server, and so the relay
+	key  string
 }
 
 // startMesh runs `wire server` on a public host and makes a reusable key.
@@ -47,6 +48,7 @@ func startMesh(t lab.T, l *lab.Lab, bin string) *mesh {
 	if _, err := p.WaitLine("HTTP  "+serverURL, 20*time.Second); err != nil {
 		t.Fatalf("wire server: %v", err)
 	}
+	m.proc = p
 	out, err := runWire(context.Background(), m.srv, bin, cmdTimeout, "server", "key", "create", "--state-dir", dir, "--reusable")
 	if err != nil {
 		t.Fatalf("%v", err)

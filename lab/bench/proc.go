@@ -8,15 +8,15 @@ import (
 	"github.com/wire-mesh/wire/lab"
 )
 
-// cpuTimes sums the CPU time of processes.
-func cpuTimes(pids ...int) (time.Duration, error) {
-	var sum time.Duration
-	for _, pid := range pids {
+// cpuTimes is the CPU time of each process.
+func cpuTimes(pids ...int) ([]time.Duration, error) {
+	each := make([]time.Duration, len(pids))
+	for i, pid := range pids {
 		t, err := lab.CPUTime(pid)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
-		sum += t
+		each[i] = t
 	}
-	return sum, nil
+	return each, nil
 }

@@ -34,7 +34,8 @@ func printTable(w io.Writer, h host, o options, res results) {
 
 func throughputRows(res results) []row {
 	wire, stock, raw := medianTransfer(res.wire), medianTransfer(res.stock), medianTransfer(res.raw)
-	relayed := medianTransfer(res.relayed)
+	relayed, tcpRelayed := medianTransfer(res.relayed), medianTransfer(res.tcpRelayed)
+	relayCPU := func(i int) string { return seconds(sumTransfers(res.relayed).cpuPerGBOf(i)) }
 	runs := func(xs []transfer) string {
 		if len(xs) == 1 {
 			return fmt.Sprintf("%d retransmits", xs[0].retrans)
@@ -54,6 +55,12 @@ func throughputRows(res results) []row {
 		{"  wire / raw", ratio(wire.bps, raw.bps), "", perRound(res.wire, res.raw)},
 		{"TCP nr1 → nr2, through the relay [10]", gbits(relayed.bps), "Gbit/s", runs(res.relayed)},
 		{"  relay / direct wire", ratio(relayed.bps, wire.bps), "", perRound(res.relayed, res.wire)},
+		{"CPU per GB, the relay (wire server) [10]", relayCPU(0), "s/GB", ""},
+		{"CPU per GB, wire daemon nr1 (sender) [10]", relayCPU(1), "s/GB", ""},
+		{"CPU per GB, wire daemon nr2 (receiver) [10]", relayCPU(2), "s/GB", ""},
+		{"TCP nr1 → nt, the relay over TCP for nt [11]", gbits(tcpRelayed.bps), "Gbit/s", runs(res.tcpRelayed)},
+		{"  relay over TCP / relay", ratio(tcpRelayed.bps, relayed.bps), "", perRound(res.tcpRelayed, res.relayed)},
+		{"CPU per GB, the relay (wire server), over TCP [11]", seconds(sumTransfers(res.tcpRelayed).cpuPerGBOf(0)), "s/GB", ""},
 		{"CPU per GB, wire daemons n1 + n2 [4]", seconds(sumTransfers(res.wire).cpuPerGB()), "s/GB", ""},
 		{"CPU per GB, stock wireguard-go n1 + n2 [4]", seconds(sumTransfers(res.stock).cpuPerGB()), "s/GB", ""},
 	}
@@ -145,8 +152,13 @@ shown); Gbit/s as the receiver counts them.
 [10] nr1 and nr2, each behind a symmetric NAT (masquerade random: r5 %s, r6 %s),
     cannot hole-punch: nr1's wire status showed nr2 %s via %s. Their
     tunnel runs through the server's UDP relay, which forwards the ciphertext
-    between them; measured in the same rounds as [1].
-`, r1WAN, r2WAN, r3WAN, o.secs, o.rounds, res.path.Path, res.path.Endpoint, res.serverBytes, iperfPort, fastPoll, r5WAN, r6WAN, res.relayPath.Path, res.relayPath.Endpoint)
+    between them; measured in the same rounds as [1]. CPU per GB as [4], of
+    the server's process (the relay is part of it) and of each daemon.
+[11] nt is behind r7 (%s), which drops all UDP but DNS: its daemon reaches
+    the relay over TCP, a stream on its HTTPS connection to the server
+    (nr1's wire status showed nt %s). nr1 → nt: nr1's half over UDP, nt's
+    over TCP; in the same rounds as [10].
+`, r1WAN, r2WAN, r3WAN, o.secs, o.rounds, res.path.Path, res.path.Endpoint, res.serverBytes, iperfPort, fastPoll, r5WAN, r6WAN, res.relayPath.Path, res.relayPath.Endpoint, r7WAN, res.tcpPath.Path)
 }
 
 // writeRows writes the rows as aligned columns.
@@ -225,6 +237,12 @@ func sumTransfers(xs []transfer) transfer {
 	for _, x := range xs {
 		t.bytes += x.bytes
 		t.cpu += x.cpu
+		if t.each == nil {
+			t.each = make([]time.Duration, len(x.each))
+		}
+		for i, c := range x.each {
+			t.each[i] += c
+		}
 	}
 	return t
 }

@@ -80,6 +80,7 @@ func (m *metrics) register(s *Server) {
 		counter("wire_server_stun_requests_total", "Datagrams received on the STUN port.", stunStat(func(st stun.Stats) uint64 { return st.Requests })),
 		counter("wire_server_stun_replies_total", "STUN answers sent.", stunStat(func(st stun.Stats) uint64 { return st.Replies })),
 		gauge("wire_server_relay_bindings", "Nodes bound to the relay now.", func() float64 { return float64(len(s.relay.Nodes())) }),
+		gauge("wire_server_relay_streams", "Relay streams open now: nodes on the relay over TCP, their UDP blocked.", func() float64 { return float64(s.relay.Stats().Streams) }),
 		counter("wire_server_relay_packets_total", "Datagrams forwarded by the relay.", relayStat(func(st relay.Stats) uint64 { return st.Forwarded })),
 		counter("wire_server_relay_bytes_total", "Bytes forwarded by the relay, its headers included.", relayStat(func(st relay.Stats) uint64 { return st.ForwardedBytes })),
 		counter("wire_server_relay_stun_answers_total", "STUN Binding requests answered on the relay's port (wire netcheck).", relayStat(func(st relay.Stats) uint64 { return st.STUN })),

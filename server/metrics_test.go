@@ -65,7 +65,7 @@ func TestServerMetrics(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"wire_server_store_write_seconds", "wire_server_stun_requests_total", "wire_server_relay_packets_total",
-		"wire_server_relay_dropped_total", "wire_server_stun_dropped_total", "wire_server_relay_bindings", "wire_server_panics_recovered_total",
+		"wire_server_relay_dropped_total", "wire_server_stun_dropped_total", "wire_server_relay_bindings", "wire_server_relay_streams", "wire_server_panics_recovered_total",
 		"wire_server_heartbeats_total", "go_goroutines", "process_resident_memory_bytes"} {
 		if f.Value(name) < 0 {
 			t.Errorf("no %s", name)

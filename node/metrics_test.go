@@ -48,7 +48,7 @@ func TestNodeMetrics(t *testing.T) {
 		t.Errorf("probes: ok %v, failed %v; want some of each", f.Value("wire_node_probes_total", "result", "ok"), f.Value("wire_node_probes_total", "result", "failed"))
 	}
 	var peers float64
-	for _, path := range []string{PathDirect, PathRelay, PathIdle, PathNone} {
+	for _, path := range []string{PathDirect, PathRelay, PathRelayTCP, PathIdle, PathNone} {
 		if v := f.Value("wire_node_peers", "path", path); v >= 0 {
 			peers += v
 		} else {

@@ -2,6 +2,7 @@ package dashboard_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,11 +35,13 @@ func chromium(t *testing.T) string {
 }
 
 // artifacts is where a test's screenshots go: $WIRE_ARTIFACTS, else
-// wire-artifacts in the temporary dir. They stay after the test.
+// wire-artifacts-UID in the temporary dir, one per user (a shared /tmp
+// must not hold one user's directory that another cannot write). They
+// stay after the test.
 func artifacts(t *testing.T) string {
 	dir := os.Getenv("WIRE_ARTIFACTS")
 	if dir == "" {
-		dir = filepath.Join(os.TempDir(), "wire-artifacts")
+		dir = filepath.Join(os.TempDir(), fmt.Sprintf("wire-artifacts-%d", os.Getuid()))
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)

@@ -68,12 +68,8 @@ func (d *Daemon) dialRelay(ctx context.Context) (*relay.Conn, bool, error) {
 		return nil, false, err
 	}
 	conn, udpErr := d.udpRelay(ctx, cfg)
-	if udpErr == nil {
-		if err := d.engine.SetRelay(conn); err != nil {
-			conn.Close()
-			return nil, false, err
-		}
-		return conn, false, nil
+	if udpErr == nil || errors.Is(udpErr, errors.ErrUnsupported) {
+		return conn, false, udpErr
 	}
 	conn, err = d.tcpRelay(ctx, cfg)
 	if err != nil {
@@ -103,8 +99,9 @@ func (d *Daemon) relayConfig(ctx context.Context) (relay.Config, error) {
 	return relay.Config{Relay: netip.AddrPortFrom(server.Addr(), uint16(creds.Port)), VPNIP: vpn, Token: creds.Token, Logger: d.log}, nil
 }
 
-// udpRelay says HELLO to the relay from a fresh UDP socket, and returns
-// the connection once the relay answered; the engine does not have it yet.
+// udpRelay says HELLO to the relay from a fresh UDP socket, and once the
+// relay answered hands the connection to the engine (until then, the
+// engine's relay is what it was).
 func (d *Daemon) udpRelay(ctx context.Context, cfg relay.Config) (*relay.Conn, error) {
 	pc, err := net.ListenPacket("udp", ":0")
 	if err != nil {
@@ -120,6 +117,10 @@ func (d *Daemon) udpRelay(ctx context.Context, cfg relay.Config) (*relay.Conn, e
 	if err := conn.Probe(pctx); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("relay HELLO: %w", err)
+	}
+	if err := d.engine.SetRelay(conn); err != nil {
+		conn.Close()
+		return nil, err
 	}
 	return conn, nil
 }
@@ -204,10 +205,6 @@ func (d *Daemon) retryUDP(ctx context.Context) *relay.Conn {
 	conn, err := d.udpRelay(ctx, cfg)
 	if err != nil {
 		d.log.Debug("the relay still does not answer over UDP", "err", err)
-		return nil
-	}
-	if err := d.engine.SetRelay(conn); err != nil {
-		conn.Close()
 		return nil
 	}
 	d.log.Info("the relay answers over UDP again: leaving TCP")

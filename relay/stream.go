@@ -31,7 +31,6 @@ type Stream struct {
 	rw     io.ReadWriteCloser
 	r      *bufio.Reader
 	remote netip.AddrPort // the address its messages come from
-	local  net.Addr
 
 	queue   chan *[]byte
 	frames  sync.Pool // *[]byte, a frame's room
@@ -57,7 +56,6 @@ func NewStream(rw io.ReadWriteCloser, remote netip.AddrPort) *Stream {
 		rw:     rw,
 		r:      bufio.NewReaderSize(rw, 64<<10),
 		remote: remote,
-		local:  streamAddr{},
 		queue:  make(chan *[]byte, StreamQueue),
 		done:   make(chan struct{}),
 	}
@@ -181,7 +179,7 @@ func (s *Stream) Close() error {
 
 // LocalAddr is a placeholder: the stream's own address is the
 // connection's, which the relay does not use.
-func (s *Stream) LocalAddr() net.Addr { return s.local }
+func (s *Stream) LocalAddr() net.Addr { return streamAddr{} }
 
 // The rest makes a Stream a net.PacketConn, as NewConn takes.
 

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/wire-mesh/wire/api"
+	"golang.org/x/net/http/httpguts"
 )
 
 // caller is who made a request.
@@ -383,7 +384,7 @@ func (s *Server) handleRelayStream(w http.ResponseWriter, r *http.Request, c cal
 		httpError(w, http.StatusForbidden, "only an enrolled node can use the relay")
 		return
 	}
-	if !hasToken(r.Header, "Connection", "upgrade") || !strings.EqualFold(r.Header.Get("Upgrade"), api.RelayUpgrade) {
+	if !httpguts.HeaderValuesContainsToken(r.Header["Connection"], "upgrade") || !strings.EqualFold(r.Header.Get("Upgrade"), api.RelayUpgrade) {
 		w.Header().Set("Upgrade", api.RelayUpgrade)
 		w.Header().Set("Connection", "Upgrade")
 		httpError(w, http.StatusUpgradeRequired, "the relay stream is a protocol upgrade: Connection: Upgrade, Upgrade: %s", api.RelayUpgrade)
@@ -418,19 +419,6 @@ func (s *Server) handleRelayStream(w http.ResponseWriter, r *http.Request, c cal
 	if err := s.relay.ServeStream(ctx, stream, owner); err != nil {
 		s.log.Debug("relay stream ended", "node", c.nodeID(), "err", err)
 	}
-}
-
-// hasToken says whether the header name of h lists token, as Connection
-// lists its options: comma-separated, in any case.
-func hasToken(h http.Header, name, token string) bool {
-	for _, v := range h.Values(name) {
-		for t := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // handleOffline takes the calling node out of the online set at once (wire

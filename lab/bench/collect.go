@@ -141,11 +141,15 @@ func throughput(ctx context.Context, b *bench, h host, o options, m *mesh, n1, n
 		must(b, err)
 		res.raw = append(res.raw, x)
 
+		stop := o.record(ctx, b, round, "relay-udp", m.proc.Pid(), rel.a.proc.Pid(), rel.b.proc.Pid())
 		x, err = transferFrom(ctx, rel.a.ns, rel.b.vpnIP, o.secs, m.proc.Pid(), rel.a.proc.Pid(), rel.b.proc.Pid())
+		stop()
 		must(b, err)
 		res.relayed = append(res.relayed, x)
 
+		stop = o.record(ctx, b, round, "relay-tcp", m.proc.Pid(), rel.a.proc.Pid(), rel.tcp.proc.Pid())
 		x, err = transferFrom(ctx, rel.a.ns, rel.tcp.vpnIP, o.secs, m.proc.Pid(), rel.a.proc.Pid(), rel.tcp.proc.Pid())
+		stop()
 		must(b, err)
 		res.tcpRelayed = append(res.tcpRelayed, x)
 	}

@@ -34,6 +34,7 @@ func main() {
 	peers := flag.String("peers", "", "instead: one daemon with this many peers (comma-separated numbers), see peers.go")
 	engines := flag.String("engines", "userspace", "with -peers: the engines to measure, comma-separated")
 	changes := flag.Int("changes", 200, "with -peers: peer changes to measure the CPU of")
+	perfDir := flag.String("perf", "", "record the first round's relayed transfers with perf(1) into this directory")
 	beatURL := flag.String("beat", "", "(internal) send -changes heartbeats to this server, for -peers")
 	beatFile := flag.String("beat-file", "", "(internal) the state.json of the nodes -beat moves")
 	flag.Usage = func() {
@@ -49,7 +50,7 @@ func main() {
 		}
 		return
 	}
-	o := options{secs: *secs, rounds: *rounds, joins: *joins, changes: *changes, engines: strings.Split(*engines, ",")}
+	o := options{secs: *secs, rounds: *rounds, joins: *joins, changes: *changes, engines: strings.Split(*engines, ","), perf: *perfDir}
 	for _, f := range strings.FieldsFunc(*peers, func(r rune) bool { return r == ',' }) {
 		n, err := strconv.Atoi(f)
 		if err != nil || n < 1 || n > 60000 {
@@ -79,6 +80,7 @@ type options struct {
 	peers   []int
 	engines []string
 	changes int
+	perf    string // if set, the directory for perf(1) recordings
 }
 
 // check says what the bench lacks to run here.

@@ -14,7 +14,9 @@ type batchIO struct{}
 // time.
 func newBatchIO(*net.UDPConn) *batchIO { return nil }
 
-func (*batchIO) read([][]byte, []int, []netip.AddrPort) (int, error) {
+func (*batchIO) enableGRO() bool { return false }
+
+func (*batchIO) read([][]byte, []int, []int, []netip.AddrPort) (int, error) {
 	panic("relay: batch read without batches")
 }
 

@@ -56,9 +56,9 @@ type Conn struct {
 
 	udp     *net.UDPConn // pc, if batches can be used on it
 	writers sync.Pool    // *batchWriter for WriteBatch
-	rmu     sync.Mutex   // ReadBatch's
+	rmu     sync.Mutex   // ReadBatch's, for reader and in
 	reader  *batchIO
-	from    [maxBatch]netip.AddrPort
+	in      *inbox
 
 	mu      sync.Mutex
 	pending []uint64      // nonces of the HELLOs of the Hello in progress
@@ -95,9 +95,53 @@ func NewConn(pc net.PacketConn, cfg Config) (*Conn, error) {
 	if u, ok := pc.(*net.UDPConn); ok {
 		if c.reader = newBatchIO(u); c.reader != nil {
 			c.udp = u
+			c.reader.enableGRO()
+			c.in = newInbox()
 		}
 	}
 	return c, nil
+}
+
+// inboxLen is how many messages ReadBatch reads with one system call: with
+// GRO, each holds up to 64 datagrams.
+const inboxLen = 8
+
+// inbox holds the messages ReadBatch read from the socket, and what of
+// them it has not handed out yet.
+type inbox struct {
+	bufs  [][]byte // inboxLen of maxDatagram bytes
+	sizes [inboxLen]int
+	segs  [inboxLen]int
+	from  [inboxLen]netip.AddrPort
+	n     int // messages read
+	msg   int // the next datagram: the message it is in,
+	off   int // and where in it
+}
+
+func newInbox() *inbox {
+	in := &inbox{bufs: make([][]byte, inboxLen)}
+	for i := range in.bufs {
+		in.bufs[i] = make([]byte, maxDatagram)
+	}
+	return in
+}
+
+// next returns the next datagram waiting in the inbox, and where it came
+// from, if there is one.
+func (in *inbox) next() (b []byte, from netip.AddrPort, ok bool) {
+	if in.msg >= in.n {
+		return nil, netip.AddrPort{}, false
+	}
+	m := in.bufs[in.msg][:in.sizes[in.msg]]
+	seg := in.segs[in.msg]
+	if seg <= 0 {
+		seg = len(m)
+	}
+	b, from = m[in.off:min(in.off+seg, len(m))], in.from[in.msg]
+	if in.off += seg; in.off >= len(m) {
+		in.msg, in.off = in.msg+1, 0
+	}
+	return b, from, true
 }
 
 // Close closes the socket; ReadFrom then returns net.ErrClosed.
@@ -136,8 +180,7 @@ func (c *Conn) Hello(ctx context.Context) error {
 
 // Probe is Hello for a Conn that nothing reads yet: it reads the answers
 // itself, then leaves the socket to the reader that follows (the engine's,
-// once the Conn is handed to it). Datagrams that arrive meanwhile and are
-// not answers are dropped. It needs a socket with read deadlines, as UDP
+// once the Conn is handed to it). DATA that arrives meanwhile is dropped. It needs a socket with read deadlines, as UDP
 // sockets have: it is how a node on a stream finds out whether UDP works
 // again, without the engine's relay changing until it does.
 func (c *Conn) Probe(ctx context.Context) error {
@@ -151,10 +194,7 @@ func (c *Conn) Probe(ctx context.Context) error {
 	buf := make([]byte, maxDatagram)
 	for {
 		d.SetReadDeadline(time.Now().Add(probeRead))
-		n, from, err := c.pc.ReadFromUDPAddrPort(buf)
-		if err == nil && unmap(from) == c.cfg.Relay {
-			c.control(buf[:n])
-		}
+		_, _, err := c.ReadFrom(buf) // passes the answers to Hello
 		select {
 		case err := <-hello:
 			return err
@@ -292,6 +332,14 @@ func (c *Conn) WriteTo(payload []byte, peer netip.Addr) error {
 // and discarded; HELLO-ACKs are passed to Hello. Only one goroutine may call
 // ReadFrom at a time.
 func (c *Conn) ReadFrom(buf []byte) (n int, peer netip.Addr, err error) {
+	if c.reader != nil { // which may have turned GRO on: it splits
+		var sizes [1]int
+		var peers [1]netip.Addr
+		if _, err := c.ReadBatch([][]byte{buf}, sizes[:], peers[:]); err != nil {
+			return 0, netip.Addr{}, err
+		}
+		return sizes[0], peers[0], nil
+	}
 	for {
 		n, from, err := c.pc.ReadFromUDPAddrPort(buf)
 		if err != nil {
@@ -350,8 +398,9 @@ func (c *Conn) WriteBatch(payloads [][]byte, peer netip.Addr) error {
 }
 
 // ReadBatch reads packets relayed to this node, as ReadFrom does, into
-// bufs: at least one, and more if they are waiting, up to len(bufs) (with
-// one system call on Linux). The i-th packet is bufs[i][:sizes[i]], sent by
+// bufs: at least one, and more if they are waiting, up to len(bufs) (on
+// Linux, read in messages of up to 64 datagrams each with GRO, several
+// messages a system call). The i-th packet is bufs[i][:sizes[i]], sent by
 // the node with VPN IP peers[i]. sizes and peers must be as long as bufs.
 // Only one goroutine may call ReadBatch or ReadFrom at a time.
 func (c *Conn) ReadBatch(bufs [][]byte, sizes []int, peers []netip.Addr) (int, error) {
@@ -369,17 +418,24 @@ func (c *Conn) ReadBatch(bufs [][]byte, sizes []int, peers []netip.Addr) (int, e
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
 	bufs = bufs[:min(len(bufs), len(sizes), len(peers))]
+	in := c.in
 	for {
-		n, err := c.reader.read(bufs, sizes, c.from[:])
-		if err != nil {
-			return 0, err
+		if in.msg >= in.n { // all handed out: wait for more
+			n, err := c.reader.read(in.bufs, in.sizes[:], in.segs[:], in.from[:])
+			in.n, in.msg, in.off = n, 0, 0
+			if err != nil {
+				return 0, err
+			}
 		}
-		k := 0 // packets kept, moved to the front: k <= i
-		for i := range n {
-			if unmap(c.from[i]) != c.cfg.Relay {
+		k := 0
+		for k < len(bufs) {
+			b, from, ok := in.next()
+			if !ok {
+				break
+			}
+			if unmap(from) != c.cfg.Relay {
 				continue
 			}
-			b := bufs[i][:sizes[i]]
 			if peer, payload, err := ParseData(b); err == nil {
 				sizes[k], peers[k] = copy(bufs[k], payload), peer
 				k++

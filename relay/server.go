@@ -38,9 +38,14 @@ const (
 // datagram is truncated on the way through.
 const maxDatagram = 65_535
 
-// maxBatch is how many datagrams the relay reads, and writes, with one
-// system call where it can (Linux).
+// maxBatch is how many messages the relay reads, and writes, with one
+// system call where it can (Linux). A message is one datagram, or with
+// GSO and GRO up to 64 datagrams.
 const maxBatch = 64
+
+// maxWrite is how many datagrams the relay writes at a time where it
+// batches: with GSO, up to maxBatch messages of them.
+const maxWrite = 8 * maxBatch
 
 // readErrorPause keeps a persistent read error from spinning Serve.
 const readErrorPause = 10 * time.Millisecond
@@ -175,17 +180,17 @@ type outbox struct {
 	to   []netip.AddrPort
 	src  []*node // the node a DATA (or FORWARD) is from; nil for a HELLO-ACK or a delivery from the mesh
 	ack  []bool
-	acks [maxBatch][helloAckLen]byte // one per datagram at most: a FORWARD may add several entries
+	acks [maxWrite][helloAckLen]byte // one per datagram at most: a FORWARD may add several entries
 	nack int                         // acks used
 }
 
 func newOutbox(w *batchIO) *outbox {
 	return &outbox{
 		w:    w,
-		bufs: make([][]byte, 0, maxBatch),
-		to:   make([]netip.AddrPort, 0, maxBatch),
-		src:  make([]*node, 0, maxBatch),
-		ack:  make([]bool, 0, maxBatch),
+		bufs: make([][]byte, 0, maxWrite),
+		to:   make([]netip.AddrPort, 0, maxWrite),
+		src:  make([]*node, 0, maxWrite),
+		ack:  make([]bool, 0, maxWrite),
 	}
 }
 
@@ -226,26 +231,31 @@ func (s *Server) Serve(ctx context.Context) error {
 }
 
 // serveBatches is Serve reading with r and writing with w a batch at a
-// time.
+// time, with GRO if the kernel has it.
 func (s *Server) serveBatches(ctx context.Context, r, w *batchIO) error {
 	out := newOutbox(w)
+	r.enableGRO()
 	bufs := make([][]byte, maxBatch)
 	for i := range bufs {
 		bufs[i] = make([]byte, maxDatagram)
 	}
-	sizes := make([]int, maxBatch)
+	sizes, segs := make([]int, maxBatch), make([]int, maxBatch)
 	from := make([]netip.AddrPort, maxBatch)
+	var dgrams [][]byte // the messages read, split into datagrams
+	var dfrom []netip.AddrPort
 	for {
-		n, err := r.read(bufs, sizes, from)
+		n, err := r.read(bufs, sizes, segs, from)
 		switch {
 		case err == nil:
+			dgrams, dfrom = dgrams[:0], dfrom[:0]
 			for i := range n {
-				bufs[i] = bufs[i][:sizes[i]]
+				had := len(dgrams)
+				dgrams = appendSegments(dgrams, bufs[i][:sizes[i]], segs[i])
+				for range len(dgrams) - had {
+					dfrom = append(dfrom, from[i])
+				}
 			}
-			s.handleBatch(out, bufs[:n], from[:n], time.Now())
-			for i := range n {
-				bufs[i] = bufs[i][:maxDatagram]
-			}
+			s.handleBatch(out, dgrams, dfrom, time.Now())
 		case ctx.Err() != nil:
 			return nil
 		case errors.Is(err, net.ErrClosed):
@@ -257,13 +267,23 @@ func (s *Server) serveBatches(ctx context.Context, r, w *batchIO) error {
 	}
 }
 
+// appendSegments appends to dgrams the datagrams of the message m read
+// with segment size seg (see batchIO.read), each capped at its end.
+func appendSegments(dgrams [][]byte, m []byte, seg int) [][]byte {
+	for seg > 0 && len(m) > seg {
+		dgrams = append(dgrams, m[:seg:seg])
+		m = m[seg:]
+	}
+	return append(dgrams, m)
+}
+
 // handleBatch handles the datagrams bufs[i] from from[i], then sends what
 // they call for in one batch, through out. It may overwrite bufs'
 // contents. It counts them received only when done, so that whoever sees
 // them counted also sees what became of them.
 func (s *Server) handleBatch(out *outbox, bufs [][]byte, from []netip.AddrPort, now time.Time) {
 	for len(bufs) > 0 {
-		n := min(len(bufs), maxBatch) // the outbox holds as many
+		n := min(len(bufs), maxWrite) // what the outbox sends at once
 		for i, b := range bufs[:n] {
 			s.handle(b, from[i], now, out)
 		}

@@ -18,8 +18,8 @@ var (
 )
 
 // TestBatchRoundTrip sends with WriteBatch through a real relay and reads
-// with ReadBatch, in one batch with a HELLO-ACK and datagrams from a
-// stranger, which ReadBatch must take in or skip.
+// with Receive, in one batch with a HELLO-ACK and datagrams from a
+// stranger, which Receive must take in or skip.
 func TestBatchRoundTrip(t *testing.T) {
 	r := relaytest.Serve(t)
 	tokA, tokB := r.Tokens.Add(vpnA), r.Tokens.Add(vpnB)
@@ -33,11 +33,11 @@ func TestBatchRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
-	go func() { // A's HELLO-ACKs, through ReadBatch
+	go func() { // A's HELLO-ACKs, through Receive
 		defer close(done)
-		bufs := [][]byte{make([]byte, 2000), make([]byte, 2000)}
+		in := relay.NewInbox()
 		for {
-			if _, err := a.ReadBatch(bufs, make([]int, 2), make([]netip.Addr, 2)); err != nil {
+			if err := a.Receive(in); err != nil {
 				return
 			}
 		}
@@ -48,7 +48,7 @@ func TestBatchRoundTrip(t *testing.T) {
 	}
 
 	// B says HELLO on its raw socket: the ACK waits in the socket for
-	// ReadBatch, with the rest.
+	// Receive, with the rest.
 	pcB, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
@@ -82,23 +82,22 @@ func TestBatchRoundTrip(t *testing.T) {
 	}
 	waitStats(t, r, func(st relay.Stats) bool { return st.Forwarded == n })
 
-	bufs := make([][]byte, 64)
-	for i := range bufs {
-		bufs[i] = make([]byte, 2000)
-	}
-	sizes, peers := make([]int, len(bufs)), make([]netip.Addr, len(bufs))
+	in := relay.NewInbox()
 	var got [][]byte
 	for len(got) < n {
 		pcB.SetReadDeadline(time.Now().Add(time.Second))
-		k, err := b.ReadBatch(bufs, sizes, peers)
-		if err != nil {
-			t.Fatalf("ReadBatch after %d packets: %v", len(got), err)
+		if err := b.Receive(in); err != nil {
+			t.Fatalf("Receive after %d packets: %v", len(got), err)
 		}
-		for i := range k {
-			if peers[i] != vpnA {
-				t.Errorf("packet %d from %v, want %v", len(got), peers[i], vpnA)
+		for {
+			p, peer, ok := in.Next()
+			if !ok {
+				break
 			}
-			got = append(got, bytes.Clone(bufs[i][:sizes[i]]))
+			if peer != vpnA {
+				t.Errorf("packet %d from %v, want %v", len(got), peer, vpnA)
+			}
+			got = append(got, bytes.Clone(p))
 		}
 	}
 	for i := range n {

@@ -161,7 +161,7 @@ func TestServeBatchInOrder(t *testing.T) {
 	}
 }
 
-// TestBatchFallback checks WriteBatch and ReadBatch on a conn that is not
+// TestBatchFallback checks WriteBatch and Receive on a conn that is not
 // a *net.UDPConn.
 func TestBatchFallback(t *testing.T) {
 	r := startServer(t, noLimits)
@@ -171,25 +171,22 @@ func TestBatchFallback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	type result struct {
-		n     int
-		sizes []int
-		peers []netip.Addr
-		bufs  [][]byte
-	}
-	got := make(chan result, 16)
+	got := make(chan []packet, 16)
 	go func() {
+		in := NewInbox()
 		for {
-			res := result{sizes: make([]int, 4), peers: make([]netip.Addr, 4), bufs: make([][]byte, 4)}
-			for i := range res.bufs {
-				res.bufs[i] = make([]byte, 100)
-			}
-			n, err := a.ReadBatch(res.bufs, res.sizes, res.peers)
-			if err != nil {
+			if err := a.Receive(in); err != nil {
 				return
 			}
-			res.n = n
-			got <- res
+			var ps []packet
+			for {
+				p, peer, ok := in.Next()
+				if !ok {
+					break
+				}
+				ps = append(ps, packet{peer, string(p)})
+			}
+			got <- ps
 		}
 	}()
 	t.Cleanup(func() { a.Close() })
@@ -202,12 +199,12 @@ func TestBatchFallback(t *testing.T) {
 	b.expect(t, packet{ipA, "one"}, packet{ipA, "two"})
 	b.send(t, ipA, "back")
 	select {
-	case res := <-got:
-		if res.n != 1 || string(res.bufs[0][:res.sizes[0]]) != "back" || res.peers[0] != ipB {
-			t.Errorf("ReadBatch = %d, %q from %v", res.n, res.bufs[0][:res.sizes[0]], res.peers[0])
+	case ps := <-got:
+		if diff := cmp.Diff([]packet{{ipB, "back"}}, ps, equateAddrs); diff != "" {
+			t.Errorf("Receive (-want +got):\n%s", diff)
 		}
 	case <-time.After(time.Second):
-		t.Fatal("ReadBatch returned nothing")
+		t.Fatal("Receive returned nothing")
 	}
 }
 

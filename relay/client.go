@@ -44,8 +44,8 @@ type Config struct {
 // Conn is a node's connection to its relay: it sends WireGuard packets to
 // other nodes by VPN IP through the relay, and receives theirs.
 //
-// One goroutine must call ReadFrom in a loop (wireguard-go's receive loop
-// does): it also takes in the HELLO-ACKs that Hello waits for. WriteTo and
+// One goroutine must call Receive or ReadFrom in a loop: it also takes in
+// the HELLO-ACKs that Hello waits for. WriteTo and
 // Hello may be called from any goroutine.
 type Conn struct {
 	pc    udpConn
@@ -56,9 +56,9 @@ type Conn struct {
 
 	udp     *net.UDPConn // pc, if batches can be used on it
 	writers sync.Pool    // *batchWriter for WriteBatch
-	rmu     sync.Mutex   // ReadBatch's, for reader and in
+	rmu     sync.Mutex   // Receive's, for reader
 	reader  *batchIO
-	in      *inbox
+	in      *Inbox // ReadFrom's, once it is called
 
 	mu      sync.Mutex
 	pending []uint64      // nonces of the HELLOs of the Hello in progress
@@ -96,52 +96,9 @@ func NewConn(pc net.PacketConn, cfg Config) (*Conn, error) {
 		if c.reader = newBatchIO(u); c.reader != nil {
 			c.udp = u
 			c.reader.enableGRO()
-			c.in = newInbox()
 		}
 	}
 	return c, nil
-}
-
-// inboxLen is how many messages ReadBatch reads with one system call: with
-// GRO, each holds up to 64 datagrams.
-const inboxLen = 8
-
-// inbox holds the messages ReadBatch read from the socket, and what of
-// them it has not handed out yet.
-type inbox struct {
-	bufs  [][]byte // inboxLen of maxDatagram bytes
-	sizes [inboxLen]int
-	segs  [inboxLen]int
-	from  [inboxLen]netip.AddrPort
-	n     int // messages read
-	msg   int // the next datagram: the message it is in,
-	off   int // and where in it
-}
-
-func newInbox() *inbox {
-	in := &inbox{bufs: make([][]byte, inboxLen)}
-	for i := range in.bufs {
-		in.bufs[i] = make([]byte, maxDatagram)
-	}
-	return in
-}
-
-// next returns the next datagram waiting in the inbox, and where it came
-// from, if there is one.
-func (in *inbox) next() (b []byte, from netip.AddrPort, ok bool) {
-	if in.msg >= in.n {
-		return nil, netip.AddrPort{}, false
-	}
-	m := in.bufs[in.msg][:in.sizes[in.msg]]
-	seg := in.segs[in.msg]
-	if seg <= 0 {
-		seg = len(m)
-	}
-	b, from = m[in.off:min(in.off+seg, len(m))], in.from[in.msg]
-	if in.off += seg; in.off >= len(m) {
-		in.msg, in.off = in.msg+1, 0
-	}
-	return b, from, true
 }
 
 // Close closes the socket; ReadFrom then returns net.ErrClosed.
@@ -153,7 +110,7 @@ func (c *Conn) LocalAddr() net.Addr { return c.pc.LocalAddr() }
 // Hello proves the node's VPN IP to the relay, which binds it to this
 // socket's address, and waits for the relay to acknowledge. It retransmits,
 // each time with a fresh nonce, until the answer comes, ctx is done, or 15 s
-// pass. ReadFrom must be running meanwhile.
+// pass. Receive or ReadFrom must be running meanwhile.
 func (c *Conn) Hello(ctx context.Context) error {
 	c.hello.Lock()
 	defer c.hello.Unlock()
@@ -294,7 +251,7 @@ func (c *Conn) acknowledged(nonce uint64) {
 
 // Run keeps the node bound at the relay: it sends a HELLO now and then every
 // Keepalive, logging the ones that go unanswered, until ctx is done. It
-// returns nil then. ReadFrom must be running meanwhile.
+// returns nil then. Receive or ReadFrom must be running meanwhile.
 func (c *Conn) Run(ctx context.Context) error {
 	t := time.NewTicker(c.cfg.Keepalive)
 	defer t.Stop()
@@ -323,37 +280,6 @@ func (c *Conn) WriteTo(payload []byte, peer netip.Addr) error {
 		return fmt.Errorf("relay: send to %v via %v: %w", peer, c.cfg.Relay, err)
 	}
 	return nil
-}
-
-// ReadFrom reads the next packet relayed to this node into buf, and
-// returns its length and the VPN IP of the node that sent it. buf needs
-// DataOverhead bytes of room beyond the longest packet; longer packets are
-// truncated. Datagrams that are not from the relay, or not DATA, are read
-// and discarded; HELLO-ACKs are passed to Hello. Only one goroutine may call
-// ReadFrom at a time.
-func (c *Conn) ReadFrom(buf []byte) (n int, peer netip.Addr, err error) {
-	if c.reader != nil { // which may have turned GRO on: it splits
-		var sizes [1]int
-		var peers [1]netip.Addr
-		if _, err := c.ReadBatch([][]byte{buf}, sizes[:], peers[:]); err != nil {
-			return 0, netip.Addr{}, err
-		}
-		return sizes[0], peers[0], nil
-	}
-	for {
-		n, from, err := c.pc.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			return 0, netip.Addr{}, err
-		}
-		if unmap(from) != c.cfg.Relay {
-			continue
-		}
-		b := buf[:n]
-		if peer, payload, err := ParseData(b); err == nil {
-			return copy(buf, payload), peer, nil
-		}
-		c.control(b)
-	}
 }
 
 // batchWriter is WriteBatch's scratch.
@@ -395,56 +321,4 @@ func (c *Conn) WriteBatch(payloads [][]byte, peer netip.Addr) error {
 		payloads = payloads[n:]
 	}
 	return nil
-}
-
-// ReadBatch reads packets relayed to this node, as ReadFrom does, into
-// bufs: at least one, and more if they are waiting, up to len(bufs) (on
-// Linux, read in messages of up to 64 datagrams each with GRO, several
-// messages a system call). The i-th packet is bufs[i][:sizes[i]], sent by
-// the node with VPN IP peers[i]. sizes and peers must be as long as bufs.
-// Only one goroutine may call ReadBatch or ReadFrom at a time.
-func (c *Conn) ReadBatch(bufs [][]byte, sizes []int, peers []netip.Addr) (int, error) {
-	if len(bufs) == 0 {
-		return 0, nil
-	}
-	if c.reader == nil {
-		n, peer, err := c.ReadFrom(bufs[0])
-		if err != nil {
-			return 0, err
-		}
-		sizes[0], peers[0] = n, peer
-		return 1, nil
-	}
-	c.rmu.Lock()
-	defer c.rmu.Unlock()
-	bufs = bufs[:min(len(bufs), len(sizes), len(peers))]
-	in := c.in
-	for {
-		if in.msg >= in.n { // all handed out: wait for more
-			n, err := c.reader.read(in.bufs, in.sizes[:], in.segs[:], in.from[:])
-			in.n, in.msg, in.off = n, 0, 0
-			if err != nil {
-				return 0, err
-			}
-		}
-		k := 0
-		for k < len(bufs) {
-			b, from, ok := in.next()
-			if !ok {
-				break
-			}
-			if unmap(from) != c.cfg.Relay {
-				continue
-			}
-			if peer, payload, err := ParseData(b); err == nil {
-				sizes[k], peers[k] = copy(bufs[k], payload), peer
-				k++
-				continue
-			}
-			c.control(b)
-		}
-		if k > 0 {
-			return k, nil
-		}
-	}
 }

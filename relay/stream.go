@@ -86,6 +86,30 @@ func (s *Stream) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
 	return n, s.remote, nil
 }
 
+// readFrames reads whole frames, their lengths included, into b, and
+// returns how many bytes: first one, waiting for it if wait, then as many
+// more as are already buffered and fit. b must hold a frame of maxFrame.
+func (s *Stream) readFrames(b []byte, wait bool) (int, error) {
+	n := 0
+	for {
+		if (n > 0 || !wait) && s.r.Buffered() < 2 {
+			return n, nil
+		}
+		hdr, err := s.r.Peek(2)
+		if err != nil {
+			return 0, s.readErr(err)
+		}
+		size := 2 + int(binary.BigEndian.Uint16(hdr))
+		if (n > 0 || !wait) && (s.r.Buffered() < size || n+size > len(b)) {
+			return n, nil
+		}
+		if _, err := io.ReadFull(s.r, b[n:n+size]); err != nil {
+			return 0, s.readErr(err)
+		}
+		n += size
+	}
+}
+
 // readErr closes the stream, which a failed read ends, and says why.
 func (s *Stream) readErr(err error) error {
 	if errors.Is(err, io.ErrUnexpectedEOF) {

@@ -5,12 +5,15 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 // streamPair is both ends of a TCP connection on loopback.
@@ -290,5 +293,56 @@ func TestProbe(t *testing.T) {
 	defer sc.Close()
 	if err := sc.Probe(t.Context()); !errors.Is(err, errors.ErrUnsupported) {
 		t.Errorf("Probe on a stream: %v, want ErrUnsupported", err)
+	}
+}
+
+// A Conn over a stream receives many frames at once, those the stream
+// has buffered, into one inbox: whole, in order, however long, from the
+// relay, and a stranger's frames cannot come since a stream has one peer.
+func TestStreamReceive(t *testing.T) {
+	a, b := streamPair(t)
+	relayAddr := netip.MustParseAddrPort("192.0.2.1:8789")
+	sa := NewStream(a, netip.AddrPort{})
+	defer sa.Close()
+	c, err := NewConn(NewStream(b, relayAddr), Config{Relay: relayAddr, VPNIP: ipB, Token: token(ipB)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var want []packet
+	for i := range 300 {
+		p := fmt.Sprintf("packet %d %s", i, strings.Repeat("x", i*7))
+		if i == 100 {
+			p = strings.Repeat("y", maxFrame-DataOverhead) // the longest
+		}
+		want = append(want, packet{ipA, p})
+		if _, err := sa.WriteToUDPAddrPort(AppendData(nil, ipA, []byte(p)), netip.AddrPort{}); err != nil {
+			t.Fatal(err)
+		}
+		if i == 200 { // a control message among them, taken in
+			sa.WriteToUDPAddrPort([]byte("wr"), netip.AddrPort{})
+		}
+	}
+	in := NewInbox()
+	var got []packet
+	receives := 0
+	for len(got) < len(want) {
+		if err := c.Receive(in); err != nil {
+			t.Fatalf("Receive after %d packets: %v", len(got), err)
+		}
+		receives++
+		for {
+			p, peer, ok := in.Next()
+			if !ok {
+				break
+			}
+			got = append(got, packet{peer, string(p)})
+		}
+	}
+	if diff := cmp.Diff(want, got, equateAddrs); diff != "" {
+		t.Errorf("received (-want +got):\n%s", diff)
+	}
+	if receives > len(want)/2 {
+		t.Errorf("%d Receives for %d packets: the stream's buffered frames were not taken at once", receives, len(want))
 	}
 }

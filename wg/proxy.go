@@ -58,13 +58,8 @@ type proxySocket struct {
 
 var loopback = netip.AddrFrom4([4]byte{127, 0, 0, 1})
 
-const (
-	// proxyBatch is how many packets the pump reads from the relay at a
-	// time.
-	proxyBatch = 16
-	// maxUDP is the longest UDP payload.
-	maxUDP = 65535
-)
+// maxUDP is the longest UDP payload.
+const maxUDP = 65535
 
 // newRelayProxy returns a proxy that sends to WireGuard on 127.0.0.1 at
 // wgPort(), from sockets that listen opens (nil: on 127.0.0.1 in the
@@ -236,21 +231,17 @@ func (p *relayProxy) toRelay(s *proxySocket, b []byte, from netip.AddrPort) {
 // whether or not WireGuard listens.
 func (p *relayProxy) pump(c *relay.Conn) {
 	defer p.pumps.Done()
-	var (
-		bufs  [proxyBatch][]byte
-		sizes [proxyBatch]int
-		peers [proxyBatch]netip.Addr
-	)
-	for i := range bufs {
-		bufs[i] = make([]byte, maxUDP+relay.DataOverhead)
-	}
+	in := relay.NewInbox()
 	for {
-		n, err := c.ReadBatch(bufs[:], sizes[:], peers[:])
-		if err != nil {
+		if err := c.Receive(in); err != nil {
 			return
 		}
-		for i := range n {
-			p.toWireGuard(peers[i], bufs[i][:sizes[i]])
+		for {
+			b, peer, ok := in.Next()
+			if !ok {
+				break
+			}
+			p.toWireGuard(peer, b)
 		}
 	}
 }

@@ -2,13 +2,18 @@ package wg
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/wire-mesh/wire/relay"
 	"github.com/wire-mesh/wire/relay/relaytest"
+	"golang.zx2c4.com/wireguard/conn"
 )
 
 func TestRelayEndpoint(t *testing.T) {
@@ -103,5 +108,63 @@ func TestProbeUnanswered(t *testing.T) {
 	defer cancel()
 	if _, err := a.Probe(ctx, netip.MustParseAddrPort(silent.LocalAddr().String())); err == nil {
 		t.Fatal("a probe of a socket that never answers succeeded")
+	}
+}
+
+// TestRelayReceive: what the pump reads comes out of the receive func in
+// order, across the inboxes it read them into and the batches WireGuard
+// takes them in, each with its sender's relay endpoint; closing the
+// session ends it.
+func TestRelayReceive(t *testing.T) {
+	r := relaytest.Serve(t)
+	vpnA, vpnB := netip.MustParseAddr("10.99.0.1"), netip.MustParseAddr("10.99.0.2")
+	a, _ := r.Dial(t, vpnA)
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := relay.NewConn(pc, relay.Config{Relay: r.Addr, VPNIP: vpnB, Token: r.Tokens.Add(vpnB)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	p := newRelayPath()
+	p.set(b)
+	if err := b.Hello(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	receive := p.receive(done)
+	bufs := [][]byte{make([]byte, 2000), make([]byte, 2000), make([]byte, 2000)}
+	sizes, eps := make([]int, 3), make([]conn.Endpoint, 3)
+	var want, got []string
+	for round := range 14 { // in rounds that the pump's queue holds even without GRO
+		var batch [][]byte
+		for i := range 50 {
+			w := fmt.Sprintf("packet %d.%02d %s", round, i, strings.Repeat("x", 1000+round))
+			want, batch = append(want, w), append(batch, []byte(w))
+		}
+		if err := a.WriteBatch(batch, vpnB); err != nil {
+			t.Fatal(err)
+		}
+		for len(got) < len(want) {
+			n, err := receive(bufs, sizes, eps)
+			if err != nil {
+				t.Fatalf("receive after %d packets: %v", len(got), err)
+			}
+			for i := range n {
+				if ep, ok := eps[i].(*relayEndpoint); !ok || ep.peer != vpnA {
+					t.Fatalf("packet %d from %v, want A's relay endpoint", len(got), eps[i])
+				}
+				got = append(got, string(bufs[i][:sizes[i]]))
+			}
+		}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("received (-want +got):\n%s", diff)
+	}
+	close(done)
+	if n, err := receive(bufs, sizes, eps); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("receive after the session closed = %d, %v; want net.ErrClosed", n, err)
 	}
 }

@@ -208,7 +208,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	for _, loop := range []func(context.Context){d.reconcile, d.pollPeers, d.heartbeat, d.rediscover, d.choosePaths, d.keepRelay, d.serveAgent, d.serveNames, d.keepCache, d.serveMetrics} {
+	for _, loop := range []func(context.Context){d.reconcile, d.pollPeers, d.heartbeat, d.rediscover, d.choosePaths, d.keepRelay, d.serveAgent, d.serveNames, d.keepCache, d.serveMetrics, d.trimMemory} {
 		wg.Add(1)
 		go func() { defer wg.Done(); loop(ctx) }()
 	}

@@ -25,8 +25,10 @@ type results struct {
 	peersIdle      int        // n1's peers while idle
 	idle           lab.Memory // n1's daemon, idle
 	stockIdle      lab.Memory // the stock process in n1, idle with its one peer
-	wire1, wire2   lab.Memory // n1's and n2's daemons after the throughput runs
-	stock1, stock2 lab.Memory // the stock processes in n1 and n2 after theirs
+	wire1, wire2   lab.Memory // n1's and n2's daemons right after the last wire run
+	stock1, stock2 lab.Memory // the stock processes in n1 and n2 right after theirs
+	// the same, once the daemons have seen the burst end (idleAfter)
+	wire1Idle, wire2Idle, stock1Idle, stock2Idle lab.Memory
 
 	joinToPing []time.Duration // each new node alone behind its router
 	joinShared []time.Duration // each new node behind n4's router
@@ -132,10 +134,17 @@ func throughput(ctx context.Context, b *bench, h host, o options, m *mesh, n1, n
 		d := after.Sub(before)
 		res.serverBytes += d.RxBytes + d.TxBytes
 		res.wire = append(res.wire, x)
+		if round == o.rounds {
+			readMemory(b, memoryOf{&res.wire1, n1.proc}, memoryOf{&res.wire2, n2.proc})
+		}
 
 		x, err = transferFrom(ctx, n1.ns, s2.ip.String(), o.secs, s1.proc.Pid(), s2.proc.Pid())
 		must(b, err)
 		res.stock = append(res.stock, x)
+		if round == o.rounds {
+			readMemory(b, memoryOf{&res.stock1, s1.proc}, memoryOf{&res.stock2, s2.proc})
+		}
+		burstEnd := time.Now()
 
 		x, err = transferFrom(ctx, n1.ns, n2.ns.Router.IP.String(), o.secs)
 		must(b, err)
@@ -152,13 +161,30 @@ func throughput(ctx context.Context, b *bench, h host, o options, m *mesh, n1, n
 		stop()
 		must(b, err)
 		res.tcpRelayed = append(res.tcpRelayed, x)
+		if round == o.rounds {
+			sleep(ctx, b, time.Until(burstEnd.Add(idleAfter)))
+			readMemory(b, memoryOf{&res.wire1Idle, n1.proc}, memoryOf{&res.wire2Idle, n2.proc},
+				memoryOf{&res.stock1Idle, s1.proc}, memoryOf{&res.stock2Idle, s2.proc})
+		}
 	}
-	for _, r := range []struct {
-		dst *lab.Memory
-		pid int
-	}{{&res.wire1, n1.proc.Pid()}, {&res.wire2, n2.proc.Pid()}, {&res.stock1, s1.proc.Pid()}, {&res.stock2, s2.proc.Pid()}} {
-		*r.dst, err = lab.ReadMemory(r.pid)
-		must(b, err)
+}
+
+// idleAfter is how long after a burst the memory is read again: the
+// daemon looks at its traffic every 10 s, and returns memory at the
+// first quiet look after a busy one.
+const idleAfter = 25 * time.Second
+
+// memoryOf is where to put the memory of a process.
+type memoryOf struct {
+	dst  *lab.Memory
+	proc *lab.Proc
+}
+
+func readMemory(t lab.T, of ...memoryOf) {
+	for _, o := range of {
+		m, err := lab.ReadMemory(o.proc.Pid())
+		must(t, err)
+		*o.dst = m
 	}
 }
 

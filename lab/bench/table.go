@@ -108,6 +108,10 @@ func memoryRows(res results) []row {
 		{"wire daemon n2 (receiver), after iperf3", res.wire2},
 		{"stock wireguard-go n1 (sender), after iperf3", res.stock1},
 		{"stock wireguard-go n2 (receiver), after iperf3", res.stock2},
+		{"wire daemon n1 (sender), idle after [12]", res.wire1Idle},
+		{"wire daemon n2 (receiver), idle after [12]", res.wire2Idle},
+		{"stock wireguard-go n1 (sender), idle after [12]", res.stock1Idle},
+		{"stock wireguard-go n2 (receiver), idle after [12]", res.stock2Idle},
 	} {
 		rows = append(rows,
 			row{m.what + ": VmRSS [9]", mib(m.mem.RSS), "MiB", ""},
@@ -158,6 +162,10 @@ shown); Gbit/s as the receiver counts them.
     the relay over TCP, a stream on its HTTPS connection to the server
     (nr1's wire status showed nt %s). nr1 → nt: nr1's half over UDP, nt's
     over TCP; in the same rounds as [10].
+[12] The same processes again, 25 s after the stock run of the last round
+    ended (the wire runs ended 5 s before it): the wire daemon returns the
+    memory a burst left once its next look at the traffic (every 10 s)
+    finds the burst over; stock wireguard-go leaves it to the Go runtime.
 `, r1WAN, r2WAN, r3WAN, o.secs, o.rounds, res.path.Path, res.path.Endpoint, res.serverBytes, iperfPort, fastPoll, r5WAN, r6WAN, res.relayPath.Path, res.relayPath.Endpoint, r7WAN, res.tcpPath.Path)
 }
 

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/urfave/cli/v2"
+	"github.com/wire-mesh/wire/internal/cli"
 	"github.com/wire-mesh/wire/node"
 )
 

@@ -4,7 +4,7 @@ import (
 	"log/slog"
 	"os"
 
-	"github.com/urfave/cli/v2"
+	"github.com/wire-mesh/wire/internal/cli"
 	wiremcp "github.com/wire-mesh/wire/mcp"
 )
 

@@ -3,8 +3,8 @@ package main
 import (
 	"fmt"
 
-	"github.com/urfave/cli/v2"
 	"github.com/wire-mesh/wire/diag"
+	"github.com/wire-mesh/wire/internal/cli"
 	"github.com/wire-mesh/wire/node"
 )
 

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/urfave/cli/v2"
 	"github.com/wire-mesh/wire/agent"
+	"github.com/wire-mesh/wire/internal/cli"
 	"github.com/wire-mesh/wire/node"
 )
 

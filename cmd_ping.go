@@ -3,7 +3,7 @@ package main
 import (
 	"fmt"
 
-	"github.com/urfave/cli/v2"
+	"github.com/wire-mesh/wire/internal/cli"
 	"github.com/wire-mesh/wire/node"
 )
 

@@ -7,9 +7,9 @@ import (
 	"io"
 	"strings"
 
-	"github.com/urfave/cli/v2"
 	"github.com/wire-mesh/wire/agent"
 	"github.com/wire-mesh/wire/event"
+	"github.com/wire-mesh/wire/internal/cli"
 	"github.com/wire-mesh/wire/node"
 )
 
@@ -38,11 +38,11 @@ func runSend(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	body, err := sendBody(c.Args().Get(1), c.App.Reader, c.Bool("json"))
+	body, err := sendBody(c.Arg(1), c.App.Reader, c.Bool("json"))
 	if err != nil {
 		return err
 	}
-	res, err := node.NewClient(dir).Send(c.Context, node.SendRequest{Peer: c.Args().Get(0), Kind: c.String("kind"), Body: body})
+	res, err := node.NewClient(dir).Send(c.Context, node.SendRequest{Peer: c.Arg(0), Kind: c.String("kind"), Body: body})
 	if err != nil {
 		return err
 	}

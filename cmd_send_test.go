@@ -68,16 +68,16 @@ func TestBodyText(t *testing.T) {
 	}
 }
 
-// TestSubcommandStateDir: --state-dir before a subcommand counts
-// (urfave/cli gives a subcommand only its own flags).
+// TestSubcommandStateDir: --state-dir before a subcommand counts (a
+// subcommand sees only its own flags).
 func TestSubcommandStateDir(t *testing.T) {
 	dir := t.TempDir()
 	for _, args := range [][]string{
-		{"wire", "pair", "--state-dir", dir, "join", "1-amber-willow"},
-		{"wire", "pair", "join", "--state-dir", dir, "1-amber-willow"},
+		{"pair", "--state-dir", dir, "join", "1-amber-willow"},
+		{"pair", "join", "--state-dir", dir, "1-amber-willow"},
 	} {
 		var out, errOut strings.Builder
-		err := newApp(&out, &errOut).Run(args)
+		err := newApp(&out, &errOut).Run(t.Context(), args)
 		if err == nil || !strings.Contains(err.Error(), dir) {
 			t.Errorf("%v: %v; want the daemon looked for in %s", args, err, dir)
 		}
@@ -97,12 +97,12 @@ func TestVerifyWithoutDaemon(t *testing.T) {
 	file := filepath.Join(dir, "event.json")
 	os.WriteFile(file, good, 0o644)
 	var out, errOut strings.Builder
-	if err := newApp(&out, &errOut).Run([]string{"wire", "verify", "--state-dir", dir, file}); err != nil || !strings.Contains(out.String(), "valid: event "+e.EventID) {
+	if err := newApp(&out, &errOut).Run(t.Context(), []string{"verify", "--state-dir", dir, file}); err != nil || !strings.Contains(out.String(), "valid: event "+e.EventID) {
 		t.Errorf("wire verify of a good event: %v\n%s", err, out.String())
 	}
 	os.WriteFile(file, []byte(strings.Replace(string(good), "hi", "ho", 1)), 0o644)
 	out.Reset()
-	if err := newApp(&out, &errOut).Run([]string{"wire", "verify", "--state-dir", dir, file}); err == nil || !strings.Contains(err.Error(), "invalid event") {
+	if err := newApp(&out, &errOut).Run(t.Context(), []string{"verify", "--state-dir", dir, file}); err == nil || !strings.Contains(err.Error(), "invalid event") {
 		t.Errorf("wire verify of a tampered event: %v\n%s", err, out.String())
 	}
 }

@@ -14,9 +14,9 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/urfave/cli/v2"
 	"github.com/wire-mesh/wire/api"
 	"github.com/wire-mesh/wire/dashboard"
+	"github.com/wire-mesh/wire/internal/cli"
 	"github.com/wire-mesh/wire/server"
 	"github.com/wire-mesh/wire/service"
 )
@@ -248,16 +248,16 @@ const openWarning = `
 `
 
 // oneArg returns a command's one argument. Options must come before it
-// (urfave/cli stops parsing them at the first argument): say so, rather
-// than "wrong number of arguments".
+// (they are read only up to the first argument): say so, rather than
+// "wrong number of arguments".
 func oneArg(c *cli.Context, cmd string) (string, error) {
-	if c.NArg() > 1 && strings.HasPrefix(c.Args().Get(1), "-") {
-		return "", fmt.Errorf("options go before the argument: %s %s %s", cmd, strings.Join(c.Args().Tail(), " "), c.Args().First())
+	if c.NArg() > 1 && strings.HasPrefix(c.Arg(1), "-") {
+		return "", fmt.Errorf("options go before the argument: %s %s %s", cmd, strings.Join(c.Args()[1:], " "), c.Arg(0))
 	}
 	if c.NArg() != 1 {
 		return "", fmt.Errorf("usage: %s [options] %s", cmd, c.Command.ArgsUsage)
 	}
-	return c.Args().First(), nil
+	return c.Arg(0), nil
 }
 
 func portOf(a net.Addr) string {

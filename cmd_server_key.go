@@ -8,8 +8,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/urfave/cli/v2"
 	"github.com/wire-mesh/wire/api"
+	"github.com/wire-mesh/wire/internal/cli"
 	"github.com/wire-mesh/wire/server"
 )
 

@@ -12,7 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/urfave/cli/v2"
+	"github.com/wire-mesh/wire/internal/cli"
 	"github.com/wire-mesh/wire/server"
 )
 
@@ -157,7 +157,7 @@ func renameNode(c *cli.Context) error {
 	if c.NArg() != 2 {
 		return errors.New("usage: wire server node rename [options] NAME NEW-NAME")
 	}
-	name, to := c.Args().Get(0), c.Args().Get(1)
+	name, to := c.Arg(0), c.Arg(1)
 	store, err := openExistingStore(c)
 	if err != nil {
 		return err
@@ -189,10 +189,11 @@ func expireNode(c *cli.Context) error {
 }
 
 func tagNode(c *cli.Context) error {
-	name, tags := c.Args().First(), c.Args().Tail()
-	switch {
-	case name == "":
+	if c.NArg() == 0 {
 		return errors.New("usage: wire server node tag NAME TAG... (or --clear NAME)")
+	}
+	name, tags := c.Arg(0), c.Args()[1:]
+	switch {
 	case len(tags) == 0 && !c.Bool("clear"):
 		return fmt.Errorf("no tags for %s: name them (tag:server), or pass --clear to remove all", name)
 	case len(tags) > 0 && c.Bool("clear"):

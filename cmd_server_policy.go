@@ -10,8 +10,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/urfave/cli/v2"
 	"github.com/wire-mesh/wire/filter"
+	"github.com/wire-mesh/wire/internal/cli"
 	"github.com/wire-mesh/wire/policy"
 	"github.com/wire-mesh/wire/server"
 )
@@ -142,7 +142,7 @@ func testPolicy(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("--proto: %w", err)
 	}
-	dst, port, err := splitDstPort(c.Args().Get(1), proto)
+	dst, port, err := splitDstPort(c.Arg(1), proto)
 	if err != nil {
 		return err
 	}
@@ -151,7 +151,7 @@ func testPolicy(c *cli.Context) error {
 		return err
 	}
 	defer store.Close()
-	d, err := store.ExplainPolicy(c.Context, c.Args().Get(0), dst, proto, port)
+	d, err := store.ExplainPolicy(c.Context, c.Arg(0), dst, proto, port)
 	if errors.Is(err, server.ErrNotFound) {
 		return fmt.Errorf("%w (see wire server nodes)", err)
 	} else if err != nil {

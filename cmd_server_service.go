@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/urfave/cli/v2"
+	"github.com/wire-mesh/wire/internal/cli"
 	"github.com/wire-mesh/wire/server"
 	"github.com/wire-mesh/wire/service"
 )

@@ -11,7 +11,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/urfave/cli/v2"
+	"github.com/wire-mesh/wire/internal/cli"
 	"github.com/wire-mesh/wire/node"
 )
 

@@ -6,8 +6,8 @@ import (
 	"io"
 	"time"
 
-	"github.com/urfave/cli/v2"
 	"github.com/wire-mesh/wire/agent"
+	"github.com/wire-mesh/wire/internal/cli"
 	"github.com/wire-mesh/wire/node"
 )
 
@@ -36,7 +36,7 @@ func runTail(c *cli.Context) error {
 		return err
 	}
 	client := node.NewClient(dir)
-	q := agent.TailQuery{Peer: c.Args().First(), Limit: c.Int("limit"), Sent: c.Bool("sent")}
+	q := agent.TailQuery{Peer: c.Arg(0), Limit: c.Int("limit"), Sent: c.Bool("sent")}
 	for {
 		res, err := client.Tail(c.Context, q)
 		if err != nil {

@@ -14,8 +14,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/urfave/cli/v2"
 	"github.com/wire-mesh/wire/api"
+	"github.com/wire-mesh/wire/internal/cli"
 	"github.com/wire-mesh/wire/internal/progress"
 	"github.com/wire-mesh/wire/node"
 	"github.com/wire-mesh/wire/service"
@@ -48,15 +48,15 @@ func nodeStateDir(c *cli.Context, reading bool) (string, error) {
 }
 
 // givenStateDir is --state-dir as given to the command or to a command it
-// is a subcommand of ("wire pair --state-dir DIR join CODE"); urfave/cli
-// gives a subcommand only its own flags.
+// is a subcommand of ("wire pair --state-dir DIR join CODE"): a
+// subcommand sees only its own flags.
 func givenStateDir(c *cli.Context) string {
-	for _, ctx := range c.Lineage() {
+	for ctx := c; ctx != nil; ctx = ctx.Parent {
 		if ctx.IsSet("state-dir") {
 			return ctx.String("state-dir")
 		}
 	}
-	return c.String("state-dir") // the environment's, or ""
+	return ""
 }
 
 // stateDirFor is nodeStateDir's choice: the flag, root's dir for root,

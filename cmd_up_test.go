@@ -1,9 +1,6 @@
 package main
 
-import (
-	"fmt"
-	"testing"
-)
+import "testing"
 
 func TestStateDirFor(t *testing.T) {
 	none := func(string) bool { return false }
@@ -25,13 +22,5 @@ func TestStateDirFor(t *testing.T) {
 		if got := stateDirFor(tt.flag, tt.euid, "/home/u", tt.reading, tt.hasSocket); got != tt.want {
 			t.Errorf("%s: %s, want %s", tt.name, got, tt.want)
 		}
-	}
-}
-
-func TestSplitShortValues(t *testing.T) {
-	got := splitShortValues([]string{"wire", "ping", "-c1", "n1", "-p51821", "-count", "-c", "2", "--ping=-c3", "-n5"})
-	want := []string{"wire", "ping", "-c", "1", "n1", "-p", "51821", "-count", "-c", "2", "--ping=-c3", "-n5"}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("got %q\nwant %q", got, want)
 	}
 }

@@ -7,9 +7,9 @@ import (
 	"io"
 	"os"
 
-	"github.com/urfave/cli/v2"
 	"github.com/wire-mesh/wire/agent"
 	"github.com/wire-mesh/wire/event"
+	"github.com/wire-mesh/wire/internal/cli"
 	"github.com/wire-mesh/wire/node"
 )
 

@@ -5,7 +5,7 @@ import (
 	"net"
 	"strconv"
 
-	"github.com/urfave/cli/v2"
+	"github.com/wire-mesh/wire/internal/cli"
 )
 
 // Listeners that are off by default and bound to loopback when given a

@@ -5,6 +5,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,7 +14,7 @@ import (
 	"runtime/debug"
 	"strings"
 
-	"github.com/urfave/cli/v2"
+	"github.com/wire-mesh/wire/internal/cli"
 )
 
 // version is set at build time: -ldflags "-X main.version=v1.2.3".
@@ -20,8 +22,12 @@ var version string
 
 func main() {
 	app := newApp(os.Stdout, os.Stderr)
-	if err := app.Run(splitShortValues(dispatch(app, os.Args))); err != nil {
+	// Errors are printed once, here, as "wire: ...".
+	if err := app.Run(context.Background(), dispatch(app.Commands, os.Args)); err != nil {
 		fmt.Fprintf(os.Stderr, "wire: %v\n", err)
+		if errors.Is(err, cli.ErrNoCommand) {
+			os.Exit(2)
+		}
 		os.Exit(1)
 	}
 }
@@ -39,77 +45,43 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			sendCommand(), tailCommand(), verifyCommand(), pairCommand(), blockCommand(),
 			serverCommand(), mcpCommand(), versionCommand(),
 		},
-		Writer:               stdout,
-		ErrWriter:            stderr,
-		HideVersion:          false,
-		EnableBashCompletion: false,
-		// Errors are printed once, by main, as "wire: ...".
-		ExitErrHandler: func(*cli.Context, error) {},
-		CommandNotFound: func(c *cli.Context, name string) {
-			fmt.Fprintf(c.App.ErrWriter, "wire: %s: no such command (see %s --help)\n", name, strings.TrimSpace("wire "+commandPath(c)))
-			os.Exit(2)
-		},
+		Reader:    os.Stdin,
+		Writer:    stdout,
+		ErrWriter: stderr,
 	}
 }
 
 // noArgs wraps the action of a command that takes no arguments: any it
-// is given are refused, not ignored. urfave/cli stops reading options at
-// the first argument, so in "wire status extra --json" both are
-// arguments, and the user would otherwise get a silent surprise.
+// is given are refused, not ignored. Options are read only up to the
+// first argument, so in "wire status extra --json" both are arguments,
+// and the user would otherwise get a silent surprise.
 func noArgs(action cli.ActionFunc) cli.ActionFunc {
 	return func(c *cli.Context) error {
-		if c.Args().Present() {
-			name := commandPath(c)
-			return fmt.Errorf("%s: unexpected argument %q: it takes none, and options go before arguments (see wire %s --help)", name, c.Args().First(), name)
+		if c.NArg() > 0 {
+			return fmt.Errorf("%s: unexpected argument %q: it takes none, and options go before arguments (see wire %s --help)", c.Path(), c.Arg(0), c.Path())
 		}
 		return action(c)
 	}
 }
 
-// commandPath is the command c runs, as typed after wire: "server key
-// create".
-func commandPath(c *cli.Context) string {
-	var names []string
-	for _, l := range c.Lineage() {
-		if l.Command != nil && l.Command.Name != "" && l.Command.Name != c.App.Name {
-			names = append([]string{l.Command.Name}, names...)
-		}
-	}
-	return strings.Join(names, " ")
-}
-
 // dispatch maps a busybox-style invocation (wire-server ARGS) to the
-// subcommand (wire server ARGS), using the app's own command list.
-func dispatch(app *cli.App, args []string) []string {
-	if len(args) == 0 {
-		return args
+// subcommand (wire server ARGS), using the app's own command list. It
+// returns the arguments after the program's name.
+func dispatch(commands []*cli.Command, argv []string) []string {
+	if len(argv) == 0 {
+		return nil
 	}
-	name := strings.TrimSuffix(filepath.Base(args[0]), ".exe")
+	name := strings.TrimSuffix(filepath.Base(argv[0]), ".exe")
 	sub, ok := strings.CutPrefix(name, "wire-")
 	if !ok {
-		return args
+		return argv[1:]
 	}
-	for _, c := range app.Commands {
+	for _, c := range commands {
 		if c.Name == sub {
-			return append([]string{args[0], sub}, args[1:]...)
+			return append([]string{sub}, argv[1:]...)
 		}
 	}
-	return args
-}
-
-// splitShortValues writes the numeric short options that ping and the
-// like accept stuck together (-c1, -p51821) as urfave/cli reads them (-c
-// 1). Only the short options wire has that take numbers are split.
-func splitShortValues(args []string) []string {
-	out := make([]string, 0, len(args))
-	for _, a := range args {
-		if len(a) > 2 && a[0] == '-' && strings.ContainsRune("cp", rune(a[1])) && strings.Trim(a[2:], "0123456789") == "" {
-			out = append(out, a[:2], a[2:])
-			continue
-		}
-		out = append(out, a)
-	}
-	return out
+	return argv[1:]
 }
 
 // buildVersion is the -ldflags version, else what the Go toolchain

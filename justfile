@@ -5,7 +5,7 @@ ldflags := "-s -w -X main.version=" + version
 
 # Build the static binary ./wire.
 build:
-	CGO_ENABLED=0 go build -trimpath -tags urfave_cli_no_docs -ldflags "{{ldflags}}" -o wire .
+	CGO_ENABLED=0 go build -trimpath -ldflags "{{ldflags}}" -o wire .
 
 # dist/ gets an archive per platform, install.sh and SHA256SUMS, and
 # Formula/wire.rb is rewritten for them. E.g. just release -version 1.2.0

@@ -40,10 +40,6 @@ import (
 // targets are the platforms wire ships for.
 var targets = []string{"linux/amd64", "linux/arm64", "darwin/amd64", "darwin/arm64"}
 
-// buildTags leave out urfave/cli's man page and markdown generators,
-// which wire does not use: 0.3 MB.
-const buildTags = "urfave_cli_no_docs"
-
 // formulaPath is the Homebrew tap's formula, in this repository so that
 // `brew tap wire-mesh/wire https://github.com/wire-mesh/wire` finds it.
 const formulaPath = "Formula/wire.rb"
@@ -290,7 +286,7 @@ func build(ctx context.Context, toolchain, goos, goarch, version string, strip b
 	if strip {
 		ldflags = "-s -w " + ldflags
 	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=false", "-tags", buildTags,
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=false",
 		"-ldflags", ldflags, "-o", bin, ".")
 	// Everything that changes the output is set here, not inherited.
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+goos, "GOARCH="+goarch,

@@ -6,26 +6,24 @@ import (
 	"os"
 	"strconv"
 
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
 // checkKernel creates a wireguard link and deletes it: the one sure way to
 // know, since the module may be built in, loaded, or loaded on demand.
 func checkKernel() error {
-	h, err := namespace{}.netlink()
+	probe, err := openLink("wirechk"+strconv.Itoa(os.Getpid()%100000), namespace{})
 	if err != nil {
-		return fmt.Errorf("wg: open netlink: %w", err)
+		return err
 	}
-	defer h.Close()
-	probe := &netlink.Wireguard{LinkAttrs: netlink.LinkAttrs{Name: "wirechk" + strconv.Itoa(os.Getpid()%100000)}}
-	if err := h.LinkAdd(probe); err != nil {
+	if err := newWireGuard(probe.c, probe.name, 0); err != nil {
+		probe.c.Close()
 		if errors.Is(err, unix.EOPNOTSUPP) {
 			return fmt.Errorf("kernel WireGuard is not available (%v): load the wireguard module, or use --engine userspace", err)
 		}
 		return fmt.Errorf("kernel WireGuard: creating a wireguard link: %w", err)
 	}
-	return h.LinkDel(probe)
+	return probe.remove()
 }
 
 // checkUserspace opens the TUN device the embedded wireguard-go needs.

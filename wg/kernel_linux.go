@@ -81,7 +81,7 @@ func newKernel(opts Options) (*kernel, error) {
 	}
 	if err != nil {
 		if l != nil {
-			l.h.Close() // the link, if any, is not ours
+			l.c.Close() // the link, if any, is not ours
 		}
 		ns.close()
 		return nil, err

@@ -6,86 +6,103 @@ import (
 	"net"
 	"net/netip"
 
-	"github.com/vishvananda/netlink"
+	"github.com/jsimonetti/rtnetlink/v2"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
-// link is a network interface as netlink sees it, through a handle opened
-// in the engine's namespace, so it may be used from any thread.
+// link is a network interface as rtnetlink sees it, through a connection
+// opened in the engine's namespace, so it may be used from any thread.
 type link struct {
-	h    *netlink.Handle
+	c    *rtnetlink.Conn
 	name string
 }
 
 var _ netif = (*link)(nil)
 
 func openLink(name string, ns namespace) (*link, error) {
-	h, err := ns.netlink()
+	c, err := ns.netlink()
 	if err != nil {
 		return nil, fmt.Errorf("wg: open netlink: %w", err)
 	}
-	return &link{h: h, name: name}, nil
+	return &link{c: c, name: name}, nil
 }
 
-func (l *link) get() (netlink.Link, error) {
-	nl, err := l.h.LinkByName(l.name)
+// index looks the interface up by name; ENODEV if there is none.
+func (l *link) index() (uint32, error) {
+	msgs, err := l.c.Execute(&rtnetlink.LinkMessage{Attributes: &rtnetlink.LinkAttributes{Name: l.name}}, unix.RTM_GETLINK, netlink.Request)
 	if err != nil {
-		return nil, fmt.Errorf("wg: find interface %s: %w", l.name, err)
+		return 0, fmt.Errorf("wg: find interface %s: %w", l.name, err)
 	}
-	return nl, nil
+	for _, m := range msgs {
+		if lm, ok := m.(*rtnetlink.LinkMessage); ok {
+			return lm.Index, nil
+		}
+	}
+	return 0, fmt.Errorf("wg: find interface %s: %w", l.name, unix.ENODEV)
 }
 
 // setAddress removes have and adds want, with its prefix length, so that
 // the kernel routes want's subnet through the interface.
 func (l *link) setAddress(have, want netip.Prefix) error {
-	nl, err := l.get()
+	index, err := l.index()
 	if err != nil {
 		return err
 	}
 	if have.IsValid() && have != want {
-		err := l.h.AddrDel(nl, addr(have))
+		err := l.c.Address.Delete(addr(index, have))
 		if err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) && !errors.Is(err, unix.ENOENT) {
 			return fmt.Errorf("wg: remove address %v from %s: %w", have, l.name, err)
 		}
 	}
 	if want.IsValid() {
-		if err := l.h.AddrReplace(nl, addr(want)); err != nil {
+		_, err := l.c.Execute(addr(index, want), unix.RTM_NEWADDR, netlink.Request|netlink.Create|netlink.Replace|netlink.Acknowledge)
+		if err != nil {
 			return fmt.Errorf("wg: set address %v on %s: %w", want, l.name, err)
 		}
 	}
 	return nil
 }
 
-func addr(p netip.Prefix) *netlink.Addr {
-	return &netlink.Addr{IPNet: &net.IPNet{
-		IP:   p.Addr().AsSlice(),
-		Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen()),
-	}}
+// addr is the message for the address p on the interface index, as ip
+// addr writes it: local and peer address the same.
+func addr(index uint32, p netip.Prefix) *rtnetlink.AddressMessage {
+	family := unix.AF_INET6
+	if p.Addr().Is4() {
+		family = unix.AF_INET
+	}
+	ip := net.IP(p.Addr().AsSlice())
+	return &rtnetlink.AddressMessage{
+		Family:       uint8(family),
+		PrefixLength: uint8(p.Bits()),
+		Index:        index,
+		Attributes:   &rtnetlink.AddressAttributes{Address: ip, Local: ip},
+	}
 }
 
 func (l *link) up() error {
-	nl, err := l.get()
+	index, err := l.index()
 	if err != nil {
 		return err
 	}
-	if err := l.h.LinkSetUp(nl); err != nil {
+	if err := l.c.Link.Set(&rtnetlink.LinkMessage{Index: index, Flags: unix.IFF_UP, Change: unix.IFF_UP}); err != nil {
 		return fmt.Errorf("wg: bring %s up: %w", l.name, err)
 	}
 	return nil
 }
 
 // remove deletes the interface if it is still there (a TUN device goes
-// away by itself when closed) and closes the handle.
+// away by itself when closed) and closes the connection.
 func (l *link) remove() error {
-	defer l.h.Close()
-	nl, err := l.h.LinkByName(l.name)
-	if errors.As(err, new(netlink.LinkNotFoundError)) {
+	defer l.c.Close()
+	index, err := l.index()
+	if errors.Is(err, unix.ENODEV) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("wg: find interface %s to remove it: %w", l.name, err)
 	}
-	if err := l.h.LinkDel(nl); err != nil && !errors.Is(err, unix.ENODEV) {
+	if err := l.c.Link.Delete(index); err != nil && !errors.Is(err, unix.ENODEV) {
 		return fmt.Errorf("wg: remove interface %s: %w", l.name, err)
 	}
 	return nil
@@ -97,7 +114,7 @@ var errLinkExists = errors.New("interface already exists")
 // addWireGuard creates a kernel WireGuard interface; errNoKernel if the
 // kernel has no wireguard link type.
 func (l *link) addWireGuard(mtu int) error {
-	err := l.h.LinkAdd(&netlink.Wireguard{LinkAttrs: netlink.LinkAttrs{Name: l.name, MTU: mtu}})
+	err := newWireGuard(l.c, l.name, mtu)
 	switch {
 	case errors.Is(err, unix.EOPNOTSUPP):
 		return fmt.Errorf("wg: %w (creating a wireguard link says %v): load the wireguard module, or use the userspace engine", errNoKernel, err)
@@ -107,4 +124,13 @@ func (l *link) addWireGuard(mtu int) error {
 		return fmt.Errorf("wg: create WireGuard interface %s: %w (are you root?)", l.name, err)
 	}
 	return nil
+}
+
+// newWireGuard creates a wireguard link (mtu 0: the kernel's default).
+func newWireGuard(c *rtnetlink.Conn, name string, mtu int) error {
+	return c.Link.New(&rtnetlink.LinkMessage{Attributes: &rtnetlink.LinkAttributes{
+		Name: name,
+		MTU:  uint32(mtu),
+		Info: &rtnetlink.LinkInfo{Kind: "wireguard"},
+	}})
 }

@@ -17,8 +17,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
+	"github.com/jsimonetti/rtnetlink/v2"
+	"github.com/jsimonetti/rtnetlink/v2/driver"
+	"github.com/mdlayher/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 	"golang.org/x/time/rate"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
@@ -36,7 +39,7 @@ func prefix() string { return fmt.Sprintf("wgt%d", os.Getpid()) }
 type netNS struct {
 	name string
 	h    netns.NsHandle
-	nl   *netlink.Handle
+	nl   *rtnetlink.Conn
 }
 
 // in runs fn on a thread of its own inside n; the thread is never given
@@ -77,28 +80,44 @@ func newNetNS(t *testing.T, name string) *netNS {
 		}
 	})
 	var err error
-	if n.nl, err = netlink.NewHandleAt(n.h); err != nil {
+	if n.nl, err = rtnetlink.Dial(&netlink.Config{NetNS: int(n.h)}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(n.nl.Close)
+	t.Cleanup(func() { n.nl.Close() })
 	return n
+}
+
+// index returns the index of the link name in n; ENODEV if there is none.
+func (n *netNS) index(name string) (uint32, error) {
+	links, err := n.nl.Link.List()
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range links {
+		if l.Attributes != nil && l.Attributes.Name == name {
+			return l.Index, nil
+		}
+	}
+	return 0, unix.ENODEV
 }
 
 // addr adds prefix to the link name in n and brings it up.
 func (n *netNS) addr(t *testing.T, name, prefix string) {
 	t.Helper()
-	l, err := n.nl.LinkByName(name)
+	index, err := n.index(name)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("in %s: %s: %v", n.name, name, err)
 	}
-	a, err := netlink.ParseAddr(prefix)
+	p := netip.MustParsePrefix(prefix)
+	ip := net.IP(p.Addr().AsSlice())
+	err = n.nl.Address.New(&rtnetlink.AddressMessage{
+		Family: unix.AF_INET, PrefixLength: uint8(p.Bits()), Index: index,
+		Attributes: &rtnetlink.AddressAttributes{Address: ip, Local: ip},
+	})
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.nl.AddrAdd(l, a); err != nil {
 		t.Fatalf("in %s: add %s to %s: %v", n.name, prefix, name, err)
 	}
-	if err := n.nl.LinkSetUp(l); err != nil {
+	if err := n.nl.Link.Set(&rtnetlink.LinkMessage{Index: index, Flags: unix.IFF_UP, Change: unix.IFF_UP}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -106,8 +125,13 @@ func (n *netNS) addr(t *testing.T, name, prefix string) {
 // joinVeth joins a and b with a veth pair: a is 198.51.100.1, b .2.
 func joinVeth(t *testing.T, a, b *netNS) {
 	t.Helper()
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "veth0"}, PeerName: "veth1", PeerNamespace: netlink.NsFd(int(b.h))}
-	if err := a.nl.LinkAdd(veth); err != nil {
+	err := a.nl.Link.New(&rtnetlink.LinkMessage{Attributes: &rtnetlink.LinkAttributes{
+		Name: "veth0",
+		Info: &rtnetlink.LinkInfo{Kind: "veth", Data: &driver.Veth{PeerInfo: &rtnetlink.LinkMessage{
+			Attributes: &rtnetlink.LinkAttributes{Name: "veth1", NetNS: rtnetlink.NetNSForFD(uint32(b.h))},
+		}}},
+	}})
+	if err != nil {
 		t.Fatalf("create veth pair: %v", err)
 	}
 	a.addr(t, "veth0", "198.51.100.1/24")
@@ -233,7 +257,7 @@ func TestNamespaces(t *testing.T) {
 			t.Errorf("second Close %s: %v", e.Name(), err)
 		}
 	}
-	if _, err := a.nl.LinkByName(name); !errors.As(err, new(netlink.LinkNotFoundError)) {
+	if _, err := a.index(name); !errors.Is(err, unix.ENODEV) {
 		t.Errorf("interface %s after Close: %v, want it gone", name, err)
 	}
 	checkGoroutines(t, goroutines)
@@ -243,16 +267,18 @@ func TestNamespaces(t *testing.T) {
 // through the interface: the address carries the subnet's length.
 func checkRoute(t *testing.T, n *netNS, iface, dst string) {
 	t.Helper()
-	routes, err := n.nl.RouteGet(net.ParseIP(dst))
+	routes, err := n.nl.Route.Get(&rtnetlink.RouteMessage{
+		Family: unix.AF_INET, DstLength: 32, Attributes: rtnetlink.RouteAttributes{Dst: net.ParseIP(dst).To4()},
+	})
 	if err != nil || len(routes) == 0 {
 		t.Fatalf("route to %s: %v", dst, err)
 	}
-	l, err := n.nl.LinkByName(iface)
+	index, err := n.index(iface)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if routes[0].LinkIndex != l.Attrs().Index {
-		t.Errorf("%s routes through interface %d, want %s (%d)", dst, routes[0].LinkIndex, iface, l.Attrs().Index)
+	if routes[0].Attributes.OutIface != index {
+		t.Errorf("%s routes through interface %d, want %s (%d)", dst, routes[0].Attributes.OutIface, iface, index)
 	}
 }
 

@@ -13,7 +13,8 @@ import (
 	"testing"
 
 	"github.com/google/nftables"
-	"github.com/vishvananda/netlink"
+	"github.com/jsimonetti/rtnetlink/v2"
+	"github.com/jsimonetti/rtnetlink/v2/driver"
 	"github.com/vishvananda/netns"
 
 	"github.com/wire-mesh/wire/filter"
@@ -27,7 +28,7 @@ var nftNamespaces = regexp.MustCompile(`^wgn([0-9]+)[a-z]$`)
 type testNS struct {
 	namespace
 	name string
-	nl   *netlink.Handle
+	nl   *rtnetlink.Conn
 }
 
 func newTestNS(t *testing.T, letter string) *testNS {
@@ -50,7 +51,7 @@ func newTestNS(t *testing.T, letter string) *testNS {
 	if n.nl, err = n.netlink(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(n.nl.Close)
+	t.Cleanup(func() { n.nl.Close() })
 	return n
 }
 
@@ -90,17 +91,31 @@ func onThread(fn func() error) error {
 // up adds prefix (if any) to the link name and brings it up.
 func (n *testNS) up(t *testing.T, name, prefix string) {
 	t.Helper()
-	l, err := n.nl.LinkByName(name)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := &link{c: n.nl, name: name}
 	if prefix != "" {
-		if err := n.nl.AddrAdd(l, addr(netip.MustParsePrefix(prefix))); err != nil {
-			t.Fatalf("in %s: add %s to %s: %v", n.name, prefix, name, err)
+		if err := l.setAddress(netip.Prefix{}, netip.MustParsePrefix(prefix)); err != nil {
+			t.Fatalf("in %s: %v", n.name, err)
 		}
 	}
-	if err := n.nl.LinkSetUp(l); err != nil {
+	if err := l.up(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// addVeth creates a veth pair in n: name, and peer in the namespace
+// peerNS (nil: n).
+func (n *testNS) addVeth(t *testing.T, name, peer string, peerNS *testNS) {
+	t.Helper()
+	p := &rtnetlink.LinkMessage{Attributes: &rtnetlink.LinkAttributes{Name: peer}}
+	if peerNS != nil {
+		p.Attributes.NetNS = rtnetlink.NetNSForFD(uint32(peerNS.handle))
+	}
+	err := n.nl.Link.New(&rtnetlink.LinkMessage{Attributes: &rtnetlink.LinkAttributes{
+		Name: name,
+		Info: &rtnetlink.LinkInfo{Kind: "veth", Data: &driver.Veth{PeerInfo: p}},
+	}})
+	if err != nil {
+		t.Fatalf("in %s: create veth pair %s, %s: %v", n.name, name, peer, err)
 	}
 }
 
@@ -178,9 +193,7 @@ func TestNFTFirewall(t *testing.T) {
 	roottest.Need(t, "to create network namespaces and program nftables")
 	roottest.RemoveDeadNamespaces(t, nftNamespaces)
 	n := newTestNS(t, "f")
-	if err := n.nl.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "wire0"}, PeerName: "wire1"}); err != nil {
-		t.Fatal(err)
-	}
+	n.addVeth(t, "wire0", "wire1", nil)
 	n.plantLeftover(t)
 	fw := newTestFirewall(n, "wire0")
 	if err := fw.set(sshOnly); err != nil {

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 
@@ -40,10 +39,7 @@ func TestNFTFirewallTraffic(t *testing.T) {
 	roottest.Need(t, "to create network namespaces and program nftables")
 	roottest.RemoveDeadNamespaces(t, nftNamespaces)
 	peer, node := newTestNS(t, "p"), newTestNS(t, "n")
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "veth0"}, PeerName: "wire0", PeerNamespace: netlink.NsFd(int(node.handle))}
-	if err := peer.nl.LinkAdd(veth); err != nil {
-		t.Fatalf("create veth pair: %v", err)
-	}
+	peer.addVeth(t, "veth0", "wire0", node)
 	peer.up(t, "veth0", "10.99.0.2/24")
 	node.up(t, "wire0", "10.99.0.1/24")
 	fw := newTestFirewall(node, "wire0")

@@ -4,9 +4,9 @@ import (
 	"fmt"
 	"runtime"
 
-	"github.com/vishvananda/netlink"
+	"github.com/jsimonetti/rtnetlink/v2"
+	"github.com/mdlayher/netlink"
 	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 )
 
 // namespace is the network namespace an engine lives in. Sockets belong
@@ -48,16 +48,12 @@ func (n namespace) run(fn func() error) error {
 	return <-done
 }
 
-// netlink opens a netlink handle in n, usable from any thread. It speaks
-// NETLINK_ROUTE only (links, addresses, routes): a handle's default also
-// opens XFRM and netfilter sockets, which fail with "protocol not
-// supported" where xfrm_user is a module nobody loads (minimal and cloud
-// images, a VM without modprobe).
-func (n namespace) netlink() (*netlink.Handle, error) {
+// netlink opens an rtnetlink connection in n, usable from any thread.
+func (n namespace) netlink() (*rtnetlink.Conn, error) {
 	if !n.ok {
-		return netlink.NewHandle(unix.NETLINK_ROUTE)
+		return rtnetlink.Dial(nil)
 	}
-	return netlink.NewHandleAt(n.handle, unix.NETLINK_ROUTE)
+	return rtnetlink.Dial(&netlink.Config{NetNS: int(n.handle)})
 }
 
 func (n namespace) close() {

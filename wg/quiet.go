@@ -34,7 +34,8 @@ func yields(self, peer Key) bool {
 }
 
 // hush takes the persistent keepalive off the new peers in d (not in
-// have) that this end yields to, and notes when they get it.
+// have) that this end yields to, and notes when they get it; and off the
+// quiet ones that d changes before then.
 func (s *state) hush(d *wgtypes.Config, have map[Key]Peer, private Key) {
 	if private == (Key{}) || quietFor <= 0 {
 		return
@@ -42,15 +43,23 @@ func (s *state) hush(d *wgtypes.Config, have map[Key]Peer, private Key) {
 	self := private.PublicKey()
 	due := time.Now().Add(quietFor)
 	for i, pc := range d.Peers {
-		if _, had := have[pc.PublicKey]; had || pc.Remove || pc.UpdateOnly || !yields(self, pc.PublicKey) {
+		if pc.Remove || pc.UpdateOnly {
 			continue
+		}
+		_, had := have[pc.PublicKey]
+		_, quiet := s.quiet[pc.PublicKey]
+		switch {
+		case had && quiet: // changed while quiet: it stays so until due
+		case had || !yields(self, pc.PublicKey):
+			continue
+		default:
+			if s.quiet == nil {
+				s.quiet = map[Key]time.Time{}
+			}
+			s.quiet[pc.PublicKey] = due
 		}
 		var none time.Duration
 		d.Peers[i].PersistentKeepaliveInterval = &none
-		if s.quiet == nil {
-			s.quiet = map[Key]time.Time{}
-		}
-		s.quiet[pc.PublicKey] = due
 	}
 }
 
@@ -78,8 +87,8 @@ func (s *state) scheduleDress() {
 }
 
 // dress gives the quiet peers due by now their persistent keepalive. If
-// that fails they are marked unknown, so that the next Set sends them in
-// full. Callers hold s.lock.
+// that fails they are tried again quietFor later: no Set may come to
+// send them in full. Callers hold s.lock.
 func (s *state) dress(now time.Time) {
 	var d wgtypes.Config
 	keepalive := Keepalive
@@ -97,7 +106,7 @@ func (s *state) dress(now time.Time) {
 	}
 	if err := s.apply(d); err != nil {
 		for _, pc := range d.Peers {
-			s.peers[pc.PublicKey] = unknown(pc.PublicKey)
+			s.quiet[pc.PublicKey] = now.Add(quietFor)
 		}
 	}
 }

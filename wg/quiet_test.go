@@ -33,8 +33,8 @@ func above(n byte) Key {
 
 // TestQuietStart: of a new pair, the end with the higher key configures
 // the peer without its persistent keepalive, and gives it the keepalive
-// when due, once; a peer removed before then is not sent it; a failed
-// dressing leaves the peer to be sent in full by the next Set.
+// when due, once; a peer changed before then stays quiet, one removed is
+// not sent it; a failed dressing is tried again later.
 func TestQuietStart(t *testing.T) {
 	setQuietFor(t, time.Hour)
 	r := newRecorder()
@@ -89,24 +89,28 @@ func TestQuietStart(t *testing.T) {
 		t.Errorf("a peer removed before due was dressed: %+v", got)
 	}
 
-	failed := Peer{PublicKey: below(3), AllowedIPs: prefixes("10.99.0.5/32")}
-	if err := r.patch(Patch{Peers: []Peer{failed}}); err != nil {
+	changed := Peer{PublicKey: below(3), AllowedIPs: prefixes("10.99.0.5/32")}
+	if err := r.patch(Patch{Peers: []Peer{changed}}); err != nil {
 		t.Fatal(err)
 	}
+	changed.Endpoint = netip.MustParseAddrPort("198.51.100.5:51820")
+	before := len(r.applied)
+	if err := r.patch(Patch{Peers: []Peer{changed}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.applied[before].Peers; len(got) != 1 || *got[0].PersistentKeepaliveInterval != 0 {
+		t.Errorf("a quiet peer's change sent %+v, want no keepalive yet", got)
+	}
+
 	r.fail = true
 	sent(later)
 	r.fail = false
-	cfg.Peers = append(cfg.Peers, failed)
-	before := len(r.applied)
-	if err := r.set(cfg); err != nil {
-		t.Fatal(err)
+	if got := sent(later); got != nil {
+		t.Errorf("a failed dressing was tried again before quietFor: %+v", got)
 	}
-	full := []wgtypes.PeerConfig{{PublicKey: below(3), PersistentKeepaliveInterval: ptr(Keepalive), ReplaceAllowedIPs: true, AllowedIPs: ipNets(failed.AllowedIPs)}}
-	if len(r.applied) == before {
-		t.Fatal("after a failed dressing, Set sent nothing")
-	}
-	if diff := cmp.Diff(full, r.applied[before].Peers); diff != "" {
-		t.Errorf("after a failed dressing, Set sent (-want +got):\n%s", diff)
+	dressed[0].PublicKey = below(3)
+	if diff := cmp.Diff(dressed, sent(later.Add(2*time.Hour))); diff != "" {
+		t.Errorf("after a failed dressing, sent (-want +got):\n%s", diff)
 	}
 }
 

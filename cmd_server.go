@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"github.com/wire-mesh/wire/internal/cli"
 	"github.com/wire-mesh/wire/server"
 	"github.com/wire-mesh/wire/service"
+	"golang.org/x/time/rate"
 )
 
 func stateDirFlag() cli.Flag {
@@ -86,6 +88,7 @@ func serverFlags() []cli.Flag {
 		&cli.StringFlag{Name: "listen", Usage: "HTTP API address; STUN uses the next port on UDP", Value: defaultListen, DefaultText: ":8787, or :$WIRE_PORT"},
 		&cli.StringFlag{Name: "stun-listen", Usage: "STUN's UDP address (default: the HTTP port + 1)"},
 		&cli.StringFlag{Name: "relay-listen", Usage: "the relay's UDP address (default: the HTTP port + 2)"},
+		&cli.StringFlag{Name: "relay-rate", Usage: "what each node may send through the relay, in bits per second (500M, 2G, 10G) or unlimited", Value: "2G"},
 		&cli.StringSliceFlag{Name: "relay-peer", Usage: "the relay (HOST:PORT) of another server of this mesh, for pairs of nodes on different servers (repeatable)"},
 		metricsFlag(),
 		uiFlag(),
@@ -132,12 +135,33 @@ func serverConfig(c *cli.Context, dir string) (server.Config, error) {
 	if err != nil {
 		return server.Config{}, err
 	}
+	relayRate, err := parseBitRate(c.String("relay-rate"))
+	if err != nil {
+		return server.Config{}, fmt.Errorf("--relay-rate: %w", err)
+	}
 	return server.Config{
-		StateDir: dir, Store: c.String("store"), Listen: listen, STUNListen: c.String("stun-listen"), RelayListen: c.String("relay-listen"), RelayPeers: c.StringSlice("relay-peer"), Open: c.Bool("open"),
+		StateDir: dir, Store: c.String("store"), Listen: listen, STUNListen: c.String("stun-listen"), RelayListen: c.String("relay-listen"), RelayRate: relayRate, RelayPeers: c.StringSlice("relay-peer"), Open: c.Bool("open"),
 		MetricsListen: metrics,
 		Subnet:        subnet, DNSDomain: domain, TrustedProxies: proxies, SeedStateFile: c.String("import"), Version: buildVersion(),
 		Logger: slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})),
 	}, nil
+}
+
+// parseBitRate reads a rate in bits per second: a number with an SI
+// suffix (k, M, G, T) or none, or "unlimited".
+func parseBitRate(s string) (rate.Limit, error) {
+	if s == "unlimited" {
+		return rate.Inf, nil
+	}
+	num, scale := s, 1.0
+	if i := strings.IndexAny(s, "kMGT"); i >= 0 && i == len(s)-1 {
+		num, scale = s[:i], map[byte]float64{'k': 1e3, 'M': 1e6, 'G': 1e9, 'T': 1e12}[s[i]]
+	}
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil || v <= 0 || math.IsInf(v, 0) || math.IsNaN(v) {
+		return 0, fmt.Errorf("%q: want bits per second such as 500M, 2G or 10G, or unlimited", s)
+	}
+	return rate.Limit(v * scale), nil
 }
 
 func parsePrefixes(ss []string) ([]netip.Prefix, error) {

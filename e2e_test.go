@@ -348,6 +348,7 @@ func TestServerErrors(t *testing.T) {
 		{[]string{"server", "node", "remove", "beta", "--state-dir", dir}, "options go before the argument"},
 		{[]string{"ping", "n1", "--count", "2"}, "options go before the argument: wire ping --count 2 n1"},
 		{[]string{"server", "--trusted-proxy", "nope"}, "--trusted-proxy"},
+		{[]string{"server", "--state-dir", t.TempDir(), "--relay-rate", "fast"}, "--relay-rate: \"fast\": want bits per second"},
 	}
 	for _, tt := range tests {
 		_, err := wire(t, tt.args...)

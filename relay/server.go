@@ -34,6 +34,18 @@ const (
 	DefaultBindingTimeout = 60 * time.Second
 )
 
+// PerNode is the limits for nodes that may each relay bits per second:
+// their bytes, and their packets in the defaults' proportion, one per
+// 1,000 bytes (a small packet costs the relay about what a large one
+// does). rate.Inf lifts both.
+func PerNode(bits rate.Limit) (packets, bytes rate.Limit) {
+	if bits == rate.Inf {
+		return rate.Inf, rate.Inf
+	}
+	bytes = bits / 8
+	return bytes / 1000, bytes
+}
+
 // maxDatagram is the read buffer size: the largest UDP payload, so that no
 // datagram is truncated on the way through.
 const maxDatagram = 65_535

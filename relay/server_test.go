@@ -669,3 +669,14 @@ func TestRelayAnswersSTUN(t *testing.T) {
 	}
 	waitStat(t, plain, func(s Stats) bool { return s.Malformed > 0 && s.STUN == 0 })
 }
+
+// PerNode at the default byte rate gives the default packet rate: the
+// proportion --relay-rate keeps.
+func TestPerNode(t *testing.T) {
+	if p, b := PerNode(2e9); p != DefaultPacketRate || b != DefaultByteRate {
+		t.Errorf("PerNode(2 Gbit/s) = %v packets/s, %v bytes/s; want the defaults %v, %v", p, b, DefaultPacketRate, DefaultByteRate)
+	}
+	if p, b := PerNode(rate.Inf); p != rate.Inf || b != rate.Inf {
+		t.Errorf("PerNode(Inf) = %v, %v", p, b)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"github.com/wire-mesh/wire/relay"
 	"github.com/wire-mesh/wire/server"
 	"github.com/wire-mesh/wire/server/servertest"
+	"golang.org/x/time/rate"
 )
 
 // TestRelayThroughServer: enrolled nodes get relay tokens over their
@@ -133,5 +134,42 @@ func TestRelayTCPShownToPeers(t *testing.T) {
 			t.Errorf("after b said relay_tcp %v, a's answer is %+v, want a delta with b", tcp, resp)
 		}
 		first = resp
+	}
+}
+
+// TestRelayRate: Config.RelayRate limits what each node sends through the
+// relay (here 80 kbit/s, so 10 packets a second, in bursts of 10), and
+// only when set.
+func TestRelayRate(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		rate     rate.Limit
+		min, max int
+	}{
+		{"default", 0, 50, 50},
+		{"80 kbit/s", 80_000, 1, 20},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			env := servertest.Start(t, "", func(c *server.Config) { c.RelayRate = tt.rate })
+			_, ca, ra := enrol(t, env, "a")
+			_, cb, rb := enrol(t, env, "b")
+			a, _ := dialRelay(t, env, ca, ra.VPNIP)
+			_, gotB := dialRelay(t, env, cb, rb.VPNIP)
+			for range 50 {
+				a.WriteTo([]byte("ciphertext"), netip.MustParseAddr(rb.VPNIP))
+			}
+			n := 0
+			for quiet := false; !quiet; {
+				select {
+				case <-gotB:
+					n++
+				case <-time.After(500 * time.Millisecond):
+					quiet = true
+				}
+			}
+			if n < tt.min || n > tt.max {
+				t.Errorf("%d of 50 packets came through, want %d to %d", n, tt.min, tt.max)
+			}
+		})
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/wire-mesh/wire/internal/scrape"
 	"github.com/wire-mesh/wire/relay"
 	"github.com/wire-mesh/wire/stun"
+	"golang.org/x/time/rate"
 )
 
 // Defaults of the coordination server.
@@ -47,6 +48,10 @@ type Config struct {
 	// binds it where only the scraper reaches (wire server takes a bare
 	// port as loopback's).
 	MetricsListen string
+	// RelayRate is how many bits per second each node may send through
+	// the relay (relay.PerNode): zero for relay.DefaultByteRate's,
+	// rate.Inf for no limit.
+	RelayRate rate.Limit
 	// RelayPeers are the relays (HOST:PORT, UDP) of the mesh's other
 	// servers, which DATA for nodes bound to one of them is forwarded to.
 	RelayPeers []string
@@ -254,7 +259,11 @@ func (s *Server) listen() error {
 		udp.Close()
 		return fmt.Errorf("relay listen on UDP %s: %w (see --relay-listen)", relayAddr, err)
 	}
-	s.relay = relay.NewServer(rconn, s.reg, relay.Options{Logger: s.log, MeshKey: s.id.MeshKey(), STUN: stun.NewResponder(stun.Options{})})
+	ropts := relay.Options{Logger: s.log, MeshKey: s.id.MeshKey(), STUN: stun.NewResponder(stun.Options{})}
+	if s.cfg.RelayRate != 0 {
+		ropts.PacketRate, ropts.ByteRate = relay.PerNode(s.cfg.RelayRate)
+	}
+	s.relay = relay.NewServer(rconn, s.reg, ropts)
 	s.relayAddr = rconn.LocalAddr()
 	if err := s.SetRelayPeers(s.cfg.RelayPeers); err != nil {
 		ln.Close()

@@ -42,12 +42,16 @@ func CPUTime(pid int) (time.Duration, error) {
 // Memory is a process's resident memory, from /proc/PID/status.
 type Memory struct {
 	RSS, HWM uint64 // VmRSS and VmHWM (its peak), in bytes
+	// Anon is RssAnon, the part of RSS that is the process's own (heap,
+	// stacks); the rest is pages of files, mostly the binary's, which
+	// the kernel shares and may drop.
+	Anon uint64
 }
 
 // Add is the sum of two processes' memory.
-func (m Memory) Add(o Memory) Memory { return Memory{m.RSS + o.RSS, m.HWM + o.HWM} }
+func (m Memory) Add(o Memory) Memory { return Memory{m.RSS + o.RSS, m.HWM + o.HWM, m.Anon + o.Anon} }
 
-// ReadMemory reads VmRSS and VmHWM of a process.
+// ReadMemory reads VmRSS, VmHWM and RssAnon of a process.
 func ReadMemory(pid int) (Memory, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
@@ -62,6 +66,8 @@ func ReadMemory(pid int) (Memory, error) {
 			dst = &m.RSS
 		case "VmHWM":
 			dst = &m.HWM
+		case "RssAnon":
+			dst = &m.Anon
 		default:
 			continue
 		}

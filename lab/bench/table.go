@@ -115,6 +115,7 @@ func memoryRows(res results) []row {
 	} {
 		rows = append(rows,
 			row{m.what + ": VmRSS [9]", mib(m.mem.RSS), "MiB", ""},
+			row{m.what + ": RssAnon [9]", mib(m.mem.Anon), "MiB", ""},
 			row{m.what + ": VmHWM [9]", mib(m.mem.HWM), "MiB", ""})
 	}
 	return rows
@@ -152,7 +153,9 @@ shown); Gbit/s as the receiver counts them.
 [8] [7]'s last node minus the new node's "wire up:" line (printed once it has
     registered its STUN mapping): how long the server's long-poll takes to reach
     every daemon and be applied. Near zero or negative means before the line.
-[9] /proc/PID/status of the wire up daemon: VmRSS now, VmHWM its peak since start.
+[9] /proc/PID/status of the process: VmRSS now, RssAnon the part of it that is
+    its own (heap, stacks; the rest is resident pages of its binary and other
+    files, shared and reclaimable), VmHWM its peak since start.
 [10] nr1 and nr2, each behind a symmetric NAT (masquerade random: r5 %s, r6 %s),
     cannot hole-punch: nr1's wire status showed nr2 %s via %s. Their
     tunnel runs through the server's UDP relay, which forwards the ciphertext

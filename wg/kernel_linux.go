@@ -111,7 +111,7 @@ func startKernel(nif netif, client wgClient, fw firewall, ns namespace, opts Opt
 		log:    opts.Logger.With("interface", opts.Name),
 		port:   opts.ListenPort,
 	}
-	e.state = state{apply: e.apply, netif: nif, enforce: fw.set, lock: &e.mu}
+	e.state = state{apply: e.apply, netif: nif, enforce: fw.set}
 	e.proxy = newRelayProxy(func() int { return int(e.listening.Load()) }, e.listenProxy)
 	if e.port == 0 {
 		var err error
@@ -449,7 +449,6 @@ func (e *kernel) Close() error {
 		return nil
 	}
 	e.closed = true
-	e.state.stop()
 	e.proxy.close()
 	if e.raw != nil {
 		e.raw.close()

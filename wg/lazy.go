@@ -102,15 +102,6 @@ func (l *lazyPeers) apply(d wgtypes.Config) error {
 	}
 	for _, pc := range d.Peers {
 		p := l.byKey[pc.PublicKey]
-		if pc.UpdateOnly { // a quiet peer given its keepalive (see quiet.go)
-			if p != nil {
-				p.cfg.PersistentKeepaliveInterval = pc.PersistentKeepaliveInterval
-				if p.awake.Load() {
-					out.Peers = append(out.Peers, pc)
-				}
-			}
-			continue
-		}
 		if pc.Remove {
 			if p != nil {
 				l.forget(p)

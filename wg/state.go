@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"sync"
-	"time"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
@@ -42,15 +40,6 @@ type state struct {
 	enforced filter.Rules
 	known    bool
 	set1     bool // Set succeeded once: Patch has something to patch
-
-	// The quiet starts (see quiet.go): the new peers given no persistent
-	// keepalive yet, by when they get it; the timer that gives it; the
-	// engine's lock, which set and patch are called with and the timer
-	// takes; and stopped, once the engine closed.
-	quiet    map[Key]time.Time
-	dressing *time.Timer
-	lock     sync.Locker
-	stopped  bool
 }
 
 // set brings the interface from the applied Config to cfg, whose
@@ -66,7 +55,6 @@ func (s *state) set(cfg Config) error {
 		return err
 	}
 	if d := diffFrom(s.applied, s.peers, cfg); !isEmpty(d) {
-		s.hush(&d, s.peers, cfg.PrivateKey)
 		if err := s.apply(d); err != nil {
 			s.forget(cfg.Peers)
 			s.applied = Config{Address: s.applied.Address}
@@ -76,7 +64,6 @@ func (s *state) set(cfg Config) error {
 	have := s.applied.Address
 	s.applied, s.peers = settings(cfg), byKey(clone(cfg).Peers)
 	s.set1 = true
-	s.scheduleDress()
 	if cfg.Address == have {
 		return nil
 	}
@@ -106,7 +93,6 @@ func (s *state) patch(p Patch) error {
 	if len(d.Peers) == 0 {
 		return nil
 	}
-	s.hush(&d, s.peers, s.applied.PrivateKey)
 	if err := s.apply(d); err != nil {
 		s.forget(p.Peers)
 		for _, k := range p.Remove {
@@ -123,7 +109,6 @@ func (s *state) patch(p Patch) error {
 		peer.AllowedIPs = slices.Clone(peer.AllowedIPs)
 		s.peers[peer.PublicKey] = peer
 	}
-	s.scheduleDress()
 	return nil
 }
 

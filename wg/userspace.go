@@ -91,7 +91,7 @@ func startUserspace(tdev tun.Device, nif netif, bind conn.Bind, ns namespace, op
 	// onto the relay. Peers without an endpoint still learn one from
 	// their packets.
 	e.dev.DisableSomeRoamingForBrokenMobileSemantics()
-	e.state = state{apply: e.lazy.apply, netif: nif, enforce: e.enforce, lock: &e.mu}
+	e.state = state{apply: e.lazy.apply, netif: nif, enforce: e.enforce}
 	e.stopSleeper = every(sleepEvery, func() {
 		if n := e.lazy.sleep(); n > 0 {
 			log.Debug("idle peers taken out of WireGuard", "peers", n, "idle", idleAfter)
@@ -223,7 +223,6 @@ func (e *userspace) Close() error {
 		return nil
 	}
 	e.closed = true
-	e.state.stop()
 	e.stopSleeper()
 	e.lazy.close() // no packet path waits for a wake, which would wait for Close
 	if e.uapi != nil {

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
 )
@@ -25,6 +26,10 @@ type stunBind struct {
 	session chan struct{} // closed by Close: ends the relay receive func
 
 	relay *relayPath
+	// crossings breaks the tie between crossed handshakes (crossing.go);
+	// late carries the initiations it held back to WireGuard.
+	crossings crossings
+	late      chan lateMessage
 	// initiation, if set, sees every handshake initiation before
 	// wireguard-go does, on every path (lazyPeers.initiation). Set it
 	// before the bind is opened.
@@ -32,7 +37,7 @@ type stunBind struct {
 }
 
 func newBind(inner conn.Bind, ns namespace) *stunBind {
-	b := &stunBind{Bind: inner, ns: ns, relay: newRelayPath()}
+	b := &stunBind{Bind: inner, ns: ns, relay: newRelayPath(), late: make(chan lateMessage, 16)}
 	b.sideband = newSideband(b.sendSideband)
 	return b
 }
@@ -70,7 +75,7 @@ func (b *stunBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	b.mu.Lock()
 	b.session = session
 	b.mu.Unlock()
-	fns = append(fns, b.filter(b.relay.receive(session), false))
+	fns = append(fns, b.filter(b.relay.receive(session), false), b.lateReceive(session))
 	b.port.Store(uint32(actual))
 	return fns, actual, nil
 }
@@ -96,8 +101,19 @@ func (b *stunBind) ParseEndpoint(s string) (conn.Endpoint, error) {
 	return b.Bind.ParseEndpoint(s)
 }
 
-// Send sends through the relay to relay endpoints, else directly.
+// Send sends through the relay to relay endpoints, else directly, noting
+// WireGuard's handshake initiations (crossing.go).
 func (b *stunBind) Send(bufs [][]byte, ep conn.Endpoint) error {
+	for _, p := range bufs {
+		if isHandshake(p) {
+			b.crossings.sent(p, endpointAddr(ep), time.Now())
+		}
+	}
+	return b.send(bufs, ep)
+}
+
+// send sends bufs to ep as they are.
+func (b *stunBind) send(bufs [][]byte, ep conn.Endpoint) error {
 	if r, ok := ep.(*relayEndpoint); ok {
 		return b.relay.send(bufs, r)
 	}
@@ -105,16 +121,15 @@ func (b *stunBind) Send(bufs [][]byte, ep conn.Endpoint) error {
 }
 
 // filter returns fn with the sideband's datagrams taken out of each batch
-// (if sideband: the relay carries none), and shows the handshake
-// initiations to b.initiation. The sideband's sizes are set to zero, which
-// the ReceiveFunc contract allows and wireguard-go skips. Nothing is
-// moved: wireguard-go reads packet i from the buffer it passed as
-// bufs[i], so packets cannot trade places, and copying them down would
-// cost what stock wireguard-go does not pay.
+// (if sideband: the relay carries none), and the initiations that cross
+// WireGuard's own and lose (see crossing.go), whose end is sent
+// WireGuard's again; it shows the other initiations to b.initiation. What
+// is taken out has its size set to zero, which the ReceiveFunc contract
+// allows and wireguard-go skips. Nothing is moved: wireguard-go reads
+// packet i from the buffer it passed as bufs[i], so packets cannot trade
+// places, and copying them down would cost what stock wireguard-go does
+// not pay.
 func (b *stunBind) filter(fn conn.ReceiveFunc, sideband bool) conn.ReceiveFunc {
-	if !sideband && b.initiation == nil {
-		return fn
-	}
 	return func(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
 		n, err := fn(bufs, sizes, eps)
 		for i := range n {
@@ -123,11 +138,62 @@ func (b *stunBind) filter(fn conn.ReceiveFunc, sideband bool) conn.ReceiveFunc {
 			case sideband && isSideband(p):
 				b.handle(p, endpointAddr(eps[i]))
 				sizes[i] = 0
-			case b.initiation != nil && isInitiation(p):
-				b.initiation(p)
+			case isHandshake(p):
+				if b.crossed(p, eps[i]) {
+					sizes[i] = 0
+				} else if b.initiation != nil && isInitiation(p) {
+					b.initiation(p)
+				}
 			}
 		}
 		return n, err
+	}
+}
+
+// crossed takes in a handshake message p from ep, and says whether it is
+// an initiation taken out for crossing WireGuard's own (crossing.go): its
+// end is sent WireGuard's again, or it is handed on later through the
+// late receive func, unless an answer to WireGuard's makes it needless.
+func (b *stunBind) crossed(p []byte, ep conn.Endpoint) bool {
+	from := endpointAddr(ep)
+	v, again := b.crossings.receive(p, from, time.Now())
+	switch v {
+	case drop:
+		b.send([][]byte{again}, ep)
+	case hold:
+		msg := append([]byte(nil), p...)
+		time.AfterFunc(answerWait, func() {
+			if b.crossings.release(msg, from, time.Now()) {
+				select {
+				case b.late <- lateMessage{msg, ep}:
+				default: // lost, as a datagram may be
+				}
+			}
+		})
+	}
+	return v != pass
+}
+
+// lateMessage is a datagram handed to WireGuard after the others.
+type lateMessage struct {
+	b  []byte
+	ep conn.Endpoint
+}
+
+// lateReceive is the receive func of the datagrams held back, until done
+// is closed.
+func (b *stunBind) lateReceive(done <-chan struct{}) conn.ReceiveFunc {
+	return func(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
+		select {
+		case m := <-b.late:
+			if b.initiation != nil {
+				b.initiation(m.b)
+			}
+			sizes[0], eps[0] = copy(bufs[0], m.b), m.ep
+			return 1, nil
+		case <-done:
+			return 0, net.ErrClosed
+		}
 	}
 }
 

@@ -3,27 +3,47 @@ package wg
 import (
 	"encoding/binary"
 	"net/netip"
-	"sync/atomic"
+	"sync"
 	"time"
 )
 
 // Crossed handshakes. When both ends of a pair send a handshake
 // initiation before either has seen the other's, each consumes the
 // other's, which discards its own: the responses that come back answer
-// initiations neither end still holds, and no session results. WireGuard
-// relies on the jitter of its retries to come apart, but two ends that
-// are prompted at once (a ping each way, both nudged by a change of path)
-// can cross again and again over a slow path such as the relay. The
-// kernel engine's proxy breaks the tie: of the two, the end with the
-// lower VPN address drops the other's initiation while its own is
-// unanswered, so the other end answers it and the handshake completes.
+// initiations neither end still holds, and no session results until
+// WireGuard's retry, 5 s later, and longer if the retries cross too. It
+// is common, not a corner: the server tells both ends of a new pair at
+// once, and each sends an initiation the moment it configures the peer
+// (its persistent keepalive); a path change prompts both ends alike.
+//
+// So both engines look at the handshakes on their way (the userspace
+// engine in its bind, the kernel engine in its relay proxy) and break the
+// tie: of two initiations that cross, the one with the lower sender index
+// wins. Both ends compare the same two indices, so exactly one end yields,
+// and it needs nothing else of the other, not even its key. The end whose
+// initiation wins drops the other's, and sends its own again: if the
+// first was lost (the other end's NAT had not yet seen a packet to us, or
+// the other end did not know us yet) the copy gets through now, since the
+// other end's initiation shows that it knows us and that its NAT is open
+// to us; if it was not lost, the copy is a replay, which WireGuard drops.
+// The end that yields hands the winning initiation on, which answers it,
+// but waits answerWait first, for an answer to its own: WireGuard may
+// make an initiation while it takes in the peer's (it answers the peer's,
+// forgetting its own) and send it only after, so that the other end saw
+// no initiation of its own when it handed ours on. Its initiation, which
+// it no longer holds, may then win here; the answer to ours, which comes
+// with it, says so, and the yielding end drops it instead.
 
-// crossingWindow is how long after sending an initiation the end that
-// keeps its own drops the peer's: well over a one-way trip through the
-// relay, well under WireGuard's REKEY_TIMEOUT (5 s) between retries.
+// crossingWindow is how long after sending an initiation an end takes the
+// peer's as crossing it: well over a round trip through the relay, well
+// under WireGuard's REKEY_TIMEOUT (5 s) between retries.
 const crossingWindow = time.Second
 
-// WireGuard's handshake messages, as the proxy sees them.
+// answerWait is how long the end that yields holds the winning initiation
+// for an answer to its own that was sent with it.
+const answerWait = 20 * time.Millisecond
+
+// WireGuard's handshake messages, as the engines see them.
 const (
 	msgInitiation    = 1
 	msgResponse      = 2
@@ -31,42 +51,84 @@ const (
 	responseLength   = 92
 )
 
-// crossing is what the proxy knows of the last initiation WireGuard sent
-// to one peer. Its methods may be called from any goroutine.
+// verdict is what to do with a handshake message from the peer.
+type verdict int
+
+const (
+	pass  verdict = iota
+	drop          // and send WireGuard's own initiation again
+	hold          // for answerWait, then hand it on if release says so
+	twice         // drop: it is the one held, again
+)
+
+// crossing is what is known of the last initiation WireGuard sent to one
+// peer, and of the peer's that is held. Its methods may be called from
+// any goroutine.
 type crossing struct {
-	sentAt atomic.Int64  // unix nanoseconds; 0 once answered
-	index  atomic.Uint32 // its sender index
+	mu     sync.Mutex
+	sentAt time.Time              // zero once answered
+	own    [initiationLength]byte // the initiation
+	held   uint32                 // the sender index of the peer's held initiation
+	// holding says one is held, until an answer to ours or its release.
+	holding bool
 }
 
 // sent takes in a packet that WireGuard sends to the peer.
 func (c *crossing) sent(b []byte, now time.Time) {
-	if isMessage(b, msgInitiation, initiationLength) {
-		c.index.Store(binary.LittleEndian.Uint32(b[4:8]))
-		c.sentAt.Store(now.UnixNano())
+	if !isMessage(b, msgInitiation, initiationLength) {
+		return
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	copy(c.own[:], b)
+	c.sentAt = now
 }
 
-// pass takes in a packet from the peer, and says whether WireGuard should
-// have it: not if it is an initiation that crosses WireGuard's own while
-// keep says this end's initiation is the one to keep.
-func (c *crossing) pass(b []byte, keep bool, now time.Time) bool {
+// receive takes in a packet from the peer and says what to do with it:
+// an initiation that crosses WireGuard's own is dropped if WireGuard's
+// wins (and again is WireGuard's, to send the peer again), held if it
+// wins.
+func (c *crossing) receive(b []byte, now time.Time) (v verdict, again []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	switch {
 	case isMessage(b, msgResponse, responseLength):
-		if binary.LittleEndian.Uint32(b[8:12]) == c.index.Load() {
-			c.sentAt.Store(0) // answered
+		if !c.sentAt.IsZero() && index(b[8:]) == index(c.own[4:]) {
+			c.sentAt, c.holding = time.Time{}, false // answered: the held one is not needed
 		}
 	case isMessage(b, msgInitiation, initiationLength):
-		at := c.sentAt.Load()
-		return !keep || at == 0 || now.Sub(time.Unix(0, at)) >= crossingWindow
+		theirs := index(b[4:])
+		if c.holding && theirs == c.held {
+			return twice, nil
+		}
+		if c.sentAt.IsZero() || now.Sub(c.sentAt) >= crossingWindow {
+			return pass, nil
+		}
+		switch ours := index(c.own[4:]); {
+		case ours < theirs:
+			return drop, append([]byte(nil), c.own[:]...)
+		case ours > theirs:
+			c.held, c.holding = theirs, true
+			return hold, nil
+		}
 	}
-	return true
+	return pass, nil
 }
 
-// keepsOwn says whether self's initiation wins over peer's when they
-// cross: the lower VPN address's does, so that exactly one end yields.
-func keepsOwn(self, peer netip.Addr) bool {
-	return self.IsValid() && self.Unmap().Less(peer.Unmap())
+// release says whether the held initiation b goes to WireGuard after
+// answerWait: not if an answer to WireGuard's own came meanwhile.
+func (c *crossing) release(b []byte) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ok := c.holding && c.held == index(b[4:])
+	if ok {
+		c.holding = false
+	}
+	return ok
 }
+
+// index is the little-endian index at the start of b.
+func index(b []byte) uint32 { return binary.LittleEndian.Uint32(b) }
 
 // isHandshake says whether b may be a handshake initiation or response:
 // a cheap test for the forwarding paths.
@@ -76,4 +138,68 @@ func isHandshake(b []byte) bool {
 
 func isMessage(b []byte, typ byte, length int) bool {
 	return len(b) == length && b[0] == typ && b[1] == 0 && b[2] == 0 && b[3] == 0
+}
+
+// crossings is a crossing per endpoint, for the userspace engine's bind,
+// which sees the peers' endpoints and not the peers. An endpoint gets an
+// entry with the first initiation to it; once there are more than
+// sweepOver, those that no longer matter go.
+type crossings struct {
+	mu sync.Mutex
+	by map[netip.AddrPort]*crossing
+}
+
+// sweepOver is how many entries crossings holds before it drops the old.
+const sweepOver = 256
+
+// sent is crossing.sent for a packet to to.
+func (cs *crossings) sent(b []byte, to netip.AddrPort, now time.Time) {
+	if isMessage(b, msgInitiation, initiationLength) {
+		cs.entry(to, true, now).sent(b, now)
+	}
+}
+
+// receive is crossing.receive for a handshake message from from.
+func (cs *crossings) receive(b []byte, from netip.AddrPort, now time.Time) (verdict, []byte) {
+	if c := cs.entry(from, false, now); c != nil {
+		return c.receive(b, now)
+	}
+	return pass, nil
+}
+
+// release is crossing.release for an initiation held from from.
+func (cs *crossings) release(b []byte, from netip.AddrPort, now time.Time) bool {
+	c := cs.entry(from, false, now)
+	return c != nil && c.release(b)
+}
+
+// entry is ep's entry, made if there is none and create says so.
+func (cs *crossings) entry(ep netip.AddrPort, create bool, now time.Time) *crossing {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	c := cs.by[ep]
+	if c != nil || !create {
+		return c
+	}
+	if cs.by == nil {
+		cs.by = map[netip.AddrPort]*crossing{}
+	}
+	if len(cs.by) >= sweepOver {
+		for k, old := range cs.by {
+			if old.stale(now) {
+				delete(cs.by, k)
+			}
+		}
+	}
+	c = &crossing{}
+	cs.by[ep] = c
+	return c
+}
+
+// stale says whether c no longer matters: its initiation is answered or
+// too old to cross, and it holds none of the peer's.
+func (c *crossing) stale(now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return now.Sub(c.sentAt) >= crossingWindow && !c.holding
 }

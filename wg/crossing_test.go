@@ -1,8 +1,8 @@
 package wg
 
 import (
+	"bytes"
 	"encoding/binary"
-	"net/netip"
 	"testing"
 	"time"
 )
@@ -29,47 +29,67 @@ func TestCrossing(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	data := append([]byte{4, 0, 0, 0}, make([]byte, 28)...)
 	type step struct {
-		sent   []byte // WireGuard sends this, or
-		got    []byte // the peer's packet arrives
-		after  time.Duration
-		keep   bool
-		passes bool
+		sent    []byte // WireGuard sends this, or
+		got     []byte // the peer's packet arrives, or
+		release []byte // the held initiation's wait is over
+		after   time.Duration
+		want    verdict // for got
+		again   []byte  // for got: sent to the peer again
+		goes    bool    // for release
 	}
 	tests := []struct {
 		name  string
 		steps []step
 	}{
-		{"no initiation of ours", []step{{got: initiation(7), keep: true, passes: true}}},
-		{"crossed, we keep ours", []step{
+		{"no initiation of ours", []step{{got: initiation(7), want: pass}}},
+		{"crossed, ours wins", []step{
 			{sent: initiation(1)},
-			{got: initiation(7), after: 10 * time.Millisecond, keep: true, passes: false},
-			{got: response(8, 1), after: 20 * time.Millisecond, keep: true, passes: true},
+			{got: initiation(7), after: 10 * time.Millisecond, want: drop, again: initiation(1)},
+			{got: response(8, 1), after: 20 * time.Millisecond, want: pass},
 		}},
-		{"crossed, we yield", []step{
-			{sent: initiation(1)},
-			{got: initiation(7), after: 10 * time.Millisecond, keep: false, passes: true},
+		{"crossed, theirs wins", []step{
+			{sent: initiation(9)},
+			{got: initiation(7), after: 10 * time.Millisecond, want: hold},
+			{got: initiation(7), after: 11 * time.Millisecond, want: twice},
+			{release: initiation(7), goes: true},
+			{release: initiation(7), goes: false},
+		}},
+		{"theirs wins, but ours is answered", []step{
+			{sent: initiation(9)},
+			{got: initiation(7), after: 10 * time.Millisecond, want: hold},
+			{got: response(8, 9), after: 11 * time.Millisecond, want: pass},
+			{release: initiation(7), goes: false},
+		}},
+		{"the same index", []step{
+			{sent: initiation(7)},
+			{got: initiation(7), after: 10 * time.Millisecond, want: pass},
 		}},
 		{"ours was answered", []step{
 			{sent: initiation(1)},
-			{got: response(8, 1), after: 10 * time.Millisecond, keep: true, passes: true},
-			{got: initiation(7), after: 20 * time.Millisecond, keep: true, passes: true},
+			{got: response(8, 1), after: 10 * time.Millisecond, want: pass},
+			{got: initiation(7), after: 20 * time.Millisecond, want: pass},
 		}},
 		{"an answer to an older initiation", []step{
 			{sent: initiation(1)},
-			{got: response(8, 9), after: 10 * time.Millisecond, keep: true, passes: true},
-			{got: initiation(7), after: 20 * time.Millisecond, keep: true, passes: false},
+			{got: response(8, 9), after: 10 * time.Millisecond, want: pass},
+			{got: initiation(7), after: 20 * time.Millisecond, want: drop, again: initiation(1)},
+		}},
+		{"a newer initiation of ours", []step{
+			{sent: initiation(1)},
+			{sent: initiation(9)},
+			{got: initiation(7), after: 10 * time.Millisecond, want: hold},
 		}},
 		{"ours is too old to cross", []step{
 			{sent: initiation(1)},
-			{got: initiation(7), after: crossingWindow, keep: true, passes: true},
+			{got: initiation(7), after: crossingWindow, want: pass},
 		}},
 		{"data always passes", []step{
 			{sent: initiation(1)},
-			{got: data, after: time.Millisecond, keep: true, passes: true},
+			{got: data, after: time.Millisecond, want: pass},
 		}},
 		{"a short initiation is not one", []step{
 			{sent: initiation(1)[:100]},
-			{got: initiation(7), after: time.Millisecond, keep: true, passes: true},
+			{got: initiation(7), after: time.Millisecond, want: pass},
 		}},
 	}
 	for _, tt := range tests {
@@ -77,66 +97,71 @@ func TestCrossing(t *testing.T) {
 			var c crossing
 			for i, s := range tt.steps {
 				now := t0.Add(s.after)
-				if s.sent != nil {
+				switch {
+				case s.sent != nil:
 					c.sent(s.sent, now)
-					continue
-				}
-				if got := c.pass(s.got, s.keep, now); got != s.passes {
-					t.Errorf("step %d: pass = %v, want %v", i, got, s.passes)
+				case s.release != nil:
+					if got := c.release(s.release); got != s.goes {
+						t.Errorf("step %d: release = %v, want %v", i, got, s.goes)
+					}
+				default:
+					v, again := c.receive(s.got, now)
+					if v != s.want || !bytes.Equal(again, s.again) {
+						t.Errorf("step %d: receive = %v, %x; want %v, %x", i, v, again, s.want, s.again)
+					}
 				}
 			}
 		})
 	}
 }
 
-func TestKeepsOwn(t *testing.T) {
-	a, b := netip.MustParseAddr("10.99.0.1"), netip.MustParseAddr("10.99.0.2")
-	if !keepsOwn(a, b) || keepsOwn(b, a) {
-		t.Errorf("keepsOwn(%v, %v), keepsOwn(%v, %v) = %v, %v; want exactly the lower to keep", a, b, b, a, keepsOwn(a, b), keepsOwn(b, a))
-	}
-	if keepsOwn(netip.Addr{}, b) {
-		t.Error("an end that does not know its address keeps its own")
-	}
-}
-
 // TestRelayProxyCrossedHandshake: the kernels of A and B send handshake
-// initiations to each other at once through the relay. A, the lower
-// address, does not hand B's to its kernel, so B's kernel answers A's and
-// the handshake completes; B hands A's on.
+// initiations to each other at once through the relay. If A's wins (the
+// lower sender index), A's proxy does not hand B's to its kernel and
+// sends B A's again, so B's kernel answers A's and the handshake
+// completes. If B's wins, A's proxy hands it on after answerWait, unless
+// an answer to A's came meanwhile.
 func TestRelayProxyCrossedHandshake(t *testing.T) {
 	for _, tt := range []struct {
-		name   string
-		self   netip.Addr
-		passes bool
+		name     string
+		own      uint32
+		answered bool // B answers A's
+		want     []byte
 	}{
-		{"lower address keeps its own", proxyIPA, false},
-		{"higher address yields", netip.MustParseAddr("10.99.0.9"), true},
+		{"the lower index keeps its own", 1, true, []byte{msgResponse}},
+		{"the higher yields", 9, false, []byte{msgInitiation}},
+		{"the higher yields, but is answered", 9, true, []byte{msgResponse}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newProxyFixture(t)
-			f.proxy.setSelf(tt.self)
 			connB, fromRelayB := f.r.Dial(t, proxyIPB)
 			epB, err := f.proxy.endpoint(proxyIPB)
 			if err != nil {
 				t.Fatal(err)
 			}
-			f.toPeer(t, initiation(1), epB) // the kernel's
+			f.toPeer(t, initiation(tt.own), epB) // the kernel's
 			receive(t, fromRelayB, "B")
 			if err := connB.WriteTo(initiation(7), proxyIPA); err != nil { // B's kernel's, crossing it
 				t.Fatal(err)
 			}
-			if err := connB.WriteTo(response(8, 1), proxyIPA); err != nil { // B's kernel answers A's
-				t.Fatal(err)
+			if tt.own < 7 {
+				if p := receive(t, fromRelayB, "B"); !bytes.Equal(p.Payload, initiation(tt.own)) {
+					t.Errorf("B got %x again, want A's initiation", p.Payload)
+				}
+			}
+			if tt.answered {
+				if err := connB.WriteTo(response(8, tt.own), proxyIPA); err != nil {
+					t.Fatal(err)
+				}
 			}
 			got, _ := f.fromKernel(t)
-			if tt.passes {
-				if got[0] != msgInitiation {
-					t.Fatalf("the kernel got message type %d first, want B's initiation", got[0])
-				}
-				got, _ = f.fromKernel(t)
+			if got[0] != tt.want[0] {
+				t.Errorf("the kernel got message type %d, want %d", got[0], tt.want[0])
 			}
-			if got[0] != msgResponse {
-				t.Errorf("the kernel got message type %d, want B's response", got[0])
+			buf := make([]byte, 2048)
+			f.kernel.SetReadDeadline(time.Now().Add(4 * answerWait))
+			if n, _, err := f.kernel.ReadFromUDPAddrPort(buf); err == nil {
+				t.Errorf("the kernel got message type %d too (%d bytes)", buf[0], n)
 			}
 		})
 	}

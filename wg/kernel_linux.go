@@ -191,9 +191,6 @@ func (e *kernel) Set(cfg Config) error {
 	if err != nil {
 		return err
 	}
-	if cfg.Address.IsValid() {
-		e.proxy.setSelf(cfg.Address.Addr())
-	}
 	e.bound = true
 	e.port = cfg.ListenPort
 	if err := e.state.set(cfg); err != nil {

@@ -35,9 +35,6 @@ type relayProxy struct {
 	listen func() (*net.UDPConn, error)
 
 	conn atomic.Pointer[relay.Conn]
-	// self is this node's VPN address (nil: not known yet), for breaking
-	// the tie between crossed handshakes.
-	self atomic.Pointer[netip.Addr]
 
 	mu      sync.Mutex
 	sockets map[netip.Addr]*proxySocket // by the peer's VPN address
@@ -91,20 +88,6 @@ func (p *relayProxy) setConn(c *relay.Conn) {
 	}
 	p.pumps.Add(1)
 	go p.pump(c)
-}
-
-// setSelf records this node's VPN address.
-func (p *relayProxy) setSelf(a netip.Addr) {
-	if old := p.self.Load(); old == nil || *old != a {
-		p.self.Store(&a)
-	}
-}
-
-// keepsOwn says whether WireGuard's initiation to peer wins when it
-// crosses peer's.
-func (p *relayProxy) keepsOwn(peer netip.Addr) bool {
-	self := p.self.Load()
-	return self != nil && keepsOwn(*self, peer)
 }
 
 // endpoint returns the address of peer's proxy socket, opening it if
@@ -221,8 +204,13 @@ func (p *relayProxy) toRelay(s *proxySocket, b []byte, from netip.AddrPort) {
 	if isHandshake(b) {
 		s.handshake.sent(b, time.Now())
 	}
+	p.write(b, s.peer)
+}
+
+// write sends b through the relay to peer.
+func (p *relayProxy) write(b []byte, peer netip.Addr) {
 	if c := p.conn.Load(); c != nil {
-		c.WriteTo(b, s.peer) // lost like any UDP packet if it fails
+		c.WriteTo(b, peer) // lost like any UDP packet if it fails
 	}
 }
 
@@ -259,8 +247,23 @@ func (p *relayProxy) toWireGuard(peer netip.Addr, b []byte) {
 	if err != nil {
 		return
 	}
-	if isHandshake(b) && !s.handshake.pass(b, p.keepsOwn(peer), time.Now()) {
-		return // it crosses WireGuard's own initiation, which peer answers
+	to := netip.AddrPortFrom(loopback, uint16(port))
+	if isHandshake(b) {
+		switch v, again := s.handshake.receive(b, time.Now()); v { // see crossing.go
+		case drop:
+			p.write(again, peer)
+			return
+		case hold:
+			msg := append([]byte(nil), b...)
+			time.AfterFunc(answerWait, func() {
+				if s.handshake.release(msg) {
+					s.pc.WriteToUDPAddrPort(msg, to)
+				}
+			})
+			return
+		case twice:
+			return
+		}
 	}
-	s.pc.WriteToUDPAddrPort(b, netip.AddrPortFrom(loopback, uint16(port)))
+	s.pc.WriteToUDPAddrPort(b, to)
 }

@@ -42,12 +42,18 @@ func (n *node) Close() error {
 
 func newNode(t *testing.T, addr string) *node {
 	t.Helper()
+	return newNodeOn(t, addr, conn.NewDefaultBind())
+}
+
+// newNodeOn is newNode with bind as wireguard-go's sockets.
+func newNodeOn(t *testing.T, addr string, bind conn.Bind) *node {
+	t.Helper()
 	k, err := wgtypes.GeneratePrivateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
 	n := &node{tun: tuntest.NewChannelTUN(), nif: &fakeNetif{}, key: k, addr: netip.MustParseAddr(addr), got: make(chan []byte, 16)}
-	n.userspace, err = startUserspace(n.tun.TUN(), n.nif, conn.NewDefaultBind(), namespace{}, Options{}.withDefaults())
+	n.userspace, err = startUserspace(n.tun.TUN(), n.nif, bind, namespace{}, Options{}.withDefaults())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -71,6 +71,9 @@ func (b *stunBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	for i, fn := range fns {
 		fns[i] = b.filter(fn, true)
 	}
+	for len(b.late) > 0 { // held in a session that ended
+		<-b.late
+	}
 	session := make(chan struct{})
 	b.mu.Lock()
 	b.session = session

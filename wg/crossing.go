@@ -55,10 +55,9 @@ const (
 type verdict int
 
 const (
-	pass  verdict = iota
-	drop          // and send WireGuard's own initiation again
-	hold          // for answerWait, then hand it on if release says so
-	twice         // drop: it is the one held, again
+	pass verdict = iota
+	drop         // and send WireGuard's own initiation again
+	hold         // for answerWait, then hand it on if release says so
 )
 
 // crossing is what is known of the last initiation WireGuard sent to one
@@ -87,7 +86,10 @@ func (c *crossing) sent(b []byte, now time.Time) {
 // receive takes in a packet from the peer and says what to do with it:
 // an initiation that crosses WireGuard's own is dropped if WireGuard's
 // wins (and again is WireGuard's, to send the peer again), held if it
-// wins.
+// wins. The held one arriving again is the winner's end sending it
+// again, having dropped ours: no answer to ours will come, and it passes
+// at once. An initiation that passes has WireGuard forget its own, and
+// so does this record.
 func (c *crossing) receive(b []byte, now time.Time) (v verdict, again []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -98,31 +100,31 @@ func (c *crossing) receive(b []byte, now time.Time) (v verdict, again []byte) {
 		}
 	case isMessage(b, msgInitiation, initiationLength):
 		theirs := index(b[4:])
-		if c.holding && theirs == c.held {
-			return twice, nil
-		}
-		if c.sentAt.IsZero() || now.Sub(c.sentAt) >= crossingWindow {
-			return pass, nil
-		}
 		switch ours := index(c.own[4:]); {
+		case c.holding && theirs == c.held:
+			c.holding = false
+		case c.sentAt.IsZero() || now.Sub(c.sentAt) >= crossingWindow || ours == theirs:
 		case ours < theirs:
 			return drop, append([]byte(nil), c.own[:]...)
-		case ours > theirs:
+		default:
 			c.held, c.holding = theirs, true
 			return hold, nil
 		}
+		c.sentAt = time.Time{}
 	}
 	return pass, nil
 }
 
 // release says whether the held initiation b goes to WireGuard after
-// answerWait: not if an answer to WireGuard's own came meanwhile.
+// answerWait: not if an answer to WireGuard's own came meanwhile, or it
+// went already.
 func (c *crossing) release(b []byte) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ok := c.holding && c.held == index(b[4:])
 	if ok {
 		c.holding = false
+		c.sentAt = time.Time{} // WireGuard forgets its own for it
 	}
 	return ok
 }
@@ -171,6 +173,14 @@ func (cs *crossings) receive(b []byte, from netip.AddrPort, now time.Time) (verd
 func (cs *crossings) release(b []byte, from netip.AddrPort, now time.Time) bool {
 	c := cs.entry(from, false, now)
 	return c != nil && c.release(b)
+}
+
+// reset forgets every entry: WireGuard dropped a peer, and what was
+// recorded of its handshakes is no longer WireGuard's.
+func (cs *crossings) reset() {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	clear(cs.by)
 }
 
 // entry is ep's entry, made if there is none and create says so.

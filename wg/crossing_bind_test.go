@@ -135,3 +135,26 @@ func TestCrossedHandshakes(t *testing.T) {
 		})
 	}
 }
+
+// TestCrossingsForgetRemovedPeers: what the bind recorded of handshakes is
+// forgotten when WireGuard drops a peer, whose handshake state goes with
+// it.
+func TestCrossingsForgetRemovedPeers(t *testing.T) {
+	a, b := newNode(t, "10.99.0.1"), newNode(t, "10.99.0.2")
+	if err := a.Set(a.config(true, b)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Set(b.config(true, a)); err != nil {
+		t.Fatal(err)
+	}
+	ping(t, a, b)
+	if a.bind.crossings.entry(b.endpoint(), false, time.Now()) == nil {
+		t.Fatal("a recorded nothing of its initiation to b")
+	}
+	if err := a.Patch(Patch{Remove: []Key{b.key.PublicKey()}}); err != nil {
+		t.Fatal(err)
+	}
+	if a.bind.crossings.entry(b.endpoint(), false, time.Now()) != nil {
+		t.Error("a kept its record of b's handshakes after removing b")
+	}
+}

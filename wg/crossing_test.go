@@ -50,9 +50,20 @@ func TestCrossing(t *testing.T) {
 		{"crossed, theirs wins", []step{
 			{sent: initiation(9)},
 			{got: initiation(7), after: 10 * time.Millisecond, want: hold},
-			{got: initiation(7), after: 11 * time.Millisecond, want: twice},
 			{release: initiation(7), goes: true},
 			{release: initiation(7), goes: false},
+			{got: initiation(8), after: 40 * time.Millisecond, want: pass}, // ours is forgotten
+		}},
+		{"theirs wins, and comes again", []step{
+			{sent: initiation(9)},
+			{got: initiation(7), after: 10 * time.Millisecond, want: hold},
+			{got: initiation(7), after: 11 * time.Millisecond, want: pass},
+			{release: initiation(7), goes: false},
+		}},
+		{"one of theirs passed: ours is forgotten", []step{
+			{sent: initiation(1)},
+			{got: initiation(1), after: 10 * time.Millisecond, want: pass},
+			{got: initiation(7), after: 20 * time.Millisecond, want: pass},
 		}},
 		{"theirs wins, but ours is answered", []step{
 			{sent: initiation(9)},

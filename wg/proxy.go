@@ -261,8 +261,6 @@ func (p *relayProxy) toWireGuard(peer netip.Addr, b []byte) {
 				}
 			})
 			return
-		case twice:
-			return
 		}
 	}
 	s.pc.WriteToUDPAddrPort(b, to)

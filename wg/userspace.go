@@ -124,6 +124,9 @@ func (e *userspace) start(port int) error {
 }
 
 func (e *userspace) apply(d wgtypes.Config) error {
+	if slices.ContainsFunc(d.Peers, func(pc wgtypes.PeerConfig) bool { return pc.Remove }) {
+		e.bind.crossings.reset() // see crossings.reset
+	}
 	if err := e.dev.IpcSet(ipcText(d)); err != nil {
 		return fmt.Errorf("wg: configure %s: %w", e.name, err)
 	}

@@ -166,7 +166,7 @@ func (b *stunBind) crossed(p []byte, ep conn.Endpoint) bool {
 	case hold:
 		msg := append([]byte(nil), p...)
 		time.AfterFunc(answerWait, func() {
-			if b.crossings.release(msg, from, time.Now()) {
+			if b.crossings.release(msg, from) {
 				select {
 				case b.late <- lateMessage{msg, ep}:
 				default: // lost, as a datagram may be

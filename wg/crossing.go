@@ -170,8 +170,8 @@ func (cs *crossings) receive(b []byte, from netip.AddrPort, now time.Time) (verd
 }
 
 // release is crossing.release for an initiation held from from.
-func (cs *crossings) release(b []byte, from netip.AddrPort, now time.Time) bool {
-	c := cs.entry(from, false, now)
+func (cs *crossings) release(b []byte, from netip.AddrPort) bool {
+	c := cs.entry(from, false, time.Time{})
 	return c != nil && c.release(b)
 }
 
@@ -183,7 +183,8 @@ func (cs *crossings) reset() {
 	clear(cs.by)
 }
 
-// entry is ep's entry, made if there is none and create says so.
+// entry is ep's entry, made if there is none and create says so (now
+// is for the sweep that may come with it).
 func (cs *crossings) entry(ep netip.AddrPort, create bool, now time.Time) *crossing {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()

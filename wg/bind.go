@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/crypto/blake2s"
 	"golang.zx2c4.com/wireguard/conn"
 )
 
@@ -30,6 +31,9 @@ type stunBind struct {
 	// late carries the initiations it held back to WireGuard.
 	crossings crossings
 	late      chan lateMessage
+	// mac1 is the key of the mac1 of handshakes meant for this device,
+	// nil until it has a private key (see meantFor).
+	mac1 atomic.Pointer[[blake2s.Size]byte]
 	// initiation, if set, sees every handshake initiation before
 	// wireguard-go does, on every path (lazyPeers.initiation). Set it
 	// before the bind is opened.
@@ -153,11 +157,22 @@ func (b *stunBind) filter(fn conn.ReceiveFunc, sideband bool) conn.ReceiveFunc {
 	}
 }
 
+// setKey says which private key the device has (for meantFor).
+func (b *stunBind) setKey(private Key) {
+	k := mac1Key(private.PublicKey())
+	b.mac1.Store(&k)
+}
+
 // crossed takes in a handshake message p from ep, and says whether it is
 // an initiation taken out for crossing WireGuard's own (crossing.go): its
 // end is sent WireGuard's again, or it is handed on later through the
 // late receive func, unless an answer to WireGuard's makes it needless.
+// A message not meant for this device's key is WireGuard's to drop, and
+// changes nothing here.
 func (b *stunBind) crossed(p []byte, ep conn.Endpoint) bool {
+	if key := b.mac1.Load(); key == nil || !meantFor(p, key) {
+		return false
+	}
 	from := endpointAddr(ep)
 	v, again := b.crossings.receive(p, from, time.Now())
 	switch v {

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"golang.org/x/crypto/blake2s"
 )
 
 // Crossed handshakes. When both ends of a pair send a handshake
@@ -49,7 +51,26 @@ const (
 	msgResponse      = 2
 	initiationLength = 148
 	responseLength   = 92
+	responseMAC1     = 60 // where a response's mac1 is (an initiation's: offMAC1)
 )
+
+// meantFor says whether b, a handshake message, carries a mac1 made for
+// the public key whose mac1 key is key: it comes from someone who knows
+// that key, as the peers do. A stranger spoofing a peer's address knows
+// at most its sender index, which travels in the clear; the bind looks
+// only at messages meant for its key, so a stranger can neither have our
+// initiation sent again nor answer it to turn the tie-break off. (The
+// relay proxy needs no such test: the relay says which peer sent each
+// packet, having authenticated it.)
+func meantFor(b []byte, key *[blake2s.Size]byte) bool {
+	switch {
+	case isMessage(b, msgInitiation, initiationLength):
+		return hasMAC1(b, offMAC1, key)
+	case isMessage(b, msgResponse, responseLength):
+		return hasMAC1(b, responseMAC1, key)
+	}
+	return false
+}
 
 // verdict is what to do with a handshake message from the peer.
 type verdict int

@@ -1,11 +1,17 @@
 package wg
 
 import (
+	"crypto/rand"
+	"math"
+	"net"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/blake2s"
 	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
 // gate sits under two userspace engines' binds and holds the first
@@ -156,5 +162,80 @@ func TestCrossingsForgetRemovedPeers(t *testing.T) {
 	}
 	if a.bind.crossings.entry(b.endpoint(), false, time.Now()) != nil {
 		t.Error("a kept its record of b's handshakes after removing b")
+	}
+}
+
+// TestCrossingIgnoresStrangers: a stranger who spoofs a peer's address
+// and knows the sender index of our initiation (it travels in the clear)
+// but not our public key can neither have our initiation sent again nor
+// answer it to turn the tie-break off. The same initiation with a mac1
+// made for our key, which only a peer can make, is taken as crossing.
+func TestCrossingIgnoresStrangers(t *testing.T) {
+	a := newNode(t, "10.99.0.1")
+	peerKey, err := wgtypes.GeneratePrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := listenLoopback(t) // where a sends to its peer, and whence we spoof it
+	cfg := Config{PrivateKey: a.key, Address: netip.MustParsePrefix("10.99.0.1/16"), Peers: []Peer{{
+		PublicKey:  peerKey.PublicKey(),
+		AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.99.0.2/32")},
+		Endpoint:   netip.MustParseAddrPort(sock.LocalAddr().String()),
+	}}}
+	if err := a.Set(cfg); err != nil {
+		t.Fatal(err)
+	}
+	// next is the sender index of the next initiation a sends its peer
+	// within wait.
+	buf := make([]byte, 2048)
+	next := func(wait time.Duration) (uint32, bool) {
+		sock.SetReadDeadline(time.Now().Add(wait))
+		for {
+			n, _, err := sock.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return 0, false
+			}
+			if isInitiation(buf[:n]) {
+				return index(buf[4:]), true
+			}
+		}
+	}
+	ours, ok := next(10 * time.Second)
+	if !ok {
+		t.Fatal("a sent its peer no initiation")
+	}
+	to := net.UDPAddrFromAddrPort(a.endpoint())
+	send := func(b []byte) {
+		if _, err := sock.WriteToUDP(b, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// resent says whether a sends ours again within wait.
+	resent := func(wait time.Duration) bool {
+		for deadline := time.Now().Add(wait); time.Now().Before(deadline); {
+			if i, ok := next(time.Until(deadline)); ok && i == ours {
+				return true
+			}
+		}
+		return false
+	}
+
+	forged := initiation(math.MaxUint32) // loses to ours: a would send ours again
+	rand.Read(forged[8:])
+	send(forged)
+	if resent(150 * time.Millisecond) {
+		t.Fatal("a stranger's initiation had a send its own again")
+	}
+	answer := response(7, ours) // would say ours is answered, and nothing crosses it
+	rand.Read(answer[12:])
+	send(answer)
+
+	key := mac1Key(a.key.PublicKey())
+	mac, _ := blake2s.New128(key[:])
+	mac.Write(forged[:offMAC1])
+	mac.Sum(forged[:offMAC1])
+	send(forged)
+	if !resent(700 * time.Millisecond) {
+		t.Fatal("an initiation with a mac1 for a's key, crossing a's, did not have a send its own again (or a stranger's answer had a forget its own)")
 	}
 }

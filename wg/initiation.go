@@ -55,7 +55,7 @@ func newResponder(private Key) *responder {
 	r := &responder{private: private, chain: blake2s.Sum256([]byte(noiseConstruction))}
 	r.hash = hashOf(r.chain[:], []byte(wgIdentifier))
 	r.hash = hashOf(r.hash[:], pub[:])
-	r.mac1 = hashOf([]byte(labelMAC1), pub[:])
+	r.mac1 = mac1Key(pub)
 	return r
 }
 
@@ -66,9 +66,7 @@ func (r *responder) initiator(msg []byte) (Key, bool) {
 	if !isInitiation(msg) {
 		return Key{}, false
 	}
-	mac, _ := blake2s.New128(r.mac1[:])
-	mac.Write(msg[:offMAC1])
-	if subtle.ConstantTimeCompare(mac.Sum(nil), msg[offMAC1:offMAC1+16]) != 1 {
+	if !hasMAC1(msg, offMAC1, &r.mac1) {
 		return Key{}, false
 	}
 	ephemeral := msg[offEphemeral:offStatic]
@@ -86,6 +84,20 @@ func (r *responder) initiator(msg []byte) (Key, bool) {
 		return Key{}, false
 	}
 	return static, true
+}
+
+// mac1Key is the key of the mac1 of the handshake messages sent to the
+// holder of pub: HASH(LABEL_MAC1 || pub).
+func mac1Key(pub Key) [blake2s.Size]byte { return hashOf([]byte(labelMAC1), pub[:]) }
+
+// hasMAC1 says whether the handshake message msg, whose mac1 is at off,
+// carries one made with key: whoever sent it knows the public key of
+// key's holder, as a peer does and a stranger does not.
+func hasMAC1(msg []byte, off int, key *[blake2s.Size]byte) bool {
+	mac, _ := blake2s.New128(key[:])
+	mac.Write(msg[:off])
+	var sum [blake2s.Size128]byte
+	return subtle.ConstantTimeCompare(mac.Sum(sum[:0]), msg[off:off+len(sum)]) == 1
 }
 
 // hashOf is HASH(a || b).

@@ -124,6 +124,9 @@ func (e *userspace) start(port int) error {
 }
 
 func (e *userspace) apply(d wgtypes.Config) error {
+	if d.PrivateKey != nil {
+		e.bind.setKey(*d.PrivateKey)
+	}
 	if slices.ContainsFunc(d.Peers, func(pc wgtypes.PeerConfig) bool { return pc.Remove }) {
 		e.bind.crossings.reset() // see crossings.reset
 	}

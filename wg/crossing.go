@@ -235,3 +235,51 @@ func (c *crossing) stale(now time.Time) bool {
 	defer c.mu.Unlock()
 	return now.Sub(c.sentAt) >= crossingWindow && !c.holding
 }
+
+// witness sees crossings for the kernel engine on the direct path, where
+// the handshakes go straight to kernel WireGuard: it gets a copy of what
+// arrives (through the raw port), too late to hold anything back, and sees
+// nothing of what WireGuard sends. But a crossing shows in what arrives:
+// the peer's initiation, then an answer to our own, which WireGuard
+// refuses, having consumed the peer's in between. (An answer that comes
+// first completes our handshake, and the peer's initiation after it
+// does no harm.) The answer carries our sender index and the initiation
+// the peer's: both ends see the same two, so the end whose initiation
+// wins by the rule above is the one to make the handshake again, at once
+// rather than after WireGuard's retry; the other answers it.
+type witness struct {
+	mu sync.Mutex
+	by map[netip.AddrPort]seenInitiation // the last initiation from each endpoint
+}
+
+type seenInitiation struct {
+	sender uint32
+	at     time.Time
+}
+
+// saw takes in the handshake message b from from, and says whether it
+// completes a crossing that our end is to resolve by initiating again.
+func (w *witness) saw(b []byte, from netip.AddrPort, now time.Time) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case isMessage(b, msgInitiation, initiationLength):
+		if w.by == nil {
+			w.by = map[netip.AddrPort]seenInitiation{}
+		}
+		if len(w.by) >= sweepOver {
+			for ep, s := range w.by {
+				if now.Sub(s.at) >= crossingWindow {
+					delete(w.by, ep)
+				}
+			}
+		}
+		w.by[from] = seenInitiation{sender: index(b[4:]), at: now}
+	case isMessage(b, msgResponse, responseLength):
+		s, ok := w.by[from]
+		delete(w.by, from)
+		ours := index(b[8:])
+		return ok && now.Sub(s.at) < crossingWindow && ours < s.sender
+	}
+	return false
+}

@@ -3,8 +3,12 @@ package wg
 import (
 	"bytes"
 	"encoding/binary"
+	"net/netip"
 	"testing"
 	"time"
+	"unsafe"
+
+	"golang.zx2c4.com/wireguard/device"
 )
 
 // initiation is a handshake initiation's shape with sender index i.
@@ -175,5 +179,87 @@ func TestRelayProxyCrossedHandshake(t *testing.T) {
 				t.Errorf("the kernel got message type %d too (%d bytes)", buf[0], n)
 			}
 		})
+	}
+}
+
+// TestWitness: what the kernel engine takes as a crossing that it is to
+// resolve, from what reaches its port.
+func TestWitness(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	a, b := netip.MustParseAddrPort("198.51.100.1:51820"), netip.MustParseAddrPort("198.51.100.2:51820")
+	type step struct {
+		from  netip.AddrPort
+		msg   []byte
+		after time.Duration
+		again bool
+	}
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{"crossed, ours wins", []step{{b, initiation(9), 0, false}, {b, response(5, 3), 10 * time.Millisecond, true}}},
+		{"crossed, theirs wins", []step{{b, initiation(2), 0, false}, {b, response(5, 3), 10 * time.Millisecond, false}}},
+		{"the same index", []step{{b, initiation(3), 0, false}, {b, response(5, 3), 10 * time.Millisecond, false}}},
+		{"ours is the receiver's index", []step{{b, initiation(4), 0, false}, {b, response(9, 3), 10 * time.Millisecond, true}}},
+		{"not the sender's", []step{{b, initiation(4), 0, false}, {b, response(1, 7), 10 * time.Millisecond, false}}},
+		{"an answer alone", []step{{b, response(5, 3), 0, false}}},
+		{"an answer, then their initiation", []step{{b, response(5, 3), 0, false}, {b, initiation(9), 10 * time.Millisecond, false}}},
+		{"too far apart", []step{{b, initiation(9), 0, false}, {b, response(5, 3), crossingWindow, false}}},
+		{"from another endpoint", []step{{a, initiation(9), 0, false}, {b, response(5, 3), 10 * time.Millisecond, false}}},
+		{"once only", []step{
+			{b, initiation(9), 0, false},
+			{b, response(5, 3), 10 * time.Millisecond, true},
+			{b, response(6, 4), 20 * time.Millisecond, false},
+		}},
+		{"their newest initiation counts", []step{
+			{b, initiation(9), 0, false},
+			{b, initiation(1), 5 * time.Millisecond, false},
+			{b, response(5, 3), 10 * time.Millisecond, false},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var w witness
+			for i, s := range tt.steps {
+				if got := w.saw(s.msg, s.from, t0.Add(s.after)); got != s.again {
+					t.Errorf("step %d: saw = %v, want %v", i, got, s.again)
+				}
+			}
+		})
+	}
+}
+
+// TestWitnessSweeps: the witness forgets the initiations too old to
+// cross once it holds many.
+func TestWitnessSweeps(t *testing.T) {
+	var w witness
+	t0 := time.Unix(1000, 0)
+	for i := range 3 * sweepOver {
+		ep := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, byte(i >> 8), byte(i)}), 51820)
+		w.saw(initiation(uint32(i)), ep, t0.Add(time.Duration(i)*crossingWindow))
+	}
+	if n := len(w.by); n > sweepOver+1 {
+		t.Errorf("the witness holds %d initiations, want at most %d", n, sweepOver+1)
+	}
+}
+
+// TestHandshakeOffsets: the offsets of the handshake messages' fields
+// that the engines read are wireguard-go's.
+func TestHandshakeOffsets(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		got, want uintptr
+	}{
+		{"initiation's mac1", offMAC1, unsafe.Offsetof(device.MessageInitiation{}.MAC1)},
+		{"initiation's sender", 4, unsafe.Offsetof(device.MessageInitiation{}.Sender)},
+		{"response's mac1", responseMAC1, unsafe.Offsetof(device.MessageResponse{}.MAC1)},
+		{"response's sender", 4, unsafe.Offsetof(device.MessageResponse{}.Sender)},
+		{"response's receiver", 8, unsafe.Offsetof(device.MessageResponse{}.Receiver)},
+		{"initiation's length", initiationLength, device.MessageInitiationSize},
+		{"response's length", responseLength, device.MessageResponseSize},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s: %d, wireguard-go's %d", c.name, c.got, c.want)
+		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/crypto/blake2s"
 	"golang.zx2c4.com/wireguard/wgctrl"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
@@ -52,6 +53,15 @@ type kernel struct {
 	// before the first Set), for the proxy to send to.
 	proxy     *relayProxy
 	listening atomic.Int32
+
+	// witness sees crossed handshakes on the direct path in what the raw
+	// port takes in, of the messages meant for the key whose mac1 key is
+	// mac1 (see meantFor).
+	witness witness
+	mac1    atomic.Pointer[[blake2s.Size]byte]
+	// initiated is when the engine last had WireGuard initiate again to
+	// each peer that WireGuard still has (under mu).
+	initiated map[Key]time.Time
 }
 
 var _ Engine = (*kernel)(nil)
@@ -196,6 +206,10 @@ func (e *kernel) Set(cfg Config) error {
 	if err := e.state.set(cfg); err != nil {
 		return err
 	}
+	e.keepInitiated()
+	if k := mac1Key(cfg.PrivateKey.PublicKey()); e.mac1.Load() == nil || *e.mac1.Load() != k {
+		e.mac1.Store(&k)
+	}
 	e.listening.Store(int32(cfg.ListenPort))
 	if !e.up {
 		if err := e.state.netif.up(); err != nil {
@@ -217,11 +231,114 @@ func (e *kernel) moveSideband(port int) {
 	if e.raw != nil {
 		e.raw.close()
 	}
-	e.raw, e.rawErr = openRawPort(e.ns, uint16(port), e.log)
+	e.raw, e.rawErr = openRawPort(e.ns, uint16(port), e.log, e.handshake)
 	if e.rawErr != nil {
 		e.log.Warn("no STUN or path probes from the WireGuard port, so a change of network is noticed only at restart", "err", e.rawErr)
 	}
 }
+
+// handshake is the raw port's: the handshake message b came to
+// WireGuard's port from from. If it shows a crossing that this end is to
+// resolve (witness), WireGuard is made to initiate again after
+// initiateWait. Relayed messages are the proxy's to look at (they come
+// from its sockets), and messages not meant for our key no one's.
+func (e *kernel) handshake(b []byte, from netip.AddrPort) {
+	if key := e.mac1.Load(); key == nil || !meantFor(b, key) {
+		return
+	}
+	if _, relayed := e.proxy.peerOf(from); relayed {
+		return
+	}
+	if e.witness.saw(b, from, time.Now()) {
+		time.AfterFunc(initiateWait, func() { e.initiateAgain(from) })
+	}
+}
+
+// initiateWait is how long after what looks like a crossing the kernel
+// engine has WireGuard initiate again. What looks like one may not be:
+// the peer's initiation may have come before we had the peer, and been
+// dropped, so that the answer to ours completed a handshake, which the
+// kernel takes in on its own time; initiateAgain sees it by then. And the
+// other end's WireGuard drops initiations that follow the last it took in
+// within 20 ms (INITIATIONS_PER_SECOND, on a coarse clock): ours must
+// come after.
+const initiateWait = 50 * time.Millisecond
+
+// initiateAgain has WireGuard send a new handshake initiation at once to
+// the peer whose endpoint is ep, if it still has no session: the kernel
+// sends at most one initiation to a peer per REKEY_TIMEOUT (5 s), so the
+// peer is removed and added again (its first initiation comes with its
+// persistent keepalive). Without a session little goes with it: the
+// packets queued while it waited (TCP sends them again), the handshake
+// bytes counted, and the peer's cookie and last initiation's timestamp,
+// which WireGuard learns again from the next. A peer
+// with a session keeps it: a crossing of rekeying handshakes has the
+// current session to go on with until WireGuard's retry. And a peer is
+// made to initiate again at most once per REKEY_TIMEOUT, as WireGuard
+// would, whatever comes to the port: a replayed crossing does no more.
+func (e *kernel) initiateAgain(ep netip.AddrPort) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return
+	}
+	var peer Peer
+	found := false
+	for _, p := range e.state.peers {
+		if usable(p.Endpoint) && unmap(p.Endpoint) == ep {
+			peer, found = p, true
+			break
+		}
+	}
+	if !found || time.Since(e.initiated[peer.PublicKey]) < rekeyTimeout {
+		return
+	}
+	dev, err := e.client.Device(e.name)
+	if err != nil {
+		return
+	}
+	for _, p := range dev.Peers {
+		if p.PublicKey == peer.PublicKey && time.Since(p.LastHandshakeTime) < rejectAfterTime {
+			return
+		}
+	}
+	if e.initiated == nil {
+		e.initiated = map[Key]time.Time{}
+	}
+	e.initiated[peer.PublicKey] = time.Now()
+	add := peerConfig(peer, true)
+	d := wgtypes.Config{Peers: []wgtypes.PeerConfig{{PublicKey: peer.PublicKey, Remove: true}, add}}
+	if err := e.apply(d); err != nil {
+		// The removal may have been applied and the add not: the peer
+		// must be there, whatever else failed.
+		if err := e.apply(wgtypes.Config{Peers: []wgtypes.PeerConfig{add}}); err != nil {
+			e.log.Error("crossed handshakes: WireGuard lost a peer, until the daemon configures it again", "peer", peer.PublicKey, "err", err)
+			e.state.forget(nil)
+			return
+		}
+		e.log.Warn("crossed handshakes: could not make WireGuard initiate again; it retries in 5 s", "peer", peer.PublicKey, "err", err)
+		return
+	}
+	e.log.Debug("crossed handshakes: WireGuard initiates again", "peer", peer.PublicKey, "endpoint", ep)
+}
+
+// keepInitiated forgets when WireGuard was made to initiate again to the
+// peers it no longer has: one added again starts afresh, in WireGuard as
+// here. The caller holds e.mu.
+func (e *kernel) keepInitiated() {
+	for k := range e.initiated {
+		if _, ok := e.state.peers[k]; !ok {
+			delete(e.initiated, k)
+		}
+	}
+}
+
+// WireGuard's timers (the protocol's REKEY_TIMEOUT and REJECT_AFTER_TIME):
+// the time between initiations to a peer, and how long a session lasts.
+const (
+	rekeyTimeout    = 5 * time.Second
+	rejectAfterTime = 180 * time.Second
+)
 
 // sideband returns the raw port, or why there is none. The caller holds
 // e.mu.
@@ -335,6 +452,7 @@ func (e *kernel) Patch(p Patch) error {
 	if err := e.state.patch(Patch{Peers: peers, Remove: p.Remove}); err != nil {
 		return err
 	}
+	e.keepInitiated()
 	e.proxy.release(gone)
 	return nil
 }

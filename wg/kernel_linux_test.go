@@ -6,11 +6,15 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"golang.org/x/crypto/blake2s"
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
@@ -19,8 +23,10 @@ import (
 	"github.com/wire-mesh/wire/stun/stuntest"
 )
 
-// fakeClient is wgctrl for one kernel interface, in memory.
+// fakeClient is wgctrl for one kernel interface, in memory. Tests that
+// have the engine call it from another goroutine read it with calls.
 type fakeClient struct {
+	mu         sync.Mutex
 	configured []wgtypes.Config
 	fail       error
 	device     wgtypes.Device
@@ -28,14 +34,25 @@ type fakeClient struct {
 }
 
 func (c *fakeClient) ConfigureDevice(name string, cfg wgtypes.Config) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.configured = append(c.configured, cfg)
 	return c.fail
 }
 
 func (c *fakeClient) Device(name string) (*wgtypes.Device, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	d := c.device
 	d.Name = name
 	return &d, nil
+}
+
+// calls is how many configurations the client has taken.
+func (c *fakeClient) calls() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.configured)
 }
 
 func (c *fakeClient) Close() error { c.closed++; return nil }
@@ -411,4 +428,148 @@ func TestKernelPatchKeepsProxy(t *testing.T) {
 	if !isClosed(t, proxyB) {
 		t.Error("the removed peer's proxy socket is still open")
 	}
+}
+
+// signed is the handshake message b with a mac1 for the holder of
+// private, as a peer makes it.
+func signed(b []byte, private Key) []byte {
+	off := offMAC1
+	if b[0] == msgResponse {
+		off = responseMAC1
+	}
+	k := mac1Key(private.PublicKey())
+	mac, _ := blake2s.New128(k[:])
+	mac.Write(b[:off])
+	mac.Sum(b[:off])
+	return b
+}
+
+// TestKernelInitiatesAgain: the kernel engine, seeing in what reaches its
+// port that its initiation to a peer crossed the peer's and should have
+// won, makes WireGuard initiate again at once by removing the peer and
+// adding it back; in every other case it leaves WireGuard alone.
+func TestKernelInitiatesAgain(t *testing.T) {
+	ours := func(b []byte) []byte { return signed(b, key(1)) }
+	crossed := [][]byte{ours(initiation(9)), ours(response(5, 3))}
+	again := []wgtypes.Config{{Peers: []wgtypes.PeerConfig{{PublicKey: key(2), Remove: true}, peerConfig(peerB, true)}}}
+	failed := errors.New("netlink: no buffer space")
+	vpnB := netip.MustParseAddr("10.99.0.2")
+	tests := []struct {
+		name      string
+		relayed   bool // B is relayed, and the messages come from its proxy socket
+		from      netip.AddrPort
+		msgs      [][]byte
+		handshake time.Duration // how long ago B's last handshake was; 0: never
+		fail      error         // of wgctrl
+		close     bool          // the engine closes as soon as it has the messages
+		want      []wgtypes.Config
+		forgot    bool // the engine no longer knows what WireGuard has
+	}{
+		{name: "crossed, ours wins", msgs: crossed, want: again},
+		{name: "crossed, theirs wins", msgs: [][]byte{ours(initiation(2)), ours(response(5, 3))}},
+		{name: "answered first: a handshake", msgs: [][]byte{ours(response(5, 3)), ours(initiation(9))}},
+		{name: "not meant for our key", msgs: [][]byte{initiation(9), response(5, 3)}},
+		{name: "a crossing of rekeys, with a session", msgs: crossed, handshake: time.Minute},
+		{name: "the session is over", msgs: crossed, handshake: rejectAfterTime + time.Minute, want: again},
+		{name: "from no peer's endpoint", from: netip.MustParseAddrPort("198.51.100.9:51820"), msgs: crossed},
+		{name: "relayed: the proxy's", relayed: true, msgs: crossed},
+		{name: "crossed twice: once per REKEY_TIMEOUT", msgs: append(append([][]byte{}, crossed...), ours(initiation(8)), ours(response(6, 4))), want: again},
+		{name: "closed meanwhile", msgs: crossed, close: true},
+		{
+			name: "WireGuard refuses", msgs: crossed, fail: failed, forgot: true,
+			want: append(again, wgtypes.Config{Peers: []wgtypes.PeerConfig{peerConfig(peerB, true)}}),
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e, client, _ := newFakeKernel(t, 0)
+			cfg := base
+			if tt.relayed {
+				cfg = with(func(c *Config) { c.Peers[0].Endpoint = RelayEndpoint(vpnB) })
+			}
+			if err := e.Set(cfg); err != nil {
+				t.Fatal(err)
+			}
+			from := tt.from
+			if !from.IsValid() {
+				from = peerB.Endpoint
+			}
+			if tt.relayed {
+				var err error
+				if from, err = e.proxy.endpoint(vpnB); err != nil {
+					t.Fatal(err)
+				}
+			}
+			client.mu.Lock()
+			if tt.handshake != 0 {
+				client.device.Peers = []wgtypes.Peer{{PublicKey: key(2), LastHandshakeTime: time.Now().Add(-tt.handshake)}}
+			}
+			client.fail = tt.fail
+			before := len(client.configured)
+			client.mu.Unlock()
+			for _, m := range tt.msgs {
+				e.handshake(m, from)
+			}
+			if tt.close {
+				if err := e.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Wait for what is wanted, or long enough for what is not.
+			deadline := time.Now().Add(5 * initiateWait)
+			if len(tt.want) > 0 {
+				deadline = time.Now().Add(5 * time.Second)
+			}
+			for client.calls() < before+len(tt.want) && time.Now().Before(deadline) {
+				time.Sleep(initiateWait / 4)
+			}
+			time.Sleep(2 * initiateWait) // and for more than is wanted
+			client.mu.Lock()
+			got := client.configured[before:]
+			client.mu.Unlock()
+			if tt.close {
+				got = slices.DeleteFunc(got, func(c wgtypes.Config) bool { return c.Peers == nil }) // Close's own
+			}
+			if d := cmp.Diff(tt.want, got, cmp.Comparer(sameIPNet), cmpopts.EquateEmpty()); d != "" {
+				t.Errorf("WireGuard got (-want +got):\n%s", d)
+			}
+			e.mu.Lock()
+			forgot := e.state.peers[key(2)].AllowedIPs[0] == netip.Prefix{}
+			e.mu.Unlock()
+			if forgot != tt.forgot {
+				t.Errorf("the engine forgot what WireGuard has: %v, want %v", forgot, tt.forgot)
+			}
+		})
+	}
+}
+
+// TestKernelInitiatesAgainToAPeerAddedAgain: once per REKEY_TIMEOUT holds
+// for a peer as long as WireGuard has it; one removed and added again (as
+// a policy does that keeps two nodes apart for a while) may have its
+// crossing resolved at once.
+func TestKernelInitiatesAgainToAPeerAddedAgain(t *testing.T) {
+	e, client, _ := newFakeKernel(t, 0)
+	if err := e.Set(base); err != nil {
+		t.Fatal(err)
+	}
+	crossing := func(theirs, ours uint32) {
+		t.Helper()
+		before := client.calls()
+		e.handshake(signed(initiation(theirs), key(1)), peerB.Endpoint)
+		e.handshake(signed(response(theirs+1, ours), key(1)), peerB.Endpoint)
+		for deadline := time.Now().Add(5 * time.Second); client.calls() == before && time.Now().Before(deadline); {
+			time.Sleep(initiateWait / 4)
+		}
+		if client.calls() == before {
+			t.Fatal("WireGuard was not made to initiate again")
+		}
+	}
+	crossing(9, 3)
+	if err := e.Patch(Patch{Remove: []Key{key(2)}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Patch(Patch{Peers: []Peer{peerB}}); err != nil {
+		t.Fatal(err)
+	}
+	crossing(19, 13)
 }

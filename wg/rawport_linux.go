@@ -21,26 +21,32 @@ import (
 // machine takes in (after netfilter, so exactly what WireGuard's socket
 // gets), and a socket filter keeps those to the port that are STUN or
 // probes. WireGuard drops its own copy of those: neither is a WireGuard
-// message. Raw sockets need CAP_NET_RAW, which a root daemon has.
+// message. The filter keeps the handshake messages too, which WireGuard
+// takes in as well: the engine looks at them for crossings (witness).
+// Raw sockets need CAP_NET_RAW, which a root daemon has.
 //
 // The price is a little kernel work per UDP datagram received: Linux
 // clones each for a raw socket before the filter drops it.
 type rawPort struct {
 	*sideband
-	port  uint16
-	v4    *net.IPConn
-	v6    *net.IPConn // nil where the machine has no IPv6
-	log   *slog.Logger
-	reads sync.WaitGroup
+	port uint16
+	// handshake, if set, sees each handshake message to the port, which
+	// it must not keep.
+	handshake func(b []byte, from netip.AddrPort)
+	v4        *net.IPConn
+	v6        *net.IPConn // nil where the machine has no IPv6
+	log       *slog.Logger
+	reads     sync.WaitGroup
 }
 
 // udpHeaderLen is the UDP header's size, which the raw socket writes and
 // reads along with each datagram.
 const udpHeaderLen = 8
 
-// openRawPort opens the raw sockets of port in ns.
-func openRawPort(ns namespace, port uint16, log *slog.Logger) (*rawPort, error) {
-	r := &rawPort{port: port, log: log}
+// openRawPort opens the raw sockets of port in ns; handshake (if not nil)
+// is rawPort.handshake.
+func openRawPort(ns namespace, port uint16, log *slog.Logger, handshake func([]byte, netip.AddrPort)) (*rawPort, error) {
+	r := &rawPort{port: port, log: log, handshake: handshake}
 	r.sideband = newSideband(r.sendTo)
 	err := ns.run(func() (err error) {
 		if r.v4, err = listenRaw("ip4:udp", "0.0.0.0", port); err != nil {
@@ -89,24 +95,36 @@ func listenRaw(network, addr string, port uint16) (*net.IPConn, error) {
 }
 
 // sidebandFilter keeps the UDP datagrams to port whose payload starts as
-// STUN (the magic cookie at bytes 4-7) or a probe ('w' 'p') does. An IPv4
-// raw socket's packets start with the IP header, of variable length; an
-// IPv6 one's with the UDP header.
+// STUN (the magic cookie at bytes 4-7) or a probe ('w' 'p') does, and
+// WireGuard's handshake initiations and responses (type 1 or 2, then three
+// zero bytes, at their lengths). An IPv4 raw socket's packets start with
+// the IP header, of variable length; an IPv6 one's with the UDP header.
 func sidebandFilter(port uint16, ipv4Header bool) []bpf.Instruction {
 	start := bpf.Instruction(bpf.LoadConstant{Dst: bpf.RegX, Val: 0})
 	if ipv4Header {
 		start = bpf.LoadMemShift{Off: 0} // X = 4 * the IHL field
 	}
+	const (
+		initiation = msgInitiation << 24 // the first word, read big-endian
+		response   = msgResponse << 24
+	)
 	return []bpf.Instruction{
-		start,
-		bpf.LoadIndirect{Off: 2, Size: 2}, // the destination port
-		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: uint32(port), SkipTrue: 4},
-		bpf.LoadIndirect{Off: udpHeaderLen + 4, Size: 4},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: stunMagicCookie, SkipTrue: 3},
-		bpf.LoadIndirect{Off: udpHeaderLen, Size: 2},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 'w'<<8 | 'p', SkipTrue: 1},
-		bpf.RetConstant{Val: 0},
-		bpf.RetConstant{Val: 1<<16 - 1},
+		/* 0 */ start,
+		/* 1 */ bpf.LoadIndirect{Off: 2, Size: 2}, // the destination port
+		/* 2 */ bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: uint32(port), SkipTrue: 11},
+		/* 3 */ bpf.LoadIndirect{Off: udpHeaderLen + 4, Size: 4},
+		/* 4 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: stunMagicCookie, SkipTrue: 10},
+		/* 5 */ bpf.LoadIndirect{Off: udpHeaderLen, Size: 2},
+		/* 6 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: 'w'<<8 | 'p', SkipTrue: 8},
+		/* 7 */ bpf.LoadIndirect{Off: udpHeaderLen, Size: 4}, // the first word
+		/* 8 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: initiation, SkipTrue: 1},
+		/* 9 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: response, SkipTrue: 2, SkipFalse: 4},
+		/* 10 */ bpf.LoadIndirect{Off: 4, Size: 2}, // the UDP length
+		/* 11 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: udpHeaderLen + initiationLength, SkipTrue: 3, SkipFalse: 2},
+		/* 12 */ bpf.LoadIndirect{Off: 4, Size: 2},
+		/* 13 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: udpHeaderLen + responseLength, SkipTrue: 1},
+		/* 14 */ bpf.RetConstant{Val: 0},
+		/* 15 */ bpf.RetConstant{Val: 1<<16 - 1},
 	}
 }
 
@@ -134,8 +152,12 @@ func (r *rawPort) read(c *net.IPConn) {
 			return
 		}
 		from, payload, ok := r.parse(buf[:n], addr)
-		if ok && isSideband(payload) {
+		switch {
+		case !ok:
+		case isSideband(payload):
 			r.handle(payload, from)
+		case r.handshake != nil && isHandshake(payload):
+			r.handshake(payload, from)
 		}
 	}
 }

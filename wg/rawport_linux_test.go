@@ -36,8 +36,8 @@ func udpDatagram(ihl int, port uint16, payload []byte) []byte {
 }
 
 // TestSidebandFilter runs the raw sockets' filter on what reaches them:
-// it must keep STUN and probes to the WireGuard port, over IPv4 (with and
-// without IP options) and IPv6, and nothing else.
+// it must keep STUN, probes and handshake messages to the WireGuard port,
+// over IPv4 (with and without IP options) and IPv6, and nothing else.
 func TestSidebandFilter(t *testing.T) {
 	const port = 51820
 	stunAnswer := stun.Response(stun.NewTxID(), netip.MustParseAddrPort("203.0.113.7:51820"), true)
@@ -55,6 +55,14 @@ func TestSidebandFilter(t *testing.T) {
 		{"probe to another port", ping, port + 1, false},
 		{"empty", nil, port, false},
 		{"a byte", []byte{'w'}, port, false},
+		{"initiation", initiation(7), port, true},
+		{"response", response(7, 8), port, true},
+		{"initiation to another port", initiation(7), port + 1, false},
+		{"short initiation", initiation(7)[:initiationLength-1], port, false},
+		{"initiation of response's length", initiation(7)[:responseLength], port, false},
+		{"response of initiation's length", append(response(7, 8), make([]byte, initiationLength-responseLength)...), port, false},
+		{"not quite an initiation", append([]byte{msgInitiation, 1}, initiation(7)[2:]...), port, false},
+		{"cookie reply", append([]byte{3, 0, 0, 0}, make([]byte, 60)...), port, false},
 	}
 	for _, family := range []struct {
 		name string
@@ -90,7 +98,7 @@ func heldPort(t *testing.T) (*net.UDPConn, uint16) {
 
 func testRawPort(t *testing.T, port uint16) *rawPort {
 	t.Helper()
-	r, err := openRawPort(namespace{}, port, slog.New(slog.DiscardHandler))
+	r, err := openRawPort(namespace{}, port, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,6 +153,58 @@ func TestRawPort(t *testing.T) {
 	}
 }
 
+// TestRawPortHandshakes: the raw port shows the engine the handshake
+// messages that reach the port, from where they came, and nothing of the
+// other WireGuard messages; the socket that holds the port still gets
+// them all.
+func TestRawPortHandshakes(t *testing.T) {
+	roottest.Need(t, "to open raw sockets")
+	held, port := heldPort(t)
+	type seen struct {
+		msg  string
+		from netip.AddrPort
+	}
+	got := make(chan seen, 8)
+	r, err := openRawPort(namespace{}, port, slog.New(slog.DiscardHandler), func(b []byte, from netip.AddrPort) {
+		got <- seen{string(b), from} // a copy: the buffer is the reader's
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.close)
+	peer := listenLoopback(t)
+	to := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)
+	msgs := [][]byte{wgPacket(1), initiation(7), wgPacket(2), response(8, 9)}
+	for _, m := range msgs {
+		if _, err := peer.WriteToUDPAddrPort(m, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	from := peer.LocalAddr().(*net.UDPAddr).AddrPort()
+	for _, want := range []seen{{string(initiation(7)), from}, {string(response(8, 9)), from}} {
+		select {
+		case s := <-got:
+			if s != want {
+				t.Errorf("the engine was shown %x from %v; want %x from %v", s.msg, s.from, want.msg, want.from)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("the engine was not shown %x", want.msg)
+		}
+	}
+	held.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 256)
+	for i := range msgs {
+		if _, _, err := held.ReadFromUDP(buf); err != nil {
+			t.Fatalf("the port's own socket got %d of %d datagrams: %v", i, len(msgs), err)
+		}
+	}
+	select {
+	case s := <-got:
+		t.Errorf("the engine was shown %x too", s.msg)
+	case <-time.After(50 * time.Millisecond):
+	}
+}
+
 // checksummed sends a ping from r to a plain IPv6 socket, which takes in
 // only datagrams with a UDP checksum (zero means none, which IPv6 forbids).
 func checksummed(t *testing.T, r *rawPort) {
@@ -189,7 +249,7 @@ func TestRawPortClose(t *testing.T) {
 	roottest.Need(t, "to open raw sockets")
 	_, pa := heldPort(t)
 	_, ps := heldPort(t)
-	r, err := openRawPort(namespace{}, pa, slog.New(slog.DiscardHandler))
+	r, err := openRawPort(namespace{}, pa, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +290,7 @@ func BenchmarkRawPortCost(b *testing.B) {
 			dst, to := blockingUDP(b)
 			src, _ := blockingUDP(b)
 			if open {
-				r, err := openRawPort(namespace{}, 1, slog.New(slog.DiscardHandler))
+				r, err := openRawPort(namespace{}, 1, slog.New(slog.DiscardHandler), nil)
 				if err != nil {
 					b.Fatal(err)
 				}

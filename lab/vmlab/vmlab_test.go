@@ -51,6 +51,7 @@ var vmScenarios = []string{
 	"TestMeshDirect", "TestMeshJoinToPing", "TestMeshServerOutage", "TestMeshRoaming",
 	"TestRelayTopologies", "TestRelayToDirect", "TestRelayServerKilled",
 	"TestWgShow", "TestEngineAuto", "TestMixedEngines", "TestAgentsOverMCP", "TestPairCLI", "TestNames", "TestPolicy",
+	"TestCrossedHandshakesDelayed",
 }
 
 // scenariosEnv names some of vmScenarios (comma-separated) to run in the
@@ -67,16 +68,18 @@ func scenarios() []string {
 // vmModules are the kernel modules the lab needs in the VM: WireGuard,
 // veth and bridges for its namespaces, TUN for userspace nodes, and
 // nftables with NAT and conntrack for its routers and for wire's packet
-// filter on the kernel engine (nf_tables, nft_ct, nf_conntrack).
+// filter on the kernel engine (nf_tables, nft_ct, nf_conntrack), and netem
+// for a path with a delay.
 var vmModules = []string{
 	"wireguard", "veth", "bridge", "tun",
 	"nf_tables", "nft_chain_nat", "nft_masq", "nft_ct", "nf_nat", "nf_conntrack",
 	"nf_conntrack_netlink", // for conntrack -D
+	"sch_netem",
 }
 
 // vmPrograms are the host's programs the lab runs in the VM, copied with
 // their libraries; busybox gives it a shell and the rest.
-var vmPrograms = []string{"/usr/sbin/ip", "/usr/sbin/nft", "/usr/bin/wg", "/usr/bin/ping", "/usr/sbin/conntrack", "/usr/bin/getent"}
+var vmPrograms = []string{"/usr/sbin/ip", "/usr/sbin/nft", "/usr/bin/wg", "/usr/bin/ping", "/usr/sbin/conntrack", "/usr/bin/getent", "/usr/sbin/tc"}
 
 // vmInit is the VM's /init: it mounts what the lab needs, loads the
 // modules, runs the lab's test binary on the scenarios with its output on

@@ -1,6 +1,7 @@
 package wg
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -62,6 +63,10 @@ type kernel struct {
 	// initiated is when the engine last had WireGuard initiate again to
 	// each peer that WireGuard still has (under mu).
 	initiated map[Key]time.Time
+	// crossed holds the endpoints of the crossings seen since the last
+	// initiateAgain; one is due while it is not empty.
+	crossedMu sync.Mutex
+	crossed   map[netip.AddrPort]bool
 }
 
 var _ Engine = (*kernel)(nil)
@@ -240,8 +245,10 @@ func (e *kernel) moveSideband(port int) {
 // handshake is the raw port's: the handshake message b came to
 // WireGuard's port from from. If it shows a crossing that this end is to
 // resolve (witness), WireGuard is made to initiate again after
-// initiateWait. Relayed messages are the proxy's to look at (they come
-// from its sockets), and messages not meant for our key no one's.
+// initiateWait, to this peer and to those of any other crossings seen
+// meanwhile, all at once: a node that joins a large mesh may see many.
+// Relayed messages are the proxy's to look at (they come from its
+// sockets), and messages not meant for our key no one's.
 func (e *kernel) handshake(b []byte, from netip.AddrPort) {
 	if key := e.mac1.Load(); key == nil || !meantFor(b, key) {
 		return
@@ -249,10 +256,23 @@ func (e *kernel) handshake(b []byte, from netip.AddrPort) {
 	if _, relayed := e.proxy.peerOf(from); relayed {
 		return
 	}
-	if e.witness.saw(b, from, time.Now()) {
-		time.AfterFunc(initiateWait, func() { e.initiateAgain(from) })
+	if !e.witness.saw(b, from, time.Now()) {
+		return
+	}
+	e.crossedMu.Lock()
+	defer e.crossedMu.Unlock()
+	if len(e.crossed) == 0 {
+		e.crossed = map[netip.AddrPort]bool{}
+		time.AfterFunc(initiateWait, e.initiateAgain)
+	}
+	if len(e.crossed) < crossedMax {
+		e.crossed[from] = true
 	}
 }
+
+// crossedMax is how many crossings one initiateAgain resolves; those past
+// it wait for WireGuard's retry.
+const crossedMax = 4096
 
 // initiateWait is how long after what looks like a crossing the kernel
 // engine has WireGuard initiate again. What looks like one may not be:
@@ -265,62 +285,81 @@ func (e *kernel) handshake(b []byte, from netip.AddrPort) {
 const initiateWait = 50 * time.Millisecond
 
 // initiateAgain has WireGuard send a new handshake initiation at once to
-// the peer whose endpoint is ep, if it still has no session: the kernel
-// sends at most one initiation to a peer per REKEY_TIMEOUT (5 s), so the
-// peer is removed and added again (its first initiation comes with its
-// persistent keepalive). Without a session little goes with it: the
-// packets queued while it waited (TCP sends them again), the handshake
-// bytes counted, and the peer's cookie and last initiation's timestamp,
-// which WireGuard learns again from the next. A peer
-// with a session keeps it: a crossing of rekeying handshakes has the
+// the peers at the endpoints of the crossings seen, those that still have
+// no session: the kernel sends at most one initiation to a peer per
+// REKEY_TIMEOUT (5 s), so each is removed and added again (its first
+// initiation comes with its persistent keepalive). Without a session
+// little goes with it: the packets queued while it waited (TCP sends them
+// again), the handshake bytes counted, and the peer's cookie and last
+// initiation's timestamp, which WireGuard learns again from the next. A
+// peer with a session keeps it: a crossing of rekeying handshakes has the
 // current session to go on with until WireGuard's retry. And a peer is
 // made to initiate again at most once per REKEY_TIMEOUT, as WireGuard
 // would, whatever comes to the port: a replayed crossing does no more.
-func (e *kernel) initiateAgain(ep netip.AddrPort) {
+func (e *kernel) initiateAgain() {
+	e.crossedMu.Lock()
+	crossed := e.crossed
+	e.crossed = nil
+	e.crossedMu.Unlock()
+
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
 		return
 	}
-	var peer Peer
-	found := false
+	var due []Peer
 	for _, p := range e.state.peers {
-		if usable(p.Endpoint) && unmap(p.Endpoint) == ep {
-			peer, found = p, true
-			break
+		if usable(p.Endpoint) && crossed[unmap(p.Endpoint)] && time.Since(e.initiated[p.PublicKey]) >= rekeyTimeout {
+			due = append(due, p)
 		}
 	}
-	if !found || time.Since(e.initiated[peer.PublicKey]) < rekeyTimeout {
+	if len(due) == 0 {
 		return
 	}
 	dev, err := e.client.Device(e.name)
 	if err != nil {
 		return
 	}
+	session := map[Key]bool{}
 	for _, p := range dev.Peers {
-		if p.PublicKey == peer.PublicKey && time.Since(p.LastHandshakeTime) < rejectAfterTime {
-			return
-		}
+		session[p.PublicKey] = time.Since(p.LastHandshakeTime) < rejectAfterTime
 	}
+	due = slices.DeleteFunc(due, func(p Peer) bool { return session[p.PublicKey] })
+	if len(due) == 0 {
+		return
+	}
+	slices.SortFunc(due, func(a, b Peer) int { return bytes.Compare(a.PublicKey[:], b.PublicKey[:]) })
 	if e.initiated == nil {
 		e.initiated = map[Key]time.Time{}
 	}
-	e.initiated[peer.PublicKey] = time.Now()
-	add := peerConfig(peer, true)
-	d := wgtypes.Config{Peers: []wgtypes.PeerConfig{{PublicKey: peer.PublicKey, Remove: true}, add}}
-	if err := e.apply(d); err != nil {
-		// The removal may have been applied and the add not: the peer
-		// must be there, whatever else failed.
-		if err := e.apply(wgtypes.Config{Peers: []wgtypes.PeerConfig{add}}); err != nil {
-			e.log.Error("crossed handshakes: WireGuard lost a peer, until the daemon configures it again", "peer", peer.PublicKey, "err", err)
+	var again, add []wgtypes.PeerConfig
+	for _, p := range due {
+		e.initiated[p.PublicKey] = time.Now()
+		again = append(again, wgtypes.PeerConfig{PublicKey: p.PublicKey, Remove: true}, peerConfig(p, true))
+		add = append(add, peerConfig(p, true))
+	}
+	if err := e.apply(wgtypes.Config{Peers: again}); err != nil {
+		// Some removals may have been applied and their adds not: the
+		// peers must be there, whatever else failed.
+		if err := e.apply(wgtypes.Config{Peers: add}); err != nil {
+			e.log.Error("crossed handshakes: WireGuard lost peers, until the daemon configures them again", "peers", len(add), "err", err)
 			e.state.forget(nil)
 			return
 		}
-		e.log.Warn("crossed handshakes: could not make WireGuard initiate again; it retries in 5 s", "peer", peer.PublicKey, "err", err)
+		e.log.Warn("crossed handshakes: could not make WireGuard initiate again; it retries in 5 s", "peers", len(add), "err", err)
 		return
 	}
-	e.log.Debug("crossed handshakes: WireGuard initiates again", "peer", peer.PublicKey, "endpoint", ep)
+	for _, p := range due {
+		e.log.Debug("crossed handshakes: WireGuard initiates again", "peer", p.PublicKey, "endpoint", p.Endpoint)
+	}
 }
+
+// WireGuard's timers (the protocol's REKEY_TIMEOUT and REJECT_AFTER_TIME):
+// the time between initiations to a peer, and how long a session lasts.
+const (
+	rekeyTimeout    = 5 * time.Second
+	rejectAfterTime = 180 * time.Second
+)
 
 // keepInitiated forgets when WireGuard was made to initiate again to the
 // peers it no longer has: one added again starts afresh, in WireGuard as
@@ -332,13 +371,6 @@ func (e *kernel) keepInitiated() {
 		}
 	}
 }
-
-// WireGuard's timers (the protocol's REKEY_TIMEOUT and REJECT_AFTER_TIME):
-// the time between initiations to a peer, and how long a session lasts.
-const (
-	rekeyTimeout    = 5 * time.Second
-	rejectAfterTime = 180 * time.Second
-)
 
 // sideband returns the raw port, or why there is none. The caller holds
 // e.mu.

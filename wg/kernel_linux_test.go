@@ -30,6 +30,7 @@ type fakeClient struct {
 	configured []wgtypes.Config
 	fail       error
 	device     wgtypes.Device
+	dumps      int // calls of Device
 	closed     int
 }
 
@@ -43,6 +44,7 @@ func (c *fakeClient) ConfigureDevice(name string, cfg wgtypes.Config) error {
 func (c *fakeClient) Device(name string) (*wgtypes.Device, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.dumps++
 	d := c.device
 	d.Name = name
 	return &d, nil
@@ -459,6 +461,7 @@ func TestKernelInitiatesAgain(t *testing.T) {
 		relayed   bool // B is relayed, and the messages come from its proxy socket
 		from      netip.AddrPort
 		msgs      [][]byte
+		then      [][]byte      // after WireGuard was configured for msgs
 		handshake time.Duration // how long ago B's last handshake was; 0: never
 		fail      error         // of wgctrl
 		close     bool          // the engine closes as soon as it has the messages
@@ -473,7 +476,7 @@ func TestKernelInitiatesAgain(t *testing.T) {
 		{name: "the session is over", msgs: crossed, handshake: rejectAfterTime + time.Minute, want: again},
 		{name: "from no peer's endpoint", from: netip.MustParseAddrPort("198.51.100.9:51820"), msgs: crossed},
 		{name: "relayed: the proxy's", relayed: true, msgs: crossed},
-		{name: "crossed twice: once per REKEY_TIMEOUT", msgs: append(append([][]byte{}, crossed...), ours(initiation(8)), ours(response(6, 4))), want: again},
+		{name: "crossed twice: once per REKEY_TIMEOUT", msgs: crossed, then: [][]byte{ours(initiation(8)), ours(response(6, 4))}, want: again},
 		{name: "closed meanwhile", msgs: crossed, close: true},
 		{
 			name: "WireGuard refuses", msgs: crossed, fail: failed, forgot: true,
@@ -509,6 +512,14 @@ func TestKernelInitiatesAgain(t *testing.T) {
 			client.mu.Unlock()
 			for _, m := range tt.msgs {
 				e.handshake(m, from)
+			}
+			if tt.then != nil {
+				for deadline := time.Now().Add(5 * time.Second); client.calls() == before && time.Now().Before(deadline); {
+					time.Sleep(initiateWait / 4)
+				}
+				for _, m := range tt.then {
+					e.handshake(m, from)
+				}
 			}
 			if tt.close {
 				if err := e.Close(); err != nil {
@@ -572,4 +583,47 @@ func TestKernelInitiatesAgainToAPeerAddedAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	crossing(19, 13)
+	if err := e.Set(with(func(c *Config) { c.Peers = c.Peers[1:] })); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Set(base); err != nil {
+		t.Fatal(err)
+	}
+	crossing(29, 23)
+}
+
+// TestKernelInitiatesAgainAtOnce: crossings with several peers, as a node
+// that joins a mesh sees them, are resolved together, with one look at
+// WireGuard's peers and one configuration.
+func TestKernelInitiatesAgainAtOnce(t *testing.T) {
+	e, client, _ := newFakeKernel(t, 0)
+	withC := peerC
+	withC.Endpoint = netip.MustParseAddrPort("198.51.100.3:51820")
+	if err := e.Set(with(func(c *Config) { c.Peers[1] = withC })); err != nil {
+		t.Fatal(err)
+	}
+	client.mu.Lock()
+	before, dumps := len(client.configured), client.dumps
+	client.mu.Unlock()
+	for i, ep := range []netip.AddrPort{withC.Endpoint, peerB.Endpoint} {
+		e.handshake(signed(initiation(uint32(100+i)), key(1)), ep)
+		e.handshake(signed(response(7, uint32(i)), key(1)), ep)
+	}
+	for deadline := time.Now().Add(5 * time.Second); client.calls() == before && time.Now().Before(deadline); {
+		time.Sleep(initiateWait / 4)
+	}
+	time.Sleep(2 * initiateWait)
+	client.mu.Lock()
+	got, dumped := client.configured[before:], client.dumps-dumps
+	client.mu.Unlock()
+	want := []wgtypes.Config{{Peers: []wgtypes.PeerConfig{
+		{PublicKey: key(2), Remove: true}, peerConfig(peerB, true),
+		{PublicKey: key(3), Remove: true}, peerConfig(withC, true),
+	}}}
+	if d := cmp.Diff(want, got, cmp.Comparer(sameIPNet)); d != "" {
+		t.Errorf("WireGuard got (-want +got):\n%s", d)
+	}
+	if dumped != 1 {
+		t.Errorf("WireGuard's peers were read %d times, want once", dumped)
+	}
 }

@@ -2,6 +2,7 @@ package wg
 
 import (
 	"encoding/binary"
+	"math"
 	"net/netip"
 	"sync"
 	"time"
@@ -165,15 +166,33 @@ func isMessage(b []byte, typ byte, length int) bool {
 
 // crossings is a crossing per endpoint, for the userspace engine's bind,
 // which sees the peers' endpoints and not the peers. An endpoint gets an
-// entry with the first initiation to it; once there are more than
-// sweepOver, those that no longer matter go.
+// entry with the first initiation to it; the sweeper says when those that
+// no longer matter go.
 type crossings struct {
-	mu sync.Mutex
-	by map[netip.AddrPort]*crossing
+	mu    sync.Mutex
+	by    map[netip.AddrPort]*crossing
+	sweep sweeper
 }
 
-// sweepOver is how many entries crossings holds before it drops the old.
+// sweeper says when to sweep a map whose entries expire: once it has
+// doubled since the last sweep (and holds sweepOver), so that sweeping
+// costs each entry the same however many are live, as when a node joins
+// a mesh of thousands; and, if it is full, once a crossingWindow.
+type sweeper struct {
+	at   int
+	last time.Time
+}
+
+// sweepOver is how many entries a swept map holds before the first sweep.
 const sweepOver = 256
+
+// due says whether a map of n entries, full at full, is to be swept now.
+func (s *sweeper) due(n, full int, now time.Time) bool {
+	return n >= max(s.at, sweepOver) || n >= full && now.Sub(s.last) >= crossingWindow
+}
+
+// swept records a sweep that left n entries.
+func (s *sweeper) swept(n int, now time.Time) { s.at, s.last = 2*n, now }
 
 // sent is crossing.sent for a packet to to.
 func (cs *crossings) sent(b []byte, to netip.AddrPort, now time.Time) {
@@ -216,12 +235,13 @@ func (cs *crossings) entry(ep netip.AddrPort, create bool, now time.Time) *cross
 	if cs.by == nil {
 		cs.by = map[netip.AddrPort]*crossing{}
 	}
-	if len(cs.by) >= sweepOver {
+	if cs.sweep.due(len(cs.by), math.MaxInt, now) { // WireGuard's initiations, one per peer
 		for k, old := range cs.by {
 			if old.stale(now) {
 				delete(cs.by, k)
 			}
 		}
+		cs.sweep.swept(len(cs.by), now)
 	}
 	c = &crossing{}
 	cs.by[ep] = c
@@ -248,9 +268,14 @@ func (c *crossing) stale(now time.Time) bool {
 // wins by the rule above is the one to make the handshake again, at once
 // rather than after WireGuard's retry; the other answers it.
 type witness struct {
-	mu sync.Mutex
-	by map[netip.AddrPort]seenInitiation // the last initiation from each endpoint
+	mu    sync.Mutex
+	by    map[netip.AddrPort]seenInitiation // the last initiation from each endpoint
+	sweep sweeper
 }
+
+// witnessMax is how many initiations the witness holds: those it cannot
+// hold it lets pass, for WireGuard's retry to resolve if they cross.
+const witnessMax = 16384
 
 type seenInitiation struct {
 	sender uint32
@@ -267,14 +292,17 @@ func (w *witness) saw(b []byte, from netip.AddrPort, now time.Time) bool {
 		if w.by == nil {
 			w.by = map[netip.AddrPort]seenInitiation{}
 		}
-		if len(w.by) >= sweepOver {
+		if w.sweep.due(len(w.by), witnessMax, now) {
 			for ep, s := range w.by {
 				if now.Sub(s.at) >= crossingWindow {
 					delete(w.by, ep)
 				}
 			}
+			w.sweep.swept(len(w.by), now)
 		}
-		w.by[from] = seenInitiation{sender: index(b[4:]), at: now}
+		if _, ok := w.by[from]; ok || len(w.by) < witnessMax {
+			w.by[from] = seenInitiation{sender: index(b[4:]), at: now}
+		}
 	case isMessage(b, msgResponse, responseLength):
 		s, ok := w.by[from]
 		delete(w.by, from)

@@ -3,6 +3,7 @@ package wg
 import (
 	"bytes"
 	"encoding/binary"
+	"math"
 	"net/netip"
 	"testing"
 	"time"
@@ -240,6 +241,60 @@ func TestWitnessSweeps(t *testing.T) {
 	}
 	if n := len(w.by); n > sweepOver+1 {
 		t.Errorf("the witness holds %d initiations, want at most %d", n, sweepOver+1)
+	}
+}
+
+// TestSweeper: a map is swept when it has doubled since the last sweep,
+// and, when full, once a crossingWindow.
+func TestSweeper(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	var s sweeper
+	for _, c := range []struct {
+		n, full int
+		at      time.Time
+		want    bool
+		swept   int // after the check, a sweep that left this many (-1: none)
+	}{
+		{sweepOver - 1, math.MaxInt, t0, false, -1},
+		{sweepOver, math.MaxInt, t0, true, 300},
+		{599, math.MaxInt, t0, false, -1},
+		{600, math.MaxInt, t0, true, 900},
+		{1000, 1000, t0.Add(crossingWindow / 2), false, -1},
+		{1000, 1000, t0.Add(crossingWindow), true, 1000},
+		{1000, 1000, t0.Add(crossingWindow + time.Millisecond), false, -1},
+	} {
+		if got := s.due(c.n, c.full, c.at); got != c.want {
+			t.Errorf("due(%d, %d) at %v after the last sweep = %v, want %v", c.n, c.full, c.at.Sub(s.last), got, c.want)
+		}
+		if c.swept >= 0 {
+			s.swept(c.swept, c.at)
+		}
+	}
+}
+
+// TestWitnessFull: a full witness lets new endpoints' initiations pass
+// unrecorded, and takes them again once the old have expired.
+func TestWitnessFull(t *testing.T) {
+	var w witness
+	t0 := time.Unix(1000, 0)
+	ep := func(i int) netip.AddrPort {
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, byte(i >> 16), byte(i >> 8), byte(i)}), 51820)
+	}
+	for i := range witnessMax {
+		w.saw(initiation(9), ep(i), t0)
+	}
+	extra := ep(witnessMax)
+	w.saw(initiation(9), extra, t0)
+	if w.saw(response(5, 3), extra, t0) {
+		t.Error("a full witness recorded a new endpoint's initiation")
+	}
+	later := t0.Add(crossingWindow)
+	w.saw(initiation(9), extra, later)
+	if !w.saw(response(5, 3), extra, later) {
+		t.Error("the witness took no initiation after the old ones expired")
+	}
+	if n := len(w.by); n > 1 {
+		t.Errorf("the witness holds %d initiations after they expired, want at most 1", n)
 	}
 }
 

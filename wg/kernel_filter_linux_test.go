@@ -24,7 +24,7 @@ func (f *fakeFirewall) close() error { f.closed++; return nil }
 
 func newFilteredFakeKernel(t *testing.T, port int) (*kernel, *fakeClient, *fakeNetif, *fakeFirewall) {
 	t.Helper()
-	client, nif, fw := &fakeClient{}, &fakeNetif{}, &fakeFirewall{}
+	client, nif, fw := &fakeClient{t: t}, &fakeNetif{}, &fakeFirewall{}
 	e, err := startKernel(nif, client, fw, namespace{}, Options{Name: "wire0", ListenPort: port}.withDefaults())
 	if err != nil {
 		t.Fatal(err)

@@ -63,10 +63,11 @@ type kernel struct {
 	// initiated is when the engine last had WireGuard initiate again to
 	// each peer that WireGuard still has (under mu).
 	initiated map[Key]time.Time
-	// crossed holds the endpoints of the crossings seen since the last
-	// initiateAgain; one is due while it is not empty.
+	// crossed holds the endpoints of the crossings not yet resolved, with
+	// when each was seen; armed says an initiateAgain is due.
 	crossedMu sync.Mutex
-	crossed   map[netip.AddrPort]bool
+	crossed   map[netip.AddrPort]time.Time
+	armed     bool
 }
 
 var _ Engine = (*kernel)(nil)
@@ -244,11 +245,11 @@ func (e *kernel) moveSideband(port int) {
 
 // handshake is the raw port's: the handshake message b came to
 // WireGuard's port from from. If it shows a crossing that this end is to
-// resolve (witness), WireGuard is made to initiate again after
-// initiateWait, to this peer and to those of any other crossings seen
-// meanwhile, all at once: a node that joins a large mesh may see many.
-// Relayed messages are the proxy's to look at (they come from its
-// sockets), and messages not meant for our key no one's.
+// resolve (witness), WireGuard is made to initiate again initiateWait
+// later, together with the other crossings due by then: a node that joins
+// a large mesh may see many. Relayed messages are the proxy's to look at
+// (they come from its sockets), and messages not meant for our key no
+// one's.
 func (e *kernel) handshake(b []byte, from netip.AddrPort) {
 	if key := e.mac1.Load(); key == nil || !meantFor(b, key) {
 		return
@@ -256,23 +257,32 @@ func (e *kernel) handshake(b []byte, from netip.AddrPort) {
 	if _, relayed := e.proxy.peerOf(from); relayed {
 		return
 	}
-	if !e.witness.saw(b, from, time.Now()) {
+	now := time.Now()
+	if !e.witness.saw(b, from, now) {
 		return
 	}
 	e.crossedMu.Lock()
 	defer e.crossedMu.Unlock()
-	if len(e.crossed) == 0 {
-		e.crossed = map[netip.AddrPort]bool{}
-		time.AfterFunc(initiateWait, e.initiateAgain)
+	if _, ok := e.crossed[from]; ok || len(e.crossed) >= crossedMax {
+		return
 	}
-	if len(e.crossed) < crossedMax {
-		e.crossed[from] = true
+	if e.crossed == nil {
+		e.crossed = map[netip.AddrPort]time.Time{}
+	}
+	e.crossed[from] = now
+	if !e.armed {
+		e.armed = true
+		time.AfterFunc(initiateWait, e.initiateAgain)
 	}
 }
 
-// crossedMax is how many crossings one initiateAgain resolves; those past
-// it wait for WireGuard's retry.
-const crossedMax = 4096
+// Crossings waiting to be resolved: at most crossedMax (those past it
+// wait for WireGuard's retry), of which initiateAgain takes at most
+// passMax at a time, each peer's removal taking the kernel's locks.
+const (
+	crossedMax = 4096
+	passMax    = 256
+)
 
 // initiateWait is how long after what looks like a crossing the kernel
 // engine has WireGuard initiate again. What looks like one may not be:
@@ -284,8 +294,28 @@ const crossedMax = 4096
 // come after.
 const initiateWait = 50 * time.Millisecond
 
+// due takes from crossed the endpoints whose crossing was seen at least
+// initiateWait before now, at most passMax of them, and says how long
+// until the next of those left is due (zero if none is left).
+func due(crossed map[netip.AddrPort]time.Time, now time.Time) ([]netip.AddrPort, time.Duration) {
+	var eps []netip.AddrPort
+	var next time.Duration
+	for ep, seen := range crossed {
+		wait := initiateWait - now.Sub(seen)
+		if wait <= 0 && len(eps) < passMax {
+			eps = append(eps, ep)
+			delete(crossed, ep)
+			continue
+		}
+		if next == 0 || max(wait, time.Millisecond) < next {
+			next = max(wait, time.Millisecond)
+		}
+	}
+	return eps, next
+}
+
 // initiateAgain has WireGuard send a new handshake initiation at once to
-// the peers at the endpoints of the crossings seen, those that still have
+// the peers at the endpoints of the crossings due, those that still have
 // no session: the kernel sends at most one initiation to a peer per
 // REKEY_TIMEOUT (5 s), so each is removed and added again (its first
 // initiation comes with its persistent keepalive). Without a session
@@ -298,22 +328,28 @@ const initiateWait = 50 * time.Millisecond
 // would, whatever comes to the port: a replayed crossing does no more.
 func (e *kernel) initiateAgain() {
 	e.crossedMu.Lock()
-	crossed := e.crossed
-	e.crossed = nil
+	eps, next := due(e.crossed, time.Now())
+	if e.armed = next > 0; e.armed {
+		time.AfterFunc(next, e.initiateAgain)
+	}
 	e.crossedMu.Unlock()
+	crossed := make(map[netip.AddrPort]bool, len(eps))
+	for _, ep := range eps {
+		crossed[ep] = true
+	}
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.closed {
+	if e.closed || len(crossed) == 0 {
 		return
 	}
-	var due []Peer
+	var peers []Peer
 	for _, p := range e.state.peers {
 		if usable(p.Endpoint) && crossed[unmap(p.Endpoint)] && time.Since(e.initiated[p.PublicKey]) >= rekeyTimeout {
-			due = append(due, p)
+			peers = append(peers, p)
 		}
 	}
-	if len(due) == 0 {
+	if len(peers) == 0 {
 		return
 	}
 	dev, err := e.client.Device(e.name)
@@ -324,32 +360,42 @@ func (e *kernel) initiateAgain() {
 	for _, p := range dev.Peers {
 		session[p.PublicKey] = time.Since(p.LastHandshakeTime) < rejectAfterTime
 	}
-	due = slices.DeleteFunc(due, func(p Peer) bool { return session[p.PublicKey] })
-	if len(due) == 0 {
+	peers = slices.DeleteFunc(peers, func(p Peer) bool { return session[p.PublicKey] })
+	if len(peers) == 0 {
 		return
 	}
-	slices.SortFunc(due, func(a, b Peer) int { return bytes.Compare(a.PublicKey[:], b.PublicKey[:]) })
+	slices.SortFunc(peers, func(a, b Peer) int { return bytes.Compare(a.PublicKey[:], b.PublicKey[:]) })
 	if e.initiated == nil {
 		e.initiated = map[Key]time.Time{}
 	}
-	var again, add []wgtypes.PeerConfig
-	for _, p := range due {
+	// The removals and the adds go in two configurations: wgctrl splits
+	// a large one into a message per peer, and gives a peer's endpoint
+	// and keepalive only to the first entry of its key, here the removal.
+	var remove, add []wgtypes.PeerConfig
+	for _, p := range peers {
 		e.initiated[p.PublicKey] = time.Now()
-		again = append(again, wgtypes.PeerConfig{PublicKey: p.PublicKey, Remove: true}, peerConfig(p, true))
+		remove = append(remove, wgtypes.PeerConfig{PublicKey: p.PublicKey, Remove: true})
 		add = append(add, peerConfig(p, true))
 	}
-	if err := e.apply(wgtypes.Config{Peers: again}); err != nil {
-		// Some removals may have been applied and their adds not: the
+	err = e.apply(wgtypes.Config{Peers: remove})
+	if err == nil {
+		err = e.apply(wgtypes.Config{Peers: add})
+	}
+	if err != nil {
+		// Some removals may have been applied and not their adds: the
 		// peers must be there, whatever else failed.
 		if err := e.apply(wgtypes.Config{Peers: add}); err != nil {
 			e.log.Error("crossed handshakes: WireGuard lost peers, until the daemon configures them again", "peers", len(add), "err", err)
 			e.state.forget(nil)
+			for _, p := range peers {
+				delete(e.initiated, p.PublicKey) // lost, and so started afresh
+			}
 			return
 		}
 		e.log.Warn("crossed handshakes: could not make WireGuard initiate again; it retries in 5 s", "peers", len(add), "err", err)
 		return
 	}
-	for _, p := range due {
+	for _, p := range peers {
 		e.log.Debug("crossed handshakes: WireGuard initiates again", "peer", p.PublicKey, "endpoint", p.Endpoint)
 	}
 }

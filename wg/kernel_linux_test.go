@@ -24,11 +24,16 @@ import (
 )
 
 // fakeClient is wgctrl for one kernel interface, in memory. Tests that
-// have the engine call it from another goroutine read it with calls.
+// have the engine call it from another goroutine read it with calls. It
+// fails the test given a configuration that names a key twice: wgctrl
+// gives such a key's endpoint and keepalive to its first entry only, once
+// it splits a configuration into a message per peer.
 type fakeClient struct {
+	t          testing.TB
 	mu         sync.Mutex
 	configured []wgtypes.Config
 	fail       error
+	refuse     []bool // for the next calls: fail with errFake; then fail applies
 	device     wgtypes.Device
 	dumps      int // calls of Device
 	closed     int
@@ -38,6 +43,21 @@ func (c *fakeClient) ConfigureDevice(name string, cfg wgtypes.Config) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.configured = append(c.configured, cfg)
+	seen := map[wgtypes.Key]bool{}
+	for _, p := range cfg.Peers {
+		if seen[p.PublicKey] && c.t != nil {
+			c.t.Errorf("a configuration names %v twice: %+v", p.PublicKey, cfg)
+		}
+		seen[p.PublicKey] = true
+	}
+	if len(c.refuse) > 0 {
+		refuse := c.refuse[0]
+		c.refuse = c.refuse[1:]
+		if refuse {
+			return errFake
+		}
+		return nil
+	}
 	return c.fail
 }
 
@@ -453,7 +473,9 @@ func signed(b []byte, private Key) []byte {
 func TestKernelInitiatesAgain(t *testing.T) {
 	ours := func(b []byte) []byte { return signed(b, key(1)) }
 	crossed := [][]byte{ours(initiation(9)), ours(response(5, 3))}
-	again := []wgtypes.Config{{Peers: []wgtypes.PeerConfig{{PublicKey: key(2), Remove: true}, peerConfig(peerB, true)}}}
+	removeB := wgtypes.Config{Peers: []wgtypes.PeerConfig{{PublicKey: key(2), Remove: true}}}
+	addB := wgtypes.Config{Peers: []wgtypes.PeerConfig{peerConfig(peerB, true)}}
+	again := []wgtypes.Config{removeB, addB}
 	failed := errors.New("netlink: no buffer space")
 	vpnB := netip.MustParseAddr("10.99.0.2")
 	tests := []struct {
@@ -464,6 +486,7 @@ func TestKernelInitiatesAgain(t *testing.T) {
 		then      [][]byte      // after WireGuard was configured for msgs
 		handshake time.Duration // how long ago B's last handshake was; 0: never
 		fail      error         // of wgctrl
+		refuse    []bool        // fakeClient.refuse
 		close     bool          // the engine closes as soon as it has the messages
 		want      []wgtypes.Config
 		forgot    bool // the engine no longer knows what WireGuard has
@@ -478,10 +501,9 @@ func TestKernelInitiatesAgain(t *testing.T) {
 		{name: "relayed: the proxy's", relayed: true, msgs: crossed},
 		{name: "crossed twice: once per REKEY_TIMEOUT", msgs: crossed, then: [][]byte{ours(initiation(8)), ours(response(6, 4))}, want: again},
 		{name: "closed meanwhile", msgs: crossed, close: true},
-		{
-			name: "WireGuard refuses", msgs: crossed, fail: failed, forgot: true,
-			want: append(again, wgtypes.Config{Peers: []wgtypes.PeerConfig{peerConfig(peerB, true)}}),
-		},
+		{name: "WireGuard refuses", msgs: crossed, fail: failed, forgot: true, want: []wgtypes.Config{removeB, addB}},
+		{name: "WireGuard refuses the removal", msgs: crossed, refuse: []bool{true}, want: []wgtypes.Config{removeB, addB}},
+		{name: "WireGuard refuses the add, once", msgs: crossed, refuse: []bool{false, true}, want: []wgtypes.Config{removeB, addB, addB}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -507,7 +529,7 @@ func TestKernelInitiatesAgain(t *testing.T) {
 			if tt.handshake != 0 {
 				client.device.Peers = []wgtypes.Peer{{PublicKey: key(2), LastHandshakeTime: time.Now().Add(-tt.handshake)}}
 			}
-			client.fail = tt.fail
+			client.fail, client.refuse = tt.fail, tt.refuse
 			before := len(client.configured)
 			client.mu.Unlock()
 			for _, m := range tt.msgs {
@@ -616,14 +638,53 @@ func TestKernelInitiatesAgainAtOnce(t *testing.T) {
 	client.mu.Lock()
 	got, dumped := client.configured[before:], client.dumps-dumps
 	client.mu.Unlock()
-	want := []wgtypes.Config{{Peers: []wgtypes.PeerConfig{
-		{PublicKey: key(2), Remove: true}, peerConfig(peerB, true),
-		{PublicKey: key(3), Remove: true}, peerConfig(withC, true),
-	}}}
+	want := []wgtypes.Config{
+		{Peers: []wgtypes.PeerConfig{{PublicKey: key(2), Remove: true}, {PublicKey: key(3), Remove: true}}},
+		{Peers: []wgtypes.PeerConfig{peerConfig(peerB, true), peerConfig(withC, true)}},
+	}
 	if d := cmp.Diff(want, got, cmp.Comparer(sameIPNet)); d != "" {
 		t.Errorf("WireGuard got (-want +got):\n%s", d)
 	}
 	if dumped != 1 {
 		t.Errorf("WireGuard's peers were read %d times, want once", dumped)
+	}
+}
+
+// TestDue: each crossing waits its own initiateWait from when it was seen,
+// whatever came before it, and a pass takes at most passMax.
+func TestDue(t *testing.T) {
+	now := time.Unix(1000, 0)
+	ep := func(i int) netip.AddrPort {
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, byte(i >> 8), byte(i)}), 51820)
+	}
+	tests := []struct {
+		name      string
+		seen      []time.Duration // how long before now each endpoint's crossing was seen
+		took      int
+		left      int
+		nextAfter time.Duration
+	}{
+		{"none", nil, 0, 0, 0},
+		{"due", []time.Duration{initiateWait}, 1, 0, 0},
+		{"one due, one seen since", []time.Duration{initiateWait + time.Millisecond, 10 * time.Millisecond}, 1, 1, initiateWait - 10*time.Millisecond},
+		{"not yet", []time.Duration{initiateWait - time.Millisecond}, 0, 1, time.Millisecond},
+		{"more than a pass", slices.Repeat([]time.Duration{time.Second}, passMax+10), passMax, 10, time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			crossed := map[netip.AddrPort]time.Time{}
+			for i, ago := range tt.seen {
+				crossed[ep(i)] = now.Add(-ago)
+			}
+			took, next := due(crossed, now)
+			if len(took) != tt.took || len(crossed) != tt.left || next != tt.nextAfter {
+				t.Errorf("took %d, left %d, next in %v; want %d, %d, %v", len(took), len(crossed), next, tt.took, tt.left, tt.nextAfter)
+			}
+			for _, ep := range took {
+				if _, ok := crossed[ep]; ok {
+					t.Errorf("%v was taken and is still there", ep)
+				}
+			}
+		})
 	}
 }

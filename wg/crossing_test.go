@@ -283,6 +283,9 @@ func TestWitnessFull(t *testing.T) {
 	for i := range witnessMax {
 		w.saw(initiation(9), ep(i), t0)
 	}
+	if w.sweep.at < witnessMax {
+		t.Errorf("after %d live initiations the witness sweeps again at %d: it sweeps a growing map more often than when it has doubled", witnessMax, w.sweep.at)
+	}
 	extra := ep(witnessMax)
 	w.saw(initiation(9), extra, t0)
 	if w.saw(response(5, 3), extra, t0) {

@@ -294,15 +294,21 @@ const (
 // come after.
 const initiateWait = 50 * time.Millisecond
 
+// batchSlack is how much sooner than initiateWait a crossing may be
+// resolved, with one due before it: crossings seen together are resolved
+// together.
+const batchSlack = initiateWait / 5
+
 // due takes from crossed the endpoints whose crossing was seen at least
-// initiateWait before now, at most passMax of them, and says how long
-// until the next of those left is due (zero if none is left).
+// initiateWait before now, or batchSlack less, at most passMax of them,
+// and says how long until the next of those left is due (zero if none is
+// left).
 func due(crossed map[netip.AddrPort]time.Time, now time.Time) ([]netip.AddrPort, time.Duration) {
 	var eps []netip.AddrPort
 	var next time.Duration
 	for ep, seen := range crossed {
 		wait := initiateWait - now.Sub(seen)
-		if wait <= 0 && len(eps) < passMax {
+		if wait <= batchSlack && len(eps) < passMax {
 			eps = append(eps, ep)
 			delete(crossed, ep)
 			continue
@@ -365,15 +371,11 @@ func (e *kernel) initiateAgain() {
 		return
 	}
 	slices.SortFunc(peers, func(a, b Peer) int { return bytes.Compare(a.PublicKey[:], b.PublicKey[:]) })
-	if e.initiated == nil {
-		e.initiated = map[Key]time.Time{}
-	}
 	// The removals and the adds go in two configurations: wgctrl splits
 	// a large one into a message per peer, and gives a peer's endpoint
 	// and keepalive only to the first entry of its key, here the removal.
 	var remove, add []wgtypes.PeerConfig
 	for _, p := range peers {
-		e.initiated[p.PublicKey] = time.Now()
 		remove = append(remove, wgtypes.PeerConfig{PublicKey: p.PublicKey, Remove: true})
 		add = append(add, peerConfig(p, true))
 	}
@@ -387,15 +389,16 @@ func (e *kernel) initiateAgain() {
 		if err := e.apply(wgtypes.Config{Peers: add}); err != nil {
 			e.log.Error("crossed handshakes: WireGuard lost peers, until the daemon configures them again", "peers", len(add), "err", err)
 			e.state.forget(nil)
-			for _, p := range peers {
-				delete(e.initiated, p.PublicKey) // lost, and so started afresh
-			}
 			return
 		}
 		e.log.Warn("crossed handshakes: could not make WireGuard initiate again; it retries in 5 s", "peers", len(add), "err", err)
 		return
 	}
-	for _, p := range peers {
+	if e.initiated == nil {
+		e.initiated = map[Key]time.Time{}
+	}
+	for _, p := range peers { // only now: a peer that failed may try again
+		e.initiated[p.PublicKey] = time.Now()
 		e.log.Debug("crossed handshakes: WireGuard initiates again", "peer", p.PublicKey, "endpoint", p.Endpoint)
 	}
 }

@@ -566,10 +566,7 @@ func TestKernelInitiatesAgain(t *testing.T) {
 			if d := cmp.Diff(tt.want, got, cmp.Comparer(sameIPNet), cmpopts.EquateEmpty()); d != "" {
 				t.Errorf("WireGuard got (-want +got):\n%s", d)
 			}
-			e.mu.Lock()
-			forgot := e.state.peers[key(2)].AllowedIPs[0] == netip.Prefix{}
-			e.mu.Unlock()
-			if forgot != tt.forgot {
+			if forgot := forgotten(e, key(2)); forgot != tt.forgot {
 				t.Errorf("the engine forgot what WireGuard has: %v, want %v", forgot, tt.forgot)
 			}
 		})
@@ -578,8 +575,9 @@ func TestKernelInitiatesAgain(t *testing.T) {
 
 // TestKernelInitiatesAgainToAPeerAddedAgain: once per REKEY_TIMEOUT holds
 // for a peer as long as WireGuard has it; one removed and added again (as
-// a policy does that keeps two nodes apart for a while) may have its
-// crossing resolved at once.
+// a policy does that keeps two nodes apart for a while, or the daemon
+// after a re-add WireGuard refused) may have its crossing resolved at
+// once.
 func TestKernelInitiatesAgainToAPeerAddedAgain(t *testing.T) {
 	e, client, _ := newFakeKernel(t, 0)
 	if err := e.Set(base); err != nil {
@@ -597,21 +595,36 @@ func TestKernelInitiatesAgainToAPeerAddedAgain(t *testing.T) {
 			t.Fatal("WireGuard was not made to initiate again")
 		}
 	}
+	// Lost to a re-add that WireGuard refused, and added again by the
+	// daemon's next Set, which the lost peer makes a whole one.
+	client.mu.Lock()
+	client.fail = errFake
+	client.mu.Unlock()
 	crossing(9, 3)
+	for deadline := time.Now().Add(5 * time.Second); !forgotten(e, key(2)) && time.Now().Before(deadline); {
+		time.Sleep(initiateWait / 4)
+	}
+	client.mu.Lock()
+	client.fail = nil
+	client.mu.Unlock()
+	if err := e.Set(base); err != nil {
+		t.Fatal(err)
+	}
+	crossing(19, 13)
 	if err := e.Patch(Patch{Remove: []Key{key(2)}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.Patch(Patch{Peers: []Peer{peerB}}); err != nil {
 		t.Fatal(err)
 	}
-	crossing(19, 13)
+	crossing(29, 23)
 	if err := e.Set(with(func(c *Config) { c.Peers = c.Peers[1:] })); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.Set(base); err != nil {
 		t.Fatal(err)
 	}
-	crossing(29, 23)
+	crossing(39, 33)
 }
 
 // TestKernelInitiatesAgainAtOnce: crossings with several peers, as a node
@@ -650,8 +663,9 @@ func TestKernelInitiatesAgainAtOnce(t *testing.T) {
 	}
 }
 
-// TestDue: each crossing waits its own initiateWait from when it was seen,
-// whatever came before it, and a pass takes at most passMax.
+// TestDue: each crossing waits its own initiateWait from when it was seen
+// (less batchSlack), whatever came before it, and a pass takes at most
+// passMax.
 func TestDue(t *testing.T) {
 	now := time.Unix(1000, 0)
 	ep := func(i int) netip.AddrPort {
@@ -667,7 +681,8 @@ func TestDue(t *testing.T) {
 		{"none", nil, 0, 0, 0},
 		{"due", []time.Duration{initiateWait}, 1, 0, 0},
 		{"one due, one seen since", []time.Duration{initiateWait + time.Millisecond, 10 * time.Millisecond}, 1, 1, initiateWait - 10*time.Millisecond},
-		{"not yet", []time.Duration{initiateWait - time.Millisecond}, 0, 1, time.Millisecond},
+		{"due with one due", []time.Duration{initiateWait, initiateWait - batchSlack}, 2, 0, 0},
+		{"not yet", []time.Duration{initiateWait - batchSlack - time.Millisecond}, 0, 1, batchSlack + time.Millisecond},
 		{"more than a pass", slices.Repeat([]time.Duration{time.Second}, passMax+10), passMax, 10, time.Millisecond},
 	}
 	for _, tt := range tests {
@@ -687,4 +702,12 @@ func TestDue(t *testing.T) {
 			}
 		})
 	}
+}
+
+// forgotten says whether e no longer knows what WireGuard has of peer k.
+func forgotten(e *kernel, k Key) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p, ok := e.state.peers[k]
+	return ok && len(p.AllowedIPs) == 1 && p.AllowedIPs[0] == netip.Prefix{}
 }

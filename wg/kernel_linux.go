@@ -250,14 +250,16 @@ func (e *kernel) moveSideband(port int) {
 // a large mesh may see many. Relayed messages are the proxy's to look at
 // (they come from its sockets), and messages not meant for our key no
 // one's.
-func (e *kernel) handshake(b []byte, from netip.AddrPort) {
+func (e *kernel) handshake(b []byte, from netip.AddrPort) { e.handshakeAt(b, from, time.Now()) }
+
+// handshakeAt is handshake for a message that came at now.
+func (e *kernel) handshakeAt(b []byte, from netip.AddrPort, now time.Time) {
 	if key := e.mac1.Load(); key == nil || !meantFor(b, key) {
 		return
 	}
 	if _, relayed := e.proxy.peerOf(from); relayed {
 		return
 	}
-	now := time.Now()
 	if !e.witness.saw(b, from, now) {
 		return
 	}
@@ -300,24 +302,31 @@ const initiateWait = 50 * time.Millisecond
 const batchSlack = initiateWait / 5
 
 // due takes from crossed the endpoints whose crossing was seen at least
-// initiateWait before now, or batchSlack less, at most passMax of them,
-// and says how long until the next of those left is due (zero if none is
-// left).
-func due(crossed map[netip.AddrPort]time.Time, now time.Time) ([]netip.AddrPort, time.Duration) {
+// initiateWait before now, or batchSlack less, at most passMax of them.
+func due(crossed map[netip.AddrPort]time.Time, now time.Time) []netip.AddrPort {
 	var eps []netip.AddrPort
-	var next time.Duration
 	for ep, seen := range crossed {
-		wait := initiateWait - now.Sub(seen)
-		if wait <= batchSlack && len(eps) < passMax {
+		if len(eps) == passMax {
+			break
+		}
+		if initiateWait-now.Sub(seen) <= batchSlack {
 			eps = append(eps, ep)
 			delete(crossed, ep)
-			continue
-		}
-		if next == 0 || max(wait, time.Millisecond) < next {
-			next = max(wait, time.Millisecond)
 		}
 	}
-	return eps, next
+	return eps
+}
+
+// untilDue is how long until the first crossing in crossed is due, at
+// least a millisecond; zero if there is none.
+func untilDue(crossed map[netip.AddrPort]time.Time, now time.Time) time.Duration {
+	var next time.Duration
+	for _, seen := range crossed {
+		if wait := max(initiateWait-now.Sub(seen), time.Millisecond); next == 0 || wait < next {
+			next = wait
+		}
+	}
+	return next
 }
 
 // initiateAgain has WireGuard send a new handshake initiation at once to
@@ -332,13 +341,26 @@ func due(crossed map[netip.AddrPort]time.Time, now time.Time) ([]netip.AddrPort,
 // current session to go on with until WireGuard's retry. And a peer is
 // made to initiate again at most once per REKEY_TIMEOUT, as WireGuard
 // would, whatever comes to the port: a replayed crossing does no more.
+//
+// The next pass is armed only once this one is done, so that passes leave
+// the engine to the daemon in between, however many crossings wait.
 func (e *kernel) initiateAgain() {
 	e.crossedMu.Lock()
-	eps, next := due(e.crossed, time.Now())
-	if e.armed = next > 0; e.armed {
-		time.AfterFunc(next, e.initiateAgain)
-	}
+	eps := due(e.crossed, time.Now())
 	e.crossedMu.Unlock()
+	e.resolve(eps)
+
+	e.crossedMu.Lock()
+	defer e.crossedMu.Unlock()
+	if next := untilDue(e.crossed, time.Now()); next > 0 {
+		time.AfterFunc(next, e.initiateAgain)
+	} else {
+		e.armed = false
+	}
+}
+
+// resolve is initiateAgain's for the crossings at eps.
+func (e *kernel) resolve(eps []netip.AddrPort) {
 	crossed := make(map[netip.AddrPort]bool, len(eps))
 	for _, ep := range eps {
 		crossed[ep] = true
@@ -391,15 +413,16 @@ func (e *kernel) initiateAgain() {
 			e.state.forget(nil)
 			return
 		}
-		e.log.Warn("crossed handshakes: could not make WireGuard initiate again; it retries in 5 s", "peers", len(add), "err", err)
-		return
+		e.log.Warn("crossed handshakes: WireGuard refused part of a re-add, then took the peers back; those it did not remove it retries in 5 s", "peers", len(add), "err", err)
 	}
 	if e.initiated == nil {
 		e.initiated = map[Key]time.Time{}
 	}
-	for _, p := range peers { // only now: a peer that failed may try again
+	for _, p := range peers { // only now: a peer lost to a failure may try again
 		e.initiated[p.PublicKey] = time.Now()
-		e.log.Debug("crossed handshakes: WireGuard initiates again", "peer", p.PublicKey, "endpoint", p.Endpoint)
+		if err == nil {
+			e.log.Debug("crossed handshakes: WireGuard initiates again", "peer", p.PublicKey, "endpoint", p.Endpoint)
+		}
 	}
 }
 

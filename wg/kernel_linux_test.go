@@ -604,6 +604,9 @@ func TestKernelInitiatesAgainToAPeerAddedAgain(t *testing.T) {
 	for deadline := time.Now().Add(5 * time.Second); !forgotten(e, key(2)) && time.Now().Before(deadline); {
 		time.Sleep(initiateWait / 4)
 	}
+	if !forgotten(e, key(2)) {
+		t.Fatal("WireGuard refused the re-add, and the engine still takes it to have the peer")
+	}
 	client.mu.Lock()
 	client.fail = nil
 	client.mu.Unlock()
@@ -629,61 +632,80 @@ func TestKernelInitiatesAgainToAPeerAddedAgain(t *testing.T) {
 
 // TestKernelInitiatesAgainAtOnce: crossings with several peers, as a node
 // that joins a mesh sees them, are resolved together, with one look at
-// WireGuard's peers and one configuration.
+// WireGuard's peers, the removals in one configuration and the adds in
+// another; if WireGuard refuses the removals, the adds bring every peer
+// back.
 func TestKernelInitiatesAgainAtOnce(t *testing.T) {
-	e, client, _ := newFakeKernel(t, 0)
 	withC := peerC
 	withC.Endpoint = netip.MustParseAddrPort("198.51.100.3:51820")
-	if err := e.Set(with(func(c *Config) { c.Peers[1] = withC })); err != nil {
-		t.Fatal(err)
-	}
-	client.mu.Lock()
-	before, dumps := len(client.configured), client.dumps
-	client.mu.Unlock()
-	for i, ep := range []netip.AddrPort{withC.Endpoint, peerB.Endpoint} {
-		e.handshake(signed(initiation(uint32(100+i)), key(1)), ep)
-		e.handshake(signed(response(7, uint32(i)), key(1)), ep)
-	}
-	for deadline := time.Now().Add(5 * time.Second); client.calls() == before && time.Now().Before(deadline); {
-		time.Sleep(initiateWait / 4)
-	}
-	time.Sleep(2 * initiateWait)
-	client.mu.Lock()
-	got, dumped := client.configured[before:], client.dumps-dumps
-	client.mu.Unlock()
-	want := []wgtypes.Config{
-		{Peers: []wgtypes.PeerConfig{{PublicKey: key(2), Remove: true}, {PublicKey: key(3), Remove: true}}},
-		{Peers: []wgtypes.PeerConfig{peerConfig(peerB, true), peerConfig(withC, true)}},
-	}
-	if d := cmp.Diff(want, got, cmp.Comparer(sameIPNet)); d != "" {
-		t.Errorf("WireGuard got (-want +got):\n%s", d)
-	}
-	if dumped != 1 {
-		t.Errorf("WireGuard's peers were read %d times, want once", dumped)
+	remove := wgtypes.Config{Peers: []wgtypes.PeerConfig{{PublicKey: key(2), Remove: true}, {PublicKey: key(3), Remove: true}}}
+	add := wgtypes.Config{Peers: []wgtypes.PeerConfig{peerConfig(peerB, true), peerConfig(withC, true)}}
+	for _, tt := range []struct {
+		name   string
+		refuse []bool
+		want   []wgtypes.Config
+	}{
+		{"", nil, []wgtypes.Config{remove, add}},
+		{"removals refused", []bool{true}, []wgtypes.Config{remove, add}},
+		{"adds refused once", []bool{false, true}, []wgtypes.Config{remove, add, add}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e, client, _ := newFakeKernel(t, 0)
+			if err := e.Set(with(func(c *Config) { c.Peers[1] = withC })); err != nil {
+				t.Fatal(err)
+			}
+			client.mu.Lock()
+			before, dumps := len(client.configured), client.dumps
+			client.refuse = tt.refuse
+			client.mu.Unlock()
+			now := time.Now() // the same for both, however slow this machine
+			for i, ep := range []netip.AddrPort{withC.Endpoint, peerB.Endpoint} {
+				e.handshakeAt(signed(initiation(uint32(100+i)), key(1)), ep, now)
+				e.handshakeAt(signed(response(7, uint32(i)), key(1)), ep, now)
+			}
+			for deadline := time.Now().Add(5 * time.Second); client.calls() < before+len(tt.want) && time.Now().Before(deadline); {
+				time.Sleep(initiateWait / 4)
+			}
+			time.Sleep(2 * initiateWait)
+			client.mu.Lock()
+			got, dumped := client.configured[before:], client.dumps-dumps
+			client.mu.Unlock()
+			if d := cmp.Diff(tt.want, got, cmp.Comparer(sameIPNet)); d != "" {
+				t.Errorf("WireGuard got (-want +got):\n%s", d)
+			}
+			if dumped != 1 {
+				t.Errorf("WireGuard's peers were read %d times, want once", dumped)
+			}
+			if forgotten(e, key(2)) || forgotten(e, key(3)) {
+				t.Error("the engine forgot what WireGuard has, which it has again")
+			}
+		})
 	}
 }
 
 // TestDue: each crossing waits its own initiateWait from when it was seen
 // (less batchSlack), whatever came before it, and a pass takes at most
-// passMax.
+// passMax; the next pass is due when the first of those left is.
 func TestDue(t *testing.T) {
 	now := time.Unix(1000, 0)
 	ep := func(i int) netip.AddrPort {
 		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, byte(i >> 8), byte(i)}), 51820)
 	}
+	ms := time.Millisecond
 	tests := []struct {
-		name      string
-		seen      []time.Duration // how long before now each endpoint's crossing was seen
-		took      int
-		left      int
-		nextAfter time.Duration
+		name string
+		seen []time.Duration // how long before now each endpoint's crossing was seen
+		took int
+		next time.Duration // untilDue after
 	}{
-		{"none", nil, 0, 0, 0},
-		{"due", []time.Duration{initiateWait}, 1, 0, 0},
-		{"one due, one seen since", []time.Duration{initiateWait + time.Millisecond, 10 * time.Millisecond}, 1, 1, initiateWait - 10*time.Millisecond},
-		{"due with one due", []time.Duration{initiateWait, initiateWait - batchSlack}, 2, 0, 0},
-		{"not yet", []time.Duration{initiateWait - batchSlack - time.Millisecond}, 0, 1, batchSlack + time.Millisecond},
-		{"more than a pass", slices.Repeat([]time.Duration{time.Second}, passMax+10), passMax, 10, time.Millisecond},
+		{"none", nil, 0, 0},
+		{"due", []time.Duration{initiateWait}, 1, 0},
+		{"one due, one seen since", []time.Duration{initiateWait + ms, 10 * ms}, 1, initiateWait - 10*ms},
+		{"due with one due", []time.Duration{initiateWait, initiateWait - batchSlack}, 2, 0},
+		{"not yet", []time.Duration{initiateWait - batchSlack - ms}, 0, batchSlack + ms},
+		{"the first of those left", []time.Duration{10 * ms, 20 * ms, 5 * ms}, 0, initiateWait - 20*ms},
+		{"a pass, and two not yet", append(slices.Repeat([]time.Duration{time.Second}, passMax), 30*ms, 5*ms), passMax, initiateWait - 30*ms},
+		{"more than a pass, all due", slices.Repeat([]time.Duration{time.Second}, passMax+10), passMax, ms},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -691,9 +713,10 @@ func TestDue(t *testing.T) {
 			for i, ago := range tt.seen {
 				crossed[ep(i)] = now.Add(-ago)
 			}
-			took, next := due(crossed, now)
-			if len(took) != tt.took || len(crossed) != tt.left || next != tt.nextAfter {
-				t.Errorf("took %d, left %d, next in %v; want %d, %d, %v", len(took), len(crossed), next, tt.took, tt.left, tt.nextAfter)
+			took := due(crossed, now)
+			next := untilDue(crossed, now)
+			if len(took) != tt.took || len(crossed) != len(tt.seen)-tt.took || next != tt.next {
+				t.Errorf("took %d, left %d, next in %v; want %d, %d, %v", len(took), len(crossed), next, tt.took, len(tt.seen)-tt.took, tt.next)
 			}
 			for _, ep := range took {
 				if _, ok := crossed[ep]; ok {

@@ -68,6 +68,10 @@ type kernel struct {
 	crossedMu sync.Mutex
 	crossed   map[netip.AddrPort]time.Time
 	armed     bool
+	// now and after are the clock and timers that crossings are
+	// resolved by: time.Now and time.AfterFunc, but for tests.
+	now   func() time.Time
+	after func(time.Duration, func())
 }
 
 var _ Engine = (*kernel)(nil)
@@ -126,6 +130,8 @@ func startKernel(nif netif, client wgClient, fw firewall, ns namespace, opts Opt
 		ns:     ns,
 		log:    opts.Logger.With("interface", opts.Name),
 		port:   opts.ListenPort,
+		now:    time.Now,
+		after:  func(d time.Duration, f func()) { time.AfterFunc(d, f) },
 	}
 	e.state = state{apply: e.apply, netif: nif, enforce: fw.set}
 	e.proxy = newRelayProxy(func() int { return int(e.listening.Load()) }, e.listenProxy)
@@ -250,16 +256,14 @@ func (e *kernel) moveSideband(port int) {
 // a large mesh may see many. Relayed messages are the proxy's to look at
 // (they come from its sockets), and messages not meant for our key no
 // one's.
-func (e *kernel) handshake(b []byte, from netip.AddrPort) { e.handshakeAt(b, from, time.Now()) }
-
-// handshakeAt is handshake for a message that came at now.
-func (e *kernel) handshakeAt(b []byte, from netip.AddrPort, now time.Time) {
+func (e *kernel) handshake(b []byte, from netip.AddrPort) {
 	if key := e.mac1.Load(); key == nil || !meantFor(b, key) {
 		return
 	}
 	if _, relayed := e.proxy.peerOf(from); relayed {
 		return
 	}
+	now := e.now()
 	if !e.witness.saw(b, from, now) {
 		return
 	}
@@ -274,7 +278,7 @@ func (e *kernel) handshakeAt(b []byte, from netip.AddrPort, now time.Time) {
 	e.crossed[from] = now
 	if !e.armed {
 		e.armed = true
-		time.AfterFunc(initiateWait, e.initiateAgain)
+		e.after(initiateWait, e.initiateAgain)
 	}
 }
 
@@ -346,14 +350,14 @@ func untilDue(crossed map[netip.AddrPort]time.Time, now time.Time) time.Duration
 // the engine to the daemon in between, however many crossings wait.
 func (e *kernel) initiateAgain() {
 	e.crossedMu.Lock()
-	eps := due(e.crossed, time.Now())
+	eps := due(e.crossed, e.now())
 	e.crossedMu.Unlock()
 	e.resolve(eps)
 
 	e.crossedMu.Lock()
 	defer e.crossedMu.Unlock()
-	if next := untilDue(e.crossed, time.Now()); next > 0 {
-		time.AfterFunc(next, e.initiateAgain)
+	if next := untilDue(e.crossed, e.now()); next > 0 {
+		e.after(next, e.initiateAgain)
 	} else {
 		e.armed = false
 	}
@@ -373,7 +377,7 @@ func (e *kernel) resolve(eps []netip.AddrPort) {
 	}
 	var peers []Peer
 	for _, p := range e.state.peers {
-		if usable(p.Endpoint) && crossed[unmap(p.Endpoint)] && time.Since(e.initiated[p.PublicKey]) >= rekeyTimeout {
+		if usable(p.Endpoint) && crossed[unmap(p.Endpoint)] && e.now().Sub(e.initiated[p.PublicKey]) >= rekeyTimeout {
 			peers = append(peers, p)
 		}
 	}
@@ -386,7 +390,7 @@ func (e *kernel) resolve(eps []netip.AddrPort) {
 	}
 	session := map[Key]bool{}
 	for _, p := range dev.Peers {
-		session[p.PublicKey] = time.Since(p.LastHandshakeTime) < rejectAfterTime
+		session[p.PublicKey] = e.now().Sub(p.LastHandshakeTime) < rejectAfterTime
 	}
 	peers = slices.DeleteFunc(peers, func(p Peer) bool { return session[p.PublicKey] })
 	if len(peers) == 0 {
@@ -419,7 +423,7 @@ func (e *kernel) resolve(eps []netip.AddrPort) {
 		e.initiated = map[Key]time.Time{}
 	}
 	for _, p := range peers { // only now: a peer lost to a failure may try again
-		e.initiated[p.PublicKey] = time.Now()
+		e.initiated[p.PublicKey] = e.now()
 		if err == nil {
 			e.log.Debug("crossed handshakes: WireGuard initiates again", "peer", p.PublicKey, "endpoint", p.Endpoint)
 		}

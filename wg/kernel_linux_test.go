@@ -508,6 +508,7 @@ func TestKernelInitiatesAgain(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e, client, _ := newFakeKernel(t, 0)
+			clock := useFakeTime(e)
 			cfg := base
 			if tt.relayed {
 				cfg = with(func(c *Config) { c.Peers[0].Endpoint = RelayEndpoint(vpnB) })
@@ -527,7 +528,7 @@ func TestKernelInitiatesAgain(t *testing.T) {
 			}
 			client.mu.Lock()
 			if tt.handshake != 0 {
-				client.device.Peers = []wgtypes.Peer{{PublicKey: key(2), LastHandshakeTime: time.Now().Add(-tt.handshake)}}
+				client.device.Peers = []wgtypes.Peer{{PublicKey: key(2), LastHandshakeTime: clock.Now().Add(-tt.handshake)}}
 			}
 			client.fail, client.refuse = tt.fail, tt.refuse
 			before := len(client.configured)
@@ -536,9 +537,7 @@ func TestKernelInitiatesAgain(t *testing.T) {
 				e.handshake(m, from)
 			}
 			if tt.then != nil {
-				for deadline := time.Now().Add(5 * time.Second); client.calls() == before && time.Now().Before(deadline); {
-					time.Sleep(initiateWait / 4)
-				}
+				clock.advance(initiateWait)
 				for _, m := range tt.then {
 					e.handshake(m, from)
 				}
@@ -548,15 +547,7 @@ func TestKernelInitiatesAgain(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			// Wait for what is wanted, or long enough for what is not.
-			deadline := time.Now().Add(5 * initiateWait)
-			if len(tt.want) > 0 {
-				deadline = time.Now().Add(5 * time.Second)
-			}
-			for client.calls() < before+len(tt.want) && time.Now().Before(deadline) {
-				time.Sleep(initiateWait / 4)
-			}
-			time.Sleep(2 * initiateWait) // and for more than is wanted
+			clock.advance(2 * initiateWait)
 			client.mu.Lock()
 			got := client.configured[before:]
 			client.mu.Unlock()
@@ -580,6 +571,7 @@ func TestKernelInitiatesAgain(t *testing.T) {
 // once.
 func TestKernelInitiatesAgainToAPeerAddedAgain(t *testing.T) {
 	e, client, _ := newFakeKernel(t, 0)
+	clock := useFakeTime(e)
 	if err := e.Set(base); err != nil {
 		t.Fatal(err)
 	}
@@ -588,9 +580,7 @@ func TestKernelInitiatesAgainToAPeerAddedAgain(t *testing.T) {
 		before := client.calls()
 		e.handshake(signed(initiation(theirs), key(1)), peerB.Endpoint)
 		e.handshake(signed(response(theirs+1, ours), key(1)), peerB.Endpoint)
-		for deadline := time.Now().Add(5 * time.Second); client.calls() == before && time.Now().Before(deadline); {
-			time.Sleep(initiateWait / 4)
-		}
+		clock.advance(initiateWait)
 		if client.calls() == before {
 			t.Fatal("WireGuard was not made to initiate again")
 		}
@@ -601,9 +591,6 @@ func TestKernelInitiatesAgainToAPeerAddedAgain(t *testing.T) {
 	client.fail = errFake
 	client.mu.Unlock()
 	crossing(9, 3)
-	for deadline := time.Now().Add(5 * time.Second); !forgotten(e, key(2)) && time.Now().Before(deadline); {
-		time.Sleep(initiateWait / 4)
-	}
 	if !forgotten(e, key(2)) {
 		t.Fatal("WireGuard refused the re-add, and the engine still takes it to have the peer")
 	}
@@ -651,6 +638,7 @@ func TestKernelInitiatesAgainAtOnce(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			e, client, _ := newFakeKernel(t, 0)
+			clock := useFakeTime(e)
 			if err := e.Set(with(func(c *Config) { c.Peers[1] = withC })); err != nil {
 				t.Fatal(err)
 			}
@@ -658,15 +646,11 @@ func TestKernelInitiatesAgainAtOnce(t *testing.T) {
 			before, dumps := len(client.configured), client.dumps
 			client.refuse = tt.refuse
 			client.mu.Unlock()
-			now := time.Now() // the same for both, however slow this machine
 			for i, ep := range []netip.AddrPort{withC.Endpoint, peerB.Endpoint} {
-				e.handshakeAt(signed(initiation(uint32(100+i)), key(1)), ep, now)
-				e.handshakeAt(signed(response(7, uint32(i)), key(1)), ep, now)
+				e.handshake(signed(initiation(uint32(100+i)), key(1)), ep)
+				e.handshake(signed(response(7, uint32(i)), key(1)), ep)
 			}
-			for deadline := time.Now().Add(5 * time.Second); client.calls() < before+len(tt.want) && time.Now().Before(deadline); {
-				time.Sleep(initiateWait / 4)
-			}
-			time.Sleep(2 * initiateWait)
+			clock.advance(2 * initiateWait)
 			client.mu.Lock()
 			got, dumped := client.configured[before:], client.dumps-dumps
 			client.mu.Unlock()
@@ -733,4 +717,86 @@ func forgotten(e *kernel, k Key) bool {
 	defer e.mu.Unlock()
 	p, ok := e.state.peers[k]
 	return ok && len(p.AllowedIPs) == 1 && p.AllowedIPs[0] == netip.Prefix{}
+}
+
+// fakeTime is a kernel engine's clock and timers, moved on by the test: a
+// timer's function runs when the clock passes it, on the test's goroutine,
+// so that what a test sees happen (or not) cannot depend on how loaded
+// the machine is.
+type fakeTime struct {
+	mu     sync.Mutex
+	now    time.Time
+	timers []fakeTimer
+}
+
+type fakeTimer struct {
+	at time.Time
+	f  func()
+}
+
+// useFakeTime gives e a fakeTime.
+func useFakeTime(e *kernel) *fakeTime {
+	ft := &fakeTime{now: time.Unix(1_000_000, 0)}
+	e.now, e.after = ft.Now, ft.AfterFunc
+	return ft
+}
+
+func (ft *fakeTime) Now() time.Time {
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	return ft.now
+}
+
+func (ft *fakeTime) AfterFunc(d time.Duration, f func()) {
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	ft.timers = append(ft.timers, fakeTimer{ft.now.Add(d), f})
+}
+
+// advance moves the clock on by d, running the timers due on the way in
+// their order, and those they set that are due by then.
+func (ft *fakeTime) advance(d time.Duration) {
+	ft.mu.Lock()
+	end := ft.now.Add(d)
+	ft.mu.Unlock()
+	for {
+		ft.mu.Lock()
+		first := -1
+		for i, t := range ft.timers {
+			if !t.at.After(end) && (first < 0 || t.at.Before(ft.timers[first].at)) {
+				first = i
+			}
+		}
+		if first < 0 {
+			ft.now = end
+			ft.mu.Unlock()
+			return
+		}
+		t := ft.timers[first]
+		ft.timers = slices.Delete(ft.timers, first, first+1)
+		ft.now = t.at
+		ft.mu.Unlock()
+		t.f()
+	}
+}
+
+// TestKernelCrossingsBounded: however many crossings arrive at once, at
+// most crossedMax wait to be resolved.
+func TestKernelCrossingsBounded(t *testing.T) {
+	e, _, _ := newFakeKernel(t, 0)
+	useFakeTime(e)
+	if err := e.Set(base); err != nil {
+		t.Fatal(err)
+	}
+	first, answer := signed(initiation(9), key(1)), signed(response(5, 3), key(1))
+	for i := range crossedMax + 10 {
+		ep := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}), 51820)
+		e.handshake(first, ep)
+		e.handshake(answer, ep)
+	}
+	e.crossedMu.Lock()
+	defer e.crossedMu.Unlock()
+	if n := len(e.crossed); n != crossedMax {
+		t.Errorf("%d crossings wait, want %d", n, crossedMax)
+	}
 }

@@ -188,6 +188,10 @@ func (e *kernel) listenProxy() (*net.UDPConn, error) {
 }
 
 func (e *kernel) apply(d wgtypes.Config) error {
+	if d.PrivateKey != nil {
+		k := mac1Key(d.PrivateKey.PublicKey())
+		e.mac1.Store(&k)
+	}
 	if err := e.client.ConfigureDevice(e.name, d); err != nil {
 		return fmt.Errorf("wg: configure %s: %w", e.name, err)
 	}
@@ -219,9 +223,6 @@ func (e *kernel) Set(cfg Config) error {
 		return err
 	}
 	e.keepInitiated()
-	if k := mac1Key(cfg.PrivateKey.PublicKey()); e.mac1.Load() == nil || *e.mac1.Load() != k {
-		e.mac1.Store(&k)
-	}
 	e.listening.Store(int32(cfg.ListenPort))
 	if !e.up {
 		if err := e.state.netif.up(); err != nil {
@@ -307,14 +308,14 @@ const batchSlack = initiateWait / 5
 
 // due takes from crossed the endpoints whose crossing was seen at least
 // initiateWait before now, or batchSlack less, at most passMax of them.
-func due(crossed map[netip.AddrPort]time.Time, now time.Time) []netip.AddrPort {
-	var eps []netip.AddrPort
+func due(crossed map[netip.AddrPort]time.Time, now time.Time) map[netip.AddrPort]bool {
+	eps := map[netip.AddrPort]bool{}
 	for ep, seen := range crossed {
 		if len(eps) == passMax {
 			break
 		}
 		if initiateWait-now.Sub(seen) <= batchSlack {
-			eps = append(eps, ep)
+			eps[ep] = true
 			delete(crossed, ep)
 		}
 	}
@@ -363,13 +364,8 @@ func (e *kernel) initiateAgain() {
 	}
 }
 
-// resolve is initiateAgain's for the crossings at eps.
-func (e *kernel) resolve(eps []netip.AddrPort) {
-	crossed := make(map[netip.AddrPort]bool, len(eps))
-	for _, ep := range eps {
-		crossed[ep] = true
-	}
-
+// resolve is initiateAgain's for the crossings at the endpoints crossed.
+func (e *kernel) resolve(crossed map[netip.AddrPort]bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed || len(crossed) == 0 {

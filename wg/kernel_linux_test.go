@@ -702,7 +702,7 @@ func TestDue(t *testing.T) {
 			if len(took) != tt.took || len(crossed) != len(tt.seen)-tt.took || next != tt.next {
 				t.Errorf("took %d, left %d, next in %v; want %d, %d, %v", len(took), len(crossed), next, tt.took, len(tt.seen)-tt.took, tt.next)
 			}
-			for _, ep := range took {
+			for ep := range took {
 				if _, ok := crossed[ep]; ok {
 					t.Errorf("%v was taken and is still there", ep)
 				}
